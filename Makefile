@@ -1,0 +1,29 @@
+# The two commands of the README: `make demo` and `make test`.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: setup demo test lint crd bench clean
+
+setup:
+	bash scripts/setup.sh
+
+demo: setup
+	bash scripts/demo.sh
+
+test: setup
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -q -rs --durations=25
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+crd: setup
+	$(PY) -m polya_trainer.cli crd > manifests/crd.yaml
+	cp manifests/crd.yaml charts/polyarun/crds/polyaruns.polya.dev.yaml
+
+bench: setup
+	bash bench/run.sh
+
+clean:
+	rm -rf $(VENV) .venv-* .pytest_cache polya-runs

@@ -1,0 +1,153 @@
+"""`polya`: one command line for people.
+
+    polya validate FILE...        check PolyaRun files, naming each bad field
+    polya crd                     print the CustomResourceDefinition
+    polya plan FILE               show the stages and Jobs a PolyaRun would create
+    polya run FILE [--workdir]    run a whole PolyaRun on this machine
+    polya stage STAGE --spec FILE --workdir DIR --arm ARM   one stage (the pod entrypoint)
+    polya toy-model DIR           build the small CPU-trainable base model
+    polya report WORKDIR          (re)build the comparison report
+    polya operator [kopf args]    run the operator
+
+Heavy imports (torch, kopf) happen inside the commands that need them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from . import spec as s
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    bad = 0
+    for path in args.files:
+        try:
+            runs = s.load_runs(path)
+        except s.SpecError as exc:
+            bad += 1
+            for field, msg in exc.errors:
+                print(f"{path}: {field or '<root>'}: {msg}", file=sys.stderr)
+        except (OSError, ValueError) as exc:  # unreadable file or YAML syntax
+            bad += 1
+            print(f"{path}: {exc}", file=sys.stderr)
+        else:
+            for run in runs:
+                print(f"{path}: {run.metadata.name}: valid")
+    return 1 if bad else 0
+
+
+def _cmd_crd(args: argparse.Namespace) -> int:
+    from polya_operator.crd import crd_yaml
+
+    sys.stdout.write(crd_yaml())
+    return 0
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    for run in s.load_runs(args.file):
+        print(f"PolyaRun {run.metadata.name}: arms {', '.join(run.spec.arms)}")
+        for arm in run.spec.arms:
+            for stage in run.spec.stages_for(arm):
+                res = getattr(run.spec.stages, stage).resources
+                print(f"  {arm:8s} {stage:9s} job {run.metadata.name}-{arm}-{stage}-0  "
+                      f"gpus={res.gpus} nodes={res.nodes}")
+    return 0
+
+
+def _cmd_stage(args: argparse.Namespace) -> int:
+    from .progress import Reporter
+    from .stages import run_stage
+
+    run = s.load_runs(args.spec)[0]
+    reporter = Reporter(args.stage, args.arm)
+    try:
+        outputs = run_stage(args.stage, run.spec, args.arm, Path(args.workdir), reporter)
+    except Exception as exc:  # the reporter already holds the reason for the operator
+        print(f"stage {args.stage} ({args.arm}) failed: {type(exc).__name__}: {exc}",
+              file=sys.stderr)
+        return 1
+    print(json.dumps({"stage": args.stage, "arm": args.arm, "outputs": outputs}))
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .local import run_file
+
+    return run_file(args.file, workdir=args.workdir, arms=args.arm, quiet=args.quiet)
+
+
+def _cmd_toy(args: argparse.Namespace) -> int:
+    from .toy import build_toy_model
+
+    path = build_toy_model(args.dir, force=args.force)
+    print(path)
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .report import write_report
+
+    print(write_report(Path(args.workdir)))
+    return 0
+
+
+def _cmd_operator(args: argparse.Namespace) -> int:
+    from polya_operator.main import main as operator_main
+
+    return operator_main(args.kopf_args)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="polya", description="Pólya mid-training before RL.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    v = sub.add_parser("validate", help="validate PolyaRun files")
+    v.add_argument("files", nargs="+")
+    v.set_defaults(func=_cmd_validate)
+
+    sub.add_parser("crd", help="print the CRD").set_defaults(func=_cmd_crd)
+
+    pl = sub.add_parser("plan", help="show the stages and Jobs of a PolyaRun")
+    pl.add_argument("file")
+    pl.set_defaults(func=_cmd_plan)
+
+    st = sub.add_parser("stage", help="run one stage (pod entrypoint)")
+    st.add_argument("stage", choices=s.STAGES)
+    st.add_argument("--spec", required=True, help="PolyaRun YAML/JSON file")
+    st.add_argument("--workdir", required=True)
+    st.add_argument("--arm", default="polya", choices=s.ARMS)
+    st.set_defaults(func=_cmd_stage)
+
+    r = sub.add_parser("run", help="run a whole PolyaRun on this machine")
+    r.add_argument("file")
+    r.add_argument("--workdir", default=None, help="default: ./polya-runs/<name>")
+    r.add_argument("--arm", action="append", choices=s.ARMS, help="only these arms")
+    r.add_argument("--quiet", action="store_true", help="no progress bars")
+    r.set_defaults(func=_cmd_run)
+
+    t = sub.add_parser("toy-model", help="build the small CPU-trainable base model")
+    t.add_argument("dir")
+    t.add_argument("--force", action="store_true")
+    t.set_defaults(func=_cmd_toy)
+
+    rep = sub.add_parser("report", help="(re)build the comparison report")
+    rep.add_argument("workdir")
+    rep.set_defaults(func=_cmd_report)
+
+    op = sub.add_parser("operator", help="run the operator (extra args go to kopf run)")
+    op.add_argument("kopf_args", nargs=argparse.REMAINDER)
+    op.set_defaults(func=_cmd_operator)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,93 @@
+"""Which model each (arm, stage) starts from, and loading it the same way everywhere."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from .artifacts import is_complete
+from .spec import ModelSpec, PolyaRunSpec
+
+
+def stage_dir(workdir: str | Path, arm: str, stage: str) -> Path:
+    """Where an (arm, stage) writes its artifacts: ``<workdir>/<arm>/<stage>``."""
+    return Path(workdir) / arm / stage
+
+
+def trained_model_dir(workdir: str | Path, arm: str, stage: str) -> Path:
+    """The final HF-format model a training stage writes."""
+    return stage_dir(workdir, arm, stage) / "model"
+
+
+def checkpoint_model(spec: PolyaRunSpec, arm: str, checkpoint: str,
+                     workdir: str | Path) -> str | None:
+    """Model path for a checkpoint name (base, midtrain, rl) of an arm; None if not trained."""
+    if checkpoint == "base" or (checkpoint == "midtrain" and arm == "vanilla"):
+        return spec.model.name if checkpoint == "base" else None
+    path = trained_model_dir(workdir, arm, checkpoint)
+    return str(path) if is_complete(path) else None
+
+
+def rl_start_model(spec: PolyaRunSpec, arm: str, workdir: str | Path) -> str:
+    """GRPO starts from the mid-trained model, or from the base model for the vanilla arm."""
+    if arm == "vanilla":
+        return spec.model.name
+    path = trained_model_dir(workdir, arm, "midtrain")
+    if not is_complete(path):
+        raise FileNotFoundError(f"mid-trained model for arm {arm!r} not found at {path}; "
+                                "run the midtrain stage first")
+    return str(path)
+
+
+def hub_kwargs(model: ModelSpec, name: str) -> dict[str, Any]:
+    """from_pretrained keyword arguments shared by models and tokenizers.
+
+    The revision and GGUF file apply only to the base model, not to our own outputs.
+    """
+    kw: dict[str, Any] = {"trust_remote_code": model.trust_remote_code}
+    if name == model.name:
+        if model.revision:
+            kw["revision"] = model.revision
+        if model.gguf_file:
+            kw["gguf_file"] = model.gguf_file
+    token = os.environ.get("HF_TOKEN")  # set from the hubTokenSecret via secretKeyRef
+    if token:
+        kw["token"] = token
+    return kw
+
+
+def torch_dtype(model: ModelSpec) -> Any:
+    import torch
+
+    if model.dtype == "auto":
+        if torch.cuda.is_available():
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32
+    return getattr(torch, model.dtype)
+
+
+def load_tokenizer(model: ModelSpec, name: str | None = None) -> Any:
+    from transformers import AutoTokenizer
+
+    name = name or model.name
+    tok = AutoTokenizer.from_pretrained(name, **hub_kwargs(model, name))
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_causal_lm(model: ModelSpec, name: str | None = None, device: str | None = None) -> Any:
+    """AutoModelForCausalLM for `name` (default: the base model) with the spec's dtype."""
+    from transformers import AutoModelForCausalLM
+
+    name = name or model.name
+    lm = AutoModelForCausalLM.from_pretrained(name, dtype=torch_dtype(model),
+                                              **hub_kwargs(model, name))
+    if getattr(lm.config, "quantization_config", None) is not None and model.gguf_file:
+        # GGUF weights are dequantised on load; drop the marker so save_pretrained works.
+        del lm.config.quantization_config
+        lm.hf_quantizer = None
+    if device:
+        lm.to(device)
+    return lm

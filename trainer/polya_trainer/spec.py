@@ -1,0 +1,648 @@
+"""The PolyaRun contract: every field of the custom resource is declared here, once.
+
+The CRD schema (``polya crd``), the operator's validation, the local runner and the
+trainer's stage configs all derive from these models. Nothing here imports torch or
+the Kubernetes client. YAML/JSON uses camelCase; Python uses snake_case.
+
+Defaults follow the paper (arXiv 2605.08472): Llama-3.2-3B-Instruct on GSM8K, 16 Pólya
+heuristics, GRPO with 16 generations per prompt and no KL term, pass@k up to 64.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.alias_generators import to_camel
+
+GROUP = "polya.dev"
+VERSION = "v1alpha1"
+KIND = "PolyaRun"
+PLURAL = "polyaruns"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+STAGES: tuple[str, ...] = ("generate", "midtrain", "rl", "evaluate")
+ARMS: tuple[str, ...] = ("vanilla", "star", "polya")
+
+# Kubernetes resource quantity, e.g. "500m", "16Gi", "2".
+QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|Ki|Mi|Gi|Ti|Pi)?$"
+# RFC 1123 label (names of PVCs, secrets, priority classes, queues).
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+HEURISTIC_ID = r"^[a-z][a-z0-9_]*$"
+
+Arm = Literal["vanilla", "star", "polya"]
+StageName = Literal["generate", "midtrain", "rl", "evaluate"]
+Benchmark = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_\-]*$", max_length=63)]
+Quantity = Annotated[str, Field(pattern=QUANTITY, max_length=32)]
+FreeForm = dict[str, Any]
+
+
+def _immutable(field: str) -> dict[str, Any]:
+    """A CEL transition rule: the field may not change once the run exists."""
+    return {"x-kubernetes-validations": [
+        {"rule": "self == oldSelf", "message": f"{field} is immutable; create a new PolyaRun"}
+    ]}
+
+
+class Spec(BaseModel):
+    """Base for every contract model: camelCase aliases, unknown fields rejected."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        use_attribute_docstrings=True,
+        validate_default=True,
+    )
+
+    def dump(self) -> dict[str, Any]:
+        """The camelCase, JSON-compatible form written to ConfigMaps and status."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+# --------------------------------------------------------------------------- model + data
+
+
+class SecretKeyRef(Spec):
+    """A key in a Secret in the run's namespace."""
+
+    name: str = Field(pattern=DNS_SUBDOMAIN, max_length=253)
+    """Name of the Secret."""
+    key: str = Field("token", pattern=r"^[-._a-zA-Z0-9]+$", max_length=253)
+    """Key inside the Secret."""
+
+
+class ModelSpec(Spec):
+    """The base model: the same model generates the data and is then trained."""
+
+    name: str = Field("meta-llama/Llama-3.2-3B-Instruct", min_length=1, max_length=512)
+    """Hub id (org/name), a local directory, or a path inside the workspace volume."""
+    revision: str | None = Field(None, max_length=128)
+    """Hub revision (branch, tag or commit) to pin."""
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    """Weights dtype for training and inference."""
+    trust_remote_code: bool = False
+    """Allow the model repository's own Python code to run. Off unless you trust it."""
+    hub_token_secret: SecretKeyRef | None = None
+    """Secret holding a hub token for gated models; only ever mounted via secretKeyRef."""
+    gguf_file: str | None = Field(None, max_length=256)
+    """GGUF file inside `name` to load (dequantised on load), e.g. for CPU demos."""
+
+
+class DatasetSpec(Spec):
+    """A question/answer dataset, loaded with `datasets.load_dataset`."""
+
+    source: str = Field("openai/gsm8k", min_length=1, max_length=512)
+    """Hub dataset id, a local directory, or a .json/.jsonl/.parquet/.csv file."""
+    config: str | None = Field("main", max_length=128)
+    """Dataset configuration (subset) name."""
+    split: str = Field("train", min_length=1, max_length=64)
+    """Split to read."""
+    question: str = Field("question", min_length=1, max_length=128)
+    """Column holding the question text."""
+    answer: str = Field("answer", min_length=1, max_length=128)
+    """Column holding the gold answer (a GSM8K `#### n` tail is understood)."""
+    limit: int | None = Field(None, ge=1, le=10_000_000)
+    """Use only the first `limit` rows."""
+
+
+class Exemplar(Spec):
+    """A worked example that visibly follows its heuristic."""
+
+    question: str = Field(min_length=1, max_length=4096)
+    """The example problem."""
+    solution: str = Field(min_length=1, max_length=16384)
+    """A solution that applies the heuristic, ending with the answer in \\boxed{}."""
+    answer: str = Field(min_length=1, max_length=256)
+    """The final answer."""
+
+
+class CustomHeuristic(Spec):
+    """A user-defined heuristic, added after the catalog ones that are selected."""
+
+    id: str = Field(pattern=HEURISTIC_ID, max_length=63)
+    """Identifier stored with every sample, e.g. `look_at_units`."""
+    name: str = Field(min_length=1, max_length=128)
+    """Human-readable name shown in prompts."""
+    description: str = Field(min_length=1, max_length=4096)
+    """The instruction telling the model how to apply the heuristic."""
+    exemplars: list[Exemplar] = Field(default_factory=list, max_length=8)
+    """Few-shot worked examples."""
+
+
+class HeuristicsSpec(Spec):
+    """Which Pólya heuristics guide generation."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
+        {"rule": "!(has(self.count) && has(self.ids))",
+         "message": "set heuristics.count or heuristics.ids, not both"}]})
+
+    count: int | None = Field(None, ge=1, le=64)
+    """Take the first `count` heuristics of the ordered catalog (16 when neither is set)."""
+    ids: list[Annotated[str, Field(pattern=HEURISTIC_ID, max_length=63)]] | None = Field(
+        None, min_length=1, max_length=64)
+    """Explicit catalog ids, in order."""
+    custom: list[CustomHeuristic] = Field(default_factory=list, max_length=32)
+    """User-defined heuristics, appended to the selection."""
+
+    @model_validator(mode="after")
+    def _one_selector(self) -> HeuristicsSpec:
+        if self.count is not None and self.ids is not None:
+            raise ValueError("set heuristics.count or heuristics.ids, not both")
+        return self
+
+    def selected_count(self) -> int:
+        return self.count if self.count is not None else (0 if self.ids else 16)
+
+
+# --------------------------------------------------------------------------- scheduling
+
+
+class Toleration(Spec):
+    """A Kubernetes toleration (core/v1 Toleration)."""
+
+    key: str | None = Field(None, max_length=316)
+    """Taint key to tolerate."""
+    operator: Literal["Exists", "Equal"] = "Equal"
+    """Exists or Equal."""
+    value: str | None = Field(None, max_length=63)
+    """Taint value for Equal."""
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    """Taint effect; empty matches all."""
+    toleration_seconds: int | None = Field(None, ge=0)
+    """For NoExecute: how long the pod stays bound after the taint appears."""
+
+
+class Resources(Spec):
+    """Compute for one stage's pods."""
+
+    gpus: int = Field(0, ge=0, le=64)
+    """GPUs per node (`nvidia.com/gpu`). Several GPUs start one process per GPU."""
+    nodes: int = Field(1, ge=1, le=64)
+    """Nodes for the stage; more than one makes an Indexed Job with a rendezvous."""
+    gpu_resource: str = Field("nvidia.com/gpu", max_length=253)
+    """Extended resource name for the accelerator."""
+    cpu: Quantity | None = None
+    """CPU request and limit, e.g. "8"."""
+    memory: Quantity | None = None
+    """Memory request and limit, e.g. "64Gi"."""
+    node_selector: dict[str, Annotated[str, Field(max_length=63)]] = Field(
+        default_factory=dict, max_length=32)
+    """Node labels the pods must match."""
+    tolerations: list[Toleration] = Field(default_factory=list, max_length=32)
+    """Taints the pods tolerate."""
+    affinity: FreeForm | None = Field(
+        None, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})
+    """A core/v1 Affinity, passed through unchanged."""
+    priority_class_name: str | None = Field(None, pattern=DNS_SUBDOMAIN, max_length=253)
+    """PriorityClass of the pods (preemption is retried without using up backoffLimit)."""
+
+
+class StageBase(Spec):
+    """Fields every stage shares."""
+
+    resources: Resources = Field(default_factory=Resources)
+    """Compute for this stage."""
+    backoff_limit: int = Field(2, ge=0, le=20)
+    """Retries of this stage after a failure; disruptions (preemption) are not counted."""
+    active_deadline_seconds: int | None = Field(None, ge=1)
+    """Wall-clock limit for one attempt of this stage."""
+
+
+# --------------------------------------------------------------------------- stages
+
+
+class ScorerSpec(Spec):
+    """How adherence to the heuristic is scored among correct candidates."""
+
+    type: Literal["rewardModel", "judge", "none"] = "rewardModel"
+    """rewardModel: a sequence-classification reward model; judge: the generator rates 1-10;
+    none: keep the first correct candidate."""
+    model: str | None = Field("Skywork/Skywork-Reward-V2-Llama-3.1-8B", max_length=512)
+    """Reward model for type rewardModel (hub id or path)."""
+    batch_size: int = Field(8, ge=1, le=1024)
+    """Candidates scored per forward pass."""
+
+
+class GenerateSpec(StageBase):
+    """Stage 1: the base model solves each question under each heuristic."""
+
+    samples_per_heuristic: int = Field(4, ge=1, le=256)
+    """Candidates sampled per (question, heuristic) and round."""
+    temperature: float = Field(0.8, ge=0.0, le=2.0)
+    """Sampling temperature."""
+    top_p: float = Field(0.95, gt=0.0, le=1.0)
+    """Nucleus sampling threshold."""
+    max_new_tokens: int = Field(1024, ge=1, le=32768)
+    """Longest generated solution, in tokens."""
+    rounds: int = Field(2, ge=1, le=16)
+    """Bootstrapped rounds: pairs without a correct candidate are resampled."""
+    scorer: ScorerSpec = Field(default_factory=ScorerSpec)
+    """Adherence scorer."""
+    backend: Literal["vllm", "hf"] = "vllm"
+    """Inference engine: vllm (offline LLM engine) or hf (transformers generate)."""
+    shard_size: int = Field(64, ge=1, le=100_000)
+    """Questions per output shard; a kill loses at most the shard in flight."""
+    batch_size: int = Field(16, ge=1, le=4096)
+    """Prompts per generate call (hf backend)."""
+    resources: Resources = Field(default_factory=lambda: Resources(gpus=1))
+    """Compute for this stage."""
+
+
+class LoraSpec(Spec):
+    """Low-rank adaptation (peft) instead of a full fine-tune."""
+
+    r: int = Field(16, ge=1, le=1024)
+    """Rank."""
+    alpha: int = Field(32, ge=1, le=4096)
+    """Scaling alpha."""
+    dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    """Dropout on the adapter input."""
+    target_modules: list[Annotated[str, Field(max_length=128)]] = Field(
+        default_factory=lambda: ["all-linear"], min_length=1, max_length=64)
+    """Modules to adapt; "all-linear" adapts every linear layer."""
+    merge: bool = True
+    """Merge the adapter into the base weights when the stage ends."""
+
+
+class MidtrainSpec(StageBase):
+    """Stage 2: supervised mid-training on the self-generated data (TRL SFTTrainer)."""
+
+    epochs: float = Field(2.0, gt=0.0, le=100.0)
+    """Passes over the data."""
+    learning_rate: float = Field(1.0e-5, gt=0.0, le=1.0)
+    """Peak learning rate (cosine decay, 3% warm-up)."""
+    per_device_batch_size: int = Field(4, ge=1, le=1024)
+    """Examples per device per step."""
+    gradient_accumulation_steps: int = Field(8, ge=1, le=1024)
+    """Steps accumulated per optimizer update."""
+    max_length: int = Field(2048, ge=16, le=131072)
+    """Longest prompt+completion, in tokens."""
+    keep_heuristic_prompt: bool = False
+    """Train on the heuristic instruction as the prompt instead of the plain question."""
+    lora: LoraSpec | None = None
+    """Train a LoRA adapter instead of all weights."""
+    save_steps: int = Field(200, ge=1)
+    """Checkpoint every N optimizer steps (and on SIGTERM)."""
+    max_steps: int | None = Field(None, ge=1)
+    """Stop after N steps (overrides epochs)."""
+    trainer_args: FreeForm = Field(
+        default_factory=dict, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})
+    """Extra `trl.SFTConfig` fields, checked against its real fields."""
+    resources: Resources = Field(default_factory=lambda: Resources(gpus=4))
+    """Compute for this stage."""
+
+
+def _dapo() -> DatasetSpec:
+    return DatasetSpec(source="open-r1/DAPO-Math-17k-Processed", config="en",
+                       question="prompt", answer="solution")
+
+
+class RLSpec(StageBase):
+    """Stage 3: GRPO with a verifiable math reward (TRL GRPOTrainer)."""
+
+    dataset: DatasetSpec = Field(default_factory=_dapo)
+    """RL prompts with gold answers (DAPO-Math-17K in the paper)."""
+    num_generations: int = Field(16, ge=2, le=256)
+    """Completions per prompt (the GRPO group size)."""
+    beta: float = Field(0.0, ge=0.0, le=10.0)
+    """KL coefficient; 0 disables the reference model, as in the paper."""
+    learning_rate: float = Field(1.0e-6, gt=0.0, le=1.0)
+    """Learning rate."""
+    per_device_batch_size: int = Field(16, ge=1, le=4096)
+    """Completions per device per step; times the world size it must divide by numGenerations."""
+    gradient_accumulation_steps: int = Field(1, ge=1, le=1024)
+    """Steps accumulated per optimizer update."""
+    max_completion_length: int = Field(3072, ge=1, le=131072)
+    """Longest completion, in tokens."""
+    temperature: float = Field(1.0, gt=0.0, le=2.0)
+    """Rollout sampling temperature."""
+    epochs: float = Field(1.0, gt=0.0, le=100.0)
+    """Passes over the RL prompts."""
+    max_steps: int | None = Field(None, ge=1)
+    """Stop after N steps (overrides epochs)."""
+    format_reward: float = Field(0.0, ge=0.0, le=10.0)
+    """Weight of an extra reward for a final answer in \\boxed{} (0 turns it off)."""
+    save_steps: int = Field(50, ge=1)
+    """Checkpoint every N steps (and on SIGTERM)."""
+    trainer_args: FreeForm = Field(
+        default_factory=dict, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})
+    """Extra `trl.GRPOConfig` fields, checked against its real fields."""
+    resources: Resources = Field(default_factory=lambda: Resources(gpus=4))
+    """Compute for this stage."""
+
+
+class CustomBenchmark(Spec):
+    """A benchmark from a local file, scored like one of the built-in kinds."""
+
+    name: Benchmark
+    """Name used in the report."""
+    path: str = Field(min_length=1, max_length=1024)
+    """A .json/.jsonl/.parquet/.csv file (or a dataset id) readable by `datasets`."""
+    split: str = Field("train", max_length=64)
+    """Split to read."""
+    kind: Literal["math", "code", "choice"] = "math"
+    """math: verified final answer; code: run tests in the sandbox; choice: pick an option."""
+    question: str = Field("question", max_length=128)
+    """Column with the prompt."""
+    answer: str = Field("answer", max_length=128)
+    """Column with the reference (tests for code)."""
+
+
+class EvaluateSpec(StageBase):
+    """Stage 4: pass@k on math benchmarks, HumanEval and MuSR, and the comparison report."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
+        {"rule": "self.k.all(x, x <= self.samples)",
+         "message": "every k must be at most samples"}]})
+
+    benchmarks: list[Benchmark] = Field(
+        default_factory=lambda: ["gsm8k", "math500", "aime24", "aime25", "amc23",
+                                 "humaneval", "musr"], min_length=1, max_length=32)
+    """Built-in benchmarks: gsm8k, math500, aime24, aime25, amc23, humaneval, musr."""
+    custom: list[CustomBenchmark] = Field(default_factory=list, max_length=16)
+    """Extra benchmarks from local files."""
+    k: list[Annotated[int, Field(ge=1, le=1024)]] = Field(
+        default_factory=lambda: [1, 8, 64], min_length=1, max_length=16)
+    """Values of k for pass@k."""
+    samples: int = Field(64, ge=1, le=1024)
+    """Samples per question (n in the unbiased estimator)."""
+    temperature: float = Field(0.6, ge=0.0, le=2.0)
+    """Sampling temperature (greedy accuracy is always reported too)."""
+    top_p: float = Field(0.95, gt=0.0, le=1.0)
+    """Nucleus sampling threshold."""
+    max_new_tokens: int = Field(3072, ge=1, le=131072)
+    """Longest answer, in tokens."""
+    limit: int | None = Field(None, ge=1)
+    """Use only the first `limit` questions of each benchmark."""
+    checkpoints: list[Literal["base", "midtrain", "rl"]] = Field(
+        default_factory=lambda: ["base", "midtrain", "rl"], min_length=1, max_length=3)
+    """Which models of each arm to evaluate."""
+    backend: Literal["vllm", "hf"] = "vllm"
+    """Inference engine."""
+    resources: Resources = Field(default_factory=lambda: Resources(gpus=1))
+    """Compute for this stage."""
+
+    @model_validator(mode="after")
+    def _k_within_samples(self) -> EvaluateSpec:
+        if max(self.k) > self.samples:
+            raise ValueError(f"every k must be at most samples ({self.samples})")
+        return self
+
+
+class Stages(Spec):
+    """Per-stage configuration; every stage has paper defaults."""
+
+    generate: GenerateSpec = Field(default_factory=GenerateSpec)
+    """Stage 1: self-generated, Pólya-guided data."""
+    midtrain: MidtrainSpec = Field(default_factory=MidtrainSpec)
+    """Stage 2: SFT mid-training."""
+    rl: RLSpec = Field(default_factory=RLSpec)
+    """Stage 3: GRPO."""
+    evaluate: EvaluateSpec = Field(default_factory=EvaluateSpec)
+    """Stage 4: evaluation and report."""
+
+
+class StorageSpec(Spec):
+    """Where stages share artifacts: an existing claim, a new claim, or an object store."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
+        {"rule": "[has(self.pvc), has(self.size), has(self.uri)].filter(x, x).size() <= 1",
+         "message": "set at most one of storage.pvc, storage.size, storage.uri"}]})
+
+    pvc: str | None = Field(None, pattern=DNS_SUBDOMAIN, max_length=253)
+    """An existing PersistentVolumeClaim (ReadWriteMany when stages run on several nodes)."""
+    size: Quantity | None = None
+    """Create a claim `<run>-workspace` of this size (the default is 100Gi)."""
+    storage_class: str | None = Field(None, pattern=DNS_SUBDOMAIN, max_length=253)
+    """StorageClass of the created claim."""
+    uri: str | None = Field(None, pattern=r"^(s3|gs|az|file)://.+$", max_length=1024)
+    """Object-store prefix (s3://, gs://, az://) synced before and after each stage."""
+    mount_path: str = Field("/workspace", pattern=r"^/.*$", max_length=256)
+    """Where the workspace is mounted in the pods."""
+
+    @model_validator(mode="after")
+    def _one_backend(self) -> StorageSpec:
+        if sum(x is not None for x in (self.pvc, self.size, self.uri)) > 1:
+            raise ValueError("set at most one of storage.pvc, storage.size, storage.uri")
+        return self
+
+
+class PolyaRunSpec(Spec):
+    """Desired state of a PolyaRun: model, data, heuristics, arms and the four stages."""
+
+    model: ModelSpec = Field(default_factory=ModelSpec,
+                             json_schema_extra=_immutable("spec.model"))
+    """The base model."""
+    dataset: DatasetSpec = Field(default_factory=DatasetSpec,
+                                 json_schema_extra=_immutable("spec.dataset"))
+    """Seed questions for generation (GSM8K train in the paper)."""
+    heuristics: HeuristicsSpec = Field(default_factory=HeuristicsSpec)
+    """Pólya heuristics that guide generation."""
+    arms: list[Arm] = Field(
+        default_factory=lambda: ["polya"], min_length=1, max_length=3,
+        json_schema_extra={"x-kubernetes-list-type": "set", **_immutable("spec.arms")})
+    """Comparison arms: vanilla (RL only), star (STaR data then RL), polya (Pólya data then RL)."""
+    stages: Stages = Field(default_factory=Stages)
+    """Per-stage configuration."""
+    storage: StorageSpec = Field(default_factory=StorageSpec,
+                                 json_schema_extra=_immutable("spec.storage"))
+    """The shared workspace."""
+    image: str | None = Field(None, max_length=512)
+    """Trainer image; the operator's default when unset."""
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    """Pull policy of the trainer image."""
+    service_account_name: str | None = Field(None, pattern=DNS_SUBDOMAIN, max_length=253)
+    """Service account of the trainer pods (they need no Kubernetes API access)."""
+    seed: int = Field(42, ge=0, le=2**31 - 1)
+    """Seed for sampling, shuffling and initialisation."""
+    suspend: bool = False
+    """Stop the active stage's Job; setting it back to false resumes from the checkpoint."""
+    active_deadline_seconds: int | None = Field(None, ge=1)
+    """Wall-clock limit for the whole run."""
+    ttl_seconds_after_finished: int | None = Field(None, ge=0)
+    """Delete the finished run's Jobs after this many seconds."""
+    queue_name: str | None = Field(None, pattern=DNS_SUBDOMAIN, max_length=253)
+    """Kueue LocalQueue; Jobs are created suspended for Kueue to admit."""
+
+    @model_validator(mode="after")
+    def _arms_unique(self) -> PolyaRunSpec:
+        if len(set(self.arms)) != len(self.arms):
+            raise ValueError("arms must not repeat")
+        return self
+
+    def stages_for(self, arm: str) -> list[str]:
+        """The stages an arm runs, in order (the vanilla arm has no data to train on)."""
+        return ["rl", "evaluate"] if arm == "vanilla" else list(STAGES)
+
+
+# --------------------------------------------------------------------------- status
+
+
+class StageState(StrEnum):
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    SUSPENDED = "Suspended"
+    SKIPPED = "Skipped"
+
+
+class Condition(Spec):
+    """A Kubernetes-style condition."""
+
+    type: str = Field(max_length=316)
+    """Running, Succeeded, Failed, Suspended, or <Stage>Completed."""
+    status: Literal["True", "False", "Unknown"]
+    """True, False or Unknown."""
+    reason: str = Field("", max_length=1024)
+    """CamelCase reason."""
+    message: str = Field("", max_length=32768)
+    """Human-readable detail."""
+    last_transition_time: datetime | None = None
+    """When status last changed."""
+    observed_generation: int | None = Field(None, ge=0)
+    """The spec generation this condition reflects."""
+
+
+class StageStatus(Spec):
+    """Observed state of one (arm, stage)."""
+
+    name: StageName
+    """Stage name."""
+    arm: Arm
+    """Arm the stage belongs to."""
+    state: StageState = StageState.PENDING
+    """Pending, Running, Succeeded, Failed, Suspended or Skipped."""
+    attempts: int = Field(0, ge=0)
+    """Attempts started (disruptions are not counted against backoffLimit)."""
+    job_name: str | None = Field(None, max_length=253)
+    """The Job of the latest attempt."""
+    start_time: datetime | None = None
+    """When the first attempt started."""
+    completion_time: datetime | None = None
+    """When the stage finished."""
+    progress: float = Field(0.0, ge=0.0, le=100.0)
+    """Percent done."""
+    eta_seconds: float | None = Field(None, ge=0.0)
+    """Estimated seconds left."""
+    metrics: dict[str, float] = Field(default_factory=dict)
+    """Latest figures (loss, reward, acceptance rate, pass@k, ...)."""
+    outputs: dict[str, str] = Field(default_factory=dict)
+    """Artifact paths in the workspace."""
+    reason: str | None = Field(None, max_length=1024)
+    """CamelCase reason of the latest transition."""
+    message: str | None = Field(None, max_length=32768)
+    """Why the stage is in its state."""
+
+
+class PolyaRunStatus(Spec):
+    """Observed state of a PolyaRun, written only by the operator (or the local runner)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    conditions: list[Condition] = Field(
+        default_factory=list, json_schema_extra={"x-kubernetes-list-type": "map",
+                                                 "x-kubernetes-list-map-keys": ["type"]})
+    """Running, Succeeded, Failed, Suspended and one <Stage>Completed per stage."""
+    stages: list[StageStatus] = Field(default_factory=list)
+    """One entry per (arm, stage)."""
+    current_stage: str | None = None
+    """The active stage(s), e.g. "polya/midtrain"."""
+    progress: float = Field(0.0, ge=0.0, le=100.0)
+    """Overall percent done across arms and stages."""
+    observed_generation: int | None = Field(None, ge=0)
+    """The spec generation the status reflects."""
+    start_time: datetime | None = None
+    """When the run started."""
+    completion_time: datetime | None = None
+    """When the run finished."""
+    report: str | None = None
+    """Path of the comparison report in the workspace."""
+
+
+class ObjectMeta(BaseModel):
+    """The part of metadata a PolyaRun file needs."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str = Field(pattern=DNS_LABEL, max_length=40)
+    namespace: str | None = Field(None, pattern=DNS_LABEL, max_length=63)
+
+
+class PolyaRun(Spec):
+    """A whole PolyaRun object as written by users."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    api_version: Literal["polya.dev/v1alpha1"] = Field(API_VERSION, alias="apiVersion")
+    kind: Literal["PolyaRun"] = KIND
+    metadata: ObjectMeta
+    spec: PolyaRunSpec = Field(default_factory=PolyaRunSpec)
+    status: PolyaRunStatus | None = None
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+class SpecError(ValueError):
+    """A PolyaRun failed validation; `errors` holds (field path, message) pairs."""
+
+    def __init__(self, errors: list[tuple[str, str]]):
+        self.errors = errors
+        super().__init__("; ".join(f"{path}: {msg}" for path, msg in errors))
+
+
+def field_path(loc: tuple[Any, ...], prefix: str = "") -> str:
+    """Render a pydantic error location as a Kubernetes field path (a.b[0].c)."""
+    out = prefix
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif not re.match(r"^[A-Za-z_][A-Za-z0-9_-]*$", str(part)) or part in ("function-after",):
+            continue
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _errors(exc: ValidationError, prefix: str) -> list[tuple[str, str]]:
+    out = []
+    for e in exc.errors():
+        loc = tuple(p for p in e["loc"] if not str(p).startswith(("function-", "literal[")))
+        out.append((field_path(loc, prefix), e["msg"].removeprefix("Value error, ")))
+    return out
+
+
+def parse_spec(data: dict[str, Any] | None, prefix: str = "spec") -> PolyaRunSpec:
+    """Validate a `spec` mapping; raise SpecError naming each bad field."""
+    try:
+        return PolyaRunSpec.model_validate(data or {})
+    except ValidationError as exc:
+        raise SpecError(_errors(exc, prefix)) from None
+
+
+def parse_run(data: dict[str, Any]) -> PolyaRun:
+    """Validate a whole PolyaRun object; raise SpecError naming each bad field."""
+    if not isinstance(data, dict):
+        raise SpecError([("", "a PolyaRun must be a mapping")])
+    data = {k: v for k, v in data.items() if k != "status"}
+    try:
+        return PolyaRun.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(_errors(exc, "")) from None
+
+
+def load_runs(path: str | Path) -> list[PolyaRun]:
+    """Read every PolyaRun document in a YAML file (other kinds are ignored)."""
+    docs = [d for d in yaml.safe_load_all(Path(path).read_text()) if d]
+    runs = [parse_run(d) for d in docs if d.get("kind") == KIND]
+    if not runs:
+        raise SpecError([("kind", f"no PolyaRun document in {path}")])
+    return runs

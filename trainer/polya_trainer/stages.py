@@ -1,0 +1,58 @@
+"""Stage dispatch shared by the pod entrypoint and the local runner.
+
+Each stage module exposes ``run(spec, arm, workdir, reporter) -> dict[str, str]`` (its
+outputs, paths relative to ``workdir``). It reads the previous stage's artifacts from
+``workdir`` and finishes by writing ``<workdir>/<arm>/<stage>/MANIFEST.json``: a stage whose
+manifest is complete is skipped, so reruns resume.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+
+from .artifacts import read_manifest
+from .models import stage_dir
+from .progress import Reporter
+from .spec import STAGES, PolyaRunSpec
+
+MODULES = {"generate": "generate", "midtrain": "midtrain", "rl": "rl", "evaluate": "evaluate"}
+
+
+def applies(spec: PolyaRunSpec, arm: str, stage: str) -> bool:
+    return stage in spec.stages_for(arm)
+
+
+def outputs_of(workdir: str | Path, arm: str, stage: str) -> dict[str, str] | None:
+    """Outputs of a finished (arm, stage), or None when it has not completed."""
+    manifest = read_manifest(stage_dir(workdir, arm, stage), verify=False)
+    return None if manifest is None else dict(manifest.get("outputs", {}))
+
+
+def run_stage(stage: str, spec: PolyaRunSpec, arm: str, workdir: str | Path,
+              reporter: Reporter | None = None) -> dict[str, str]:
+    """Run one stage for one arm unless its manifest says it is already complete."""
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}; expected one of {', '.join(STAGES)}")
+    if not applies(spec, arm, stage):
+        raise ValueError(f"the {arm} arm has no {stage} stage")
+    reporter = reporter or Reporter(stage, arm)
+    done = outputs_of(workdir, arm, stage)
+    if done is not None:
+        reporter.finish(done, message="already complete (manifest found)")
+        return done
+    module = importlib.import_module(f"polya_trainer.{MODULES[stage]}")
+    try:
+        outputs = module.run(spec, arm, Path(workdir), reporter)
+    except Exception as exc:
+        reporter.finish(state="Failed", message=f"{type(exc).__name__}: {exc}"[:1024])
+        raise
+    if outputs_of(workdir, arm, stage) is None:
+        raise RuntimeError(f"stage {stage} for arm {arm} returned without writing its manifest")
+    reporter.finish(outputs)
+    return outputs
+
+
+def describe(outputs: dict[str, str]) -> str:
+    return json.dumps(outputs, sort_keys=True)
