@@ -360,11 +360,13 @@ class EvaluateSpec(StageBase):
 
     model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
         {"rule": "self.k.all(x, x <= self.samples)",
-         "message": "every k must be at most samples"}]})
+         "message": "every k must be at most samples"},
+        {"rule": "size(self.benchmarks) + size(self.custom) > 0",
+         "message": "name at least one benchmark in benchmarks or custom"}]})
 
     benchmarks: list[Benchmark] = Field(
         default_factory=lambda: ["gsm8k", "math500", "aime24", "aime25", "amc23",
-                                 "humaneval", "musr"], min_length=1, max_length=32)
+                                 "humaneval", "musr"], max_length=32)
     """Built-in benchmarks: gsm8k, math500, aime24, aime25, amc23, humaneval, musr."""
     custom: list[CustomBenchmark] = Field(default_factory=list, max_length=16)
     """Extra benchmarks from local files."""
@@ -391,6 +393,8 @@ class EvaluateSpec(StageBase):
 
     @model_validator(mode="after")
     def _k_within_samples(self) -> EvaluateSpec:
+        if not self.benchmarks and not self.custom:
+            raise ValueError("name at least one benchmark in benchmarks or custom")
         if max(self.k) > self.samples:
             raise ValueError(f"every k must be at most samples ({self.samples})")
         return self

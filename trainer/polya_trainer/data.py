@@ -1,0 +1,77 @@
+"""Loading question/answer data with `datasets`, from a hub id or a local file/directory.
+
+The same code loads GSM8K from the hub in a cluster and a JSONL fixture in tests; broken
+data fails here with a message that names the dataset and the column.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from .spec import DatasetSpec
+
+LOCAL_FORMATS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
+MAX_FIELD_CHARS = 100_000
+GSM8K_TAIL = re.compile(r"####\s*(.+?)\s*$", re.S)
+
+
+class DataError(ValueError):
+    """The dataset cannot be used; the message says which and why."""
+
+
+def load_rows(source: str, split: str = "train", config: str | None = None,
+              revision: str | None = None) -> Any:
+    """A `datasets.Dataset` from a hub id, a local data directory or a single file."""
+    from datasets import load_dataset
+
+    path = Path(source)
+    try:
+        if path.suffix in LOCAL_FORMATS and path.is_file():
+            return load_dataset(LOCAL_FORMATS[path.suffix], data_files=str(path), split="train")
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.suffix in LOCAL_FORMATS)
+            if not files:
+                return load_dataset(str(path), config, split=split)
+            fmt = LOCAL_FORMATS[files[0].suffix]
+            return load_dataset(fmt, data_files=[str(f) for f in files], split="train")
+        return load_dataset(source, config, split=split, revision=revision)
+    except DataError:
+        raise
+    except Exception as exc:  # datasets raises many types; say which dataset failed
+        raise DataError(f"cannot load dataset {source!r} (split {split!r}): "
+                        f"{type(exc).__name__}: {exc}") from exc
+
+
+def gold_answer(raw: Any) -> str:
+    """The final answer inside a gold field (GSM8K's `... #### 72` becomes `72`)."""
+    text = str(raw).strip()
+    m = GSM8K_TAIL.search(text)
+    return m.group(1).replace(",", "").strip() if m else text
+
+
+def load_qa(ds: DatasetSpec, what: str = "spec.dataset") -> list[dict[str, str]]:
+    """Rows of {"id", "question", "answer"} with clear errors for unusable data."""
+    rows = load_rows(ds.source, ds.split, ds.config)
+    columns = set(rows.column_names)
+    for role, col in (("question", ds.question), ("answer", ds.answer)):
+        if col not in columns:
+            raise DataError(f"{what}.{role}: column {col!r} not in dataset {ds.source!r} "
+                            f"(columns: {', '.join(sorted(columns)) or 'none'})")
+    if ds.limit is not None:
+        rows = rows.select(range(min(ds.limit, len(rows))))
+    if len(rows) == 0:
+        raise DataError(f"{what}: dataset {ds.source!r} split {ds.split!r} has no rows")
+    out = []
+    for i, row in enumerate(rows):
+        q, a = row[ds.question], row[ds.answer]
+        if q is None or not str(q).strip():
+            raise DataError(f"{what}: row {i} has an empty {ds.question!r}")
+        if a is None or not str(a).strip():
+            raise DataError(f"{what}: row {i} has an empty {ds.answer!r}")
+        if len(str(q)) > MAX_FIELD_CHARS or len(str(a)) > MAX_FIELD_CHARS:
+            raise DataError(f"{what}: row {i} is longer than {MAX_FIELD_CHARS} characters")
+        out.append({"id": str(row.get("id", i)), "question": str(q).strip(),
+                    "answer": gold_answer(a)})
+    return out

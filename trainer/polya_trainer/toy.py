@@ -1,0 +1,198 @@
+"""A base model small enough to learn on a CPU, built from nothing (no hub).
+
+``build_tiny_model`` makes an untrained Qwen2-style model and tokenizer (seconds);
+``build_toy_model`` also pretrains it briefly on arithmetic word problems generated here, so
+that generation finds correct answers, SFT and GRPO move the numbers and pass@k is above zero.
+
+Shapes follow shared/notes/ml-stack.md: head_dim 64 (vLLM's CPU attention needs >= 32), a BPE
+trained with Qwen2's own normaliser and pre-tokenizer regex (so ``AutoTokenizer`` reloads it
+with identical ids), and a ChatML template with ``{% generation %}`` markers for TRL's
+assistant-only loss.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+from .artifacts import atomic_path, read_manifest, write_manifest
+
+TOY_VERSION = 3  # bump when the recipe changes: cached models are rebuilt
+SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|pad|>"]
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'assistant' %}"
+    "{{ '<|im_start|>assistant\n' }}{% generation %}{{ message['content'] + '<|im_end|>' }}"
+    "{% endgeneration %}{{ '\n' }}"
+    "{% else %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
+    "{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+NAMES = ["Ava", "Ben", "Cleo", "Dan", "Eli", "Fay", "Gus", "Hana", "Ivan", "Jo", "Kai", "Lena"]
+THINGS = ["apples", "books", "coins", "pens", "stamps", "shells", "cards", "marbles", "eggs"]
+FILLERS = [
+    "Think about the problem carefully.", "Use the given heuristic.", "Work backwards.",
+    "Split the problem into parts.", "Look for a related problem.", "Check your answer.",
+    "Introduce an auxiliary element.", "Try a special case first.", "Restate the problem.",
+]
+
+
+def word_problem(rng: random.Random) -> dict[str, str]:
+    """One arithmetic word problem with its answer and a short worked solution."""
+    name, thing = rng.choice(NAMES), rng.choice(THINGS)
+    kind = rng.choice(["add", "add", "sub", "mul"])
+    if kind == "add":
+        a, b = rng.randint(1, 30), rng.randint(1, 30)
+        q = f"{name} has {a} {thing} and gets {b} more. How many {thing} does {name} have now?"
+        ans, work = a + b, f"{a} + {b} = {a + b}"
+    elif kind == "sub":
+        a = rng.randint(5, 40)
+        b = rng.randint(1, a)
+        q = f"{name} has {a} {thing} and gives away {b}. How many {thing} are left?"
+        ans, work = a - b, f"{a} - {b} = {a - b}"
+    else:
+        a, b = rng.randint(2, 9), rng.randint(2, 9)
+        q = f"{name} buys {a} bags with {b} {thing} in each. How many {thing} in total?"
+        ans, work = a * b, f"{a} * {b} = {a * b}"
+    solution = f"{work}. The answer is \\boxed{{{ans}}}."
+    return {"question": q, "answer": str(ans), "solution": solution}
+
+
+def word_problems(n: int, seed: int = 0) -> list[dict[str, str]]:
+    rng = random.Random(seed)
+    return [word_problem(rng) for _ in range(n)]
+
+
+def _conversation(rng: random.Random) -> list[dict[str, str]]:
+    """A chat that ends with a solved problem, sometimes after a system prompt and exemplars,
+    so the model learns to answer the last question whatever comes before it."""
+    msgs: list[dict[str, str]] = []
+    if rng.random() < 0.5:
+        msgs.append({"role": "system", "content": " ".join(rng.sample(FILLERS, 3))})
+    for _ in range(rng.choice([0, 0, 1, 2])):
+        ex = word_problem(rng)
+        msgs += [{"role": "user", "content": ex["question"]},
+                 {"role": "assistant", "content": ex["solution"]}]
+    p = word_problem(rng)
+    suffix = rng.choice(["", " Put the final answer in \\boxed{}."])
+    return [*msgs, {"role": "user", "content": p["question"] + suffix},
+            {"role": "assistant", "content": p["solution"]}]
+
+
+def _tokenizer(texts: list[str], vocab_size: int) -> Any:
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+    from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
+
+    tok = Tokenizer(models.BPE())
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIALS,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(texts, trainer=trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>",
+                                   pad_token="<|pad|>", bos_token=None, padding_side="left")
+    fast.chat_template = CHAT_TEMPLATE
+    return fast
+
+
+def _corpus(seed: int, n: int = 4000) -> list[str]:
+    rng = random.Random(seed)
+    texts = ["\n".join(m["content"] for m in _conversation(rng)) for _ in range(n)]
+    texts += [*FILLERS, "\\boxed{} \\frac{1}{2} answer question solution heuristic"]
+    # Words the heuristic prompts and exemplars use, so they tokenize sensibly.
+    try:
+        from .heuristics import CATALOG
+
+        for h in CATALOG:
+            texts += [h.name, h.description] + [e.solution for e in h.exemplars]
+    except Exception:  # the catalog is optional for the toy corpus
+        pass
+    return texts
+
+
+def build_tiny_model(out: str | Path, *, hidden: int = 128, layers: int = 2,
+                     vocab_size: int = 2048, seed: int = 0) -> Path:
+    """An untrained Qwen2-style model and tokenizer (about 0.8M parameters)."""
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    out = Path(out)
+    tok = _tokenizer(_corpus(seed), vocab_size)
+    torch.manual_seed(seed)
+    config = Qwen2Config(
+        vocab_size=len(tok), hidden_size=hidden, intermediate_size=4 * hidden,
+        num_hidden_layers=layers, num_attention_heads=hidden // 64, num_key_value_heads=1,
+        head_dim=64, max_position_embeddings=2048, tie_word_embeddings=True,
+        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, bos_token_id=None,
+    )
+    model = Qwen2ForCausalLM(config)
+    model.generation_config.eos_token_id = tok.eos_token_id
+    model.generation_config.pad_token_id = tok.pad_token_id
+    with atomic_path(out) as tmp:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        write_manifest(tmp, kind="tiny-model", version=TOY_VERSION, trained=False)
+    return out
+
+
+def build_toy_model(out: str | Path, *, steps: int = 500, batch_size: int = 32,
+                    force: bool = False, seed: int = 0) -> Path:
+    """The tiny model, pretrained for `steps` on arithmetic chats (cached by manifest)."""
+    out = Path(out)
+    manifest = read_manifest(out, verify=False)
+    if (not force and manifest and manifest.get("version") == TOY_VERSION
+            and manifest.get("steps") == steps):
+        return out
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    base = out.parent / f".{out.name}.untrained"
+    build_tiny_model(base, seed=seed)
+    tok = AutoTokenizer.from_pretrained(base)
+    model = AutoModelForCausalLM.from_pretrained(base)
+    rng = random.Random(seed + 1)
+    rows = [{"messages": _conversation(rng)} for _ in range(steps * batch_size)]
+    args = SFTConfig(
+        output_dir=str(out.parent / f".{out.name}.trainer"), max_steps=steps,
+        per_device_train_batch_size=batch_size, learning_rate=3e-3, lr_scheduler_type="cosine",
+        warmup_steps=max(1, steps // 20), weight_decay=0.0, max_length=384,
+        assistant_only_loss=True, use_cpu=True, bf16=False, fp16=False,
+        gradient_checkpointing=False, save_strategy="no", report_to="none",
+        logging_steps=max(1, steps // 10), dataloader_pin_memory=False, seed=seed,
+        disable_tqdm=True,
+    )
+    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
+                         processing_class=tok)
+    result = trainer.train()
+    with atomic_path(out) as tmp:
+        trainer.model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        write_manifest(tmp, kind="toy-model", version=TOY_VERSION, trained=True, steps=steps,
+                       train_loss=round(float(result.training_loss), 4))
+    import shutil
+
+    shutil.rmtree(base, ignore_errors=True)
+    shutil.rmtree(args.output_dir, ignore_errors=True)
+    return out
+
+
+def write_problem_file(path: str | Path, n: int, seed: int = 0) -> Path:
+    """A JSONL file of word problems (question, answer) readable by `datasets`."""
+    from .artifacts import atomic_write_text
+
+    rows = word_problems(n, seed)
+    text = "".join(json.dumps({"question": r["question"], "answer": r["answer"]}) + "\n"
+                   for r in rows)
+    return atomic_write_text(path, text)
