@@ -18,7 +18,7 @@ test: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 
-crd: setup
+crd:
 	$(PY) -m polya_trainer.cli crd > manifests/crd.yaml
 	cp manifests/crd.yaml charts/polyarun/crds/polyaruns.polya.dev.yaml
 

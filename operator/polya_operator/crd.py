@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 from polya_trainer import spec as s
 
+_RULES = "x-kubernetes-validations"
 _DROP = {"title", "additionalProperties", "$defs", "discriminator"}
 
 
@@ -24,7 +25,10 @@ def _resolve(node: Any, defs: dict[str, Any]) -> Any:
     if "$ref" in node:
         target = copy.deepcopy(defs[node["$ref"].rsplit("/", 1)[-1]])
         extra = {k: v for k, v in node.items() if k != "$ref"}
+        rules = target.get(_RULES, []) + extra.pop(_RULES, [])
         target.update(extra)  # a field's description/extras win over the model's
+        if rules:
+            target[_RULES] = rules  # but CEL rules of both apply
         return _resolve(target, defs)
     if "allOf" in node and len(node["allOf"]) == 1:
         merged = {**_resolve(node["allOf"][0], defs),
@@ -50,6 +54,9 @@ def _structural(node: Any) -> Any:
         node.setdefault("type", "string")
     if "enum" in node and "type" not in node:
         node["type"] = "string"
+    for bound, key in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+        if isinstance(node.get(bound), (int, float)) and not isinstance(node[bound], bool):
+            node[key], node[bound] = node[bound], True  # OpenAPI v3 form of JSON Schema's
     if node.get("format") == "date-time":
         node["type"] = "string"
     preserve = node.get("x-kubernetes-preserve-unknown-fields")

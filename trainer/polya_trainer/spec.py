@@ -59,6 +59,7 @@ class Spec(BaseModel):
         extra="forbid",
         use_attribute_docstrings=True,
         validate_default=True,
+        strict=True,  # as the API server: "2" is not an integer, "yes" is not a boolean
     )
 
     def dump(self) -> dict[str, Any]:
@@ -359,9 +360,10 @@ class EvaluateSpec(StageBase):
     """Stage 4: pass@k on math benchmarks, HumanEval and MuSR, and the comparison report."""
 
     model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
-        {"rule": "self.k.all(x, x <= self.samples)",
+        {"rule": "!has(self.k) || self.k.all(x, x <= self.samples)",
          "message": "every k must be at most samples"},
-        {"rule": "size(self.benchmarks) + size(self.custom) > 0",
+        {"rule": "!has(self.benchmarks) || size(self.benchmarks) > 0"
+                 " || (has(self.custom) && size(self.custom) > 0)",
          "message": "name at least one benchmark in benchmarks or custom"}]})
 
     benchmarks: list[Benchmark] = Field(
@@ -501,6 +503,8 @@ class StageState(StrEnum):
 class Condition(Spec):
     """A Kubernetes-style condition."""
 
+    model_config = ConfigDict(strict=False)
+
     type: str = Field(max_length=316)
     """Running, Succeeded, Failed, Suspended, or <Stage>Completed."""
     status: Literal["True", "False", "Unknown"]
@@ -517,6 +521,8 @@ class Condition(Spec):
 
 class StageStatus(Spec):
     """Observed state of one (arm, stage)."""
+
+    model_config = ConfigDict(strict=False)
 
     name: StageName
     """Stage name."""
@@ -549,7 +555,7 @@ class StageStatus(Spec):
 class PolyaRunStatus(Spec):
     """Observed state of a PolyaRun, written only by the operator (or the local runner)."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=False)
 
     conditions: list[Condition] = Field(
         default_factory=list, json_schema_extra={"x-kubernetes-list-type": "map",

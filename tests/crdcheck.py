@@ -1,0 +1,104 @@
+"""Validate an object the way the API server would validate it against our CRD.
+
+There is no kube-apiserver here, so this stands in for its two layers, using real
+implementations of each: the structural OpenAPI schema through `jsonschema` (with
+`nullable` mapped to JSON Schema and unknown fields rejected, as `kubectl apply`'s default
+strict field validation does), and the `x-kubernetes-validations` CEL rules through
+`cel-python`. Transition rules (those that use `oldSelf`) need an update and are skipped.
+"""
+
+from __future__ import annotations
+
+import copy
+from functools import lru_cache
+from typing import Any
+
+import celpy
+import jsonschema
+from polya_operator.crd import crd
+
+
+def _to_jsonschema(node: Any) -> Any:
+    if isinstance(node, list):
+        return [_to_jsonschema(x) for x in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _to_jsonschema(v) for k, v in node.items()
+           if not k.startswith("x-kubernetes-") and k != "nullable"}
+    if node.get("nullable") and "type" in out:
+        out["type"] = [out["type"], "null"]
+        if "enum" in out:
+            out["enum"] = [*out["enum"], None]
+    if "properties" in node and not node.get("x-kubernetes-preserve-unknown-fields"):
+        out["additionalProperties"] = False
+    return out
+
+
+@lru_cache(maxsize=1)
+def _schemas() -> tuple[dict[str, Any], jsonschema.Draft4Validator]:
+    raw = crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    return raw, jsonschema.Draft4Validator(_to_jsonschema(copy.deepcopy(raw)))
+
+
+def _path(parts: Any) -> str:
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else ("." if out else "") + str(p)
+    return out
+
+
+_ENV = celpy.Environment()
+
+
+def _cel(schema: dict[str, Any], value: Any, path: str, errors: list[tuple[str, str]]) -> None:
+    if value is None:
+        return
+    for rule in schema.get("x-kubernetes-validations", []):
+        if "oldSelf" in rule["rule"]:
+            continue
+        program = _ENV.program(_ENV.compile(rule["rule"]))
+        result = program.evaluate({"self": celpy.json_to_cel(value)})
+        if result is not True and not (isinstance(result, celpy.celtypes.BoolType) and result):
+            errors.append((path, rule["message"]))
+    if isinstance(value, dict):
+        for name, sub in schema.get("properties", {}).items():
+            if name in value:
+                _cel(sub, value[name], f"{path}.{name}" if path else name, errors)
+    elif isinstance(value, list) and "items" in schema:
+        for i, item in enumerate(value):
+            _cel(schema["items"], item, f"{path}[{i}]", errors)
+
+
+def _default(schema: dict[str, Any], value: Any) -> None:
+    """Fill absent fields with the schema's defaults, as the API server does before CEL."""
+    if isinstance(value, dict):
+        for name, sub in schema.get("properties", {}).items():
+            if name not in value and "default" in sub:
+                value[name] = copy.deepcopy(sub["default"])
+            if name in value:
+                _default(sub, value[name])
+    elif isinstance(value, list) and "items" in schema:
+        for item in value:
+            _default(schema["items"], item)
+
+
+def api_errors(obj: dict[str, Any]) -> list[tuple[str, str]]:
+    """(field path, message) for every way the API server would reject `obj` on create."""
+    raw, validator = _schemas()
+    obj = copy.deepcopy(obj)
+    _default(raw, obj)
+    errors = [(_path(e.absolute_path), e.message) for e in validator.iter_errors(obj)]
+    if not errors:  # CEL runs only on schema-valid objects, as in the API server
+        _cel(raw, obj, "", errors)
+    return errors
+
+
+def names_field(errors: list[tuple[str, str]], field: str) -> bool:
+    """Whether some error names `field` (its path, or its parent path plus the key)."""
+    parent, _, leaf = field.rpartition(".")
+    for path, msg in errors:
+        if path == field or field in msg or (path == parent and f"'{leaf}'" in msg):
+            return True
+        if path.startswith(field + ".") or path.startswith(field + "["):
+            return True
+    return False
