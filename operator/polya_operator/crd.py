@@ -8,6 +8,7 @@ node, `nullable` instead of `anyOf: [T, null]`, no titles.
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import yaml
@@ -156,3 +157,36 @@ def crd() -> dict[str, Any]:
 def crd_yaml() -> str:
     header = "# Generated from trainer/polya_trainer/spec.py by `polya crd`. Do not edit.\n"
     return header + yaml.safe_dump(crd(), sort_keys=False, width=100, allow_unicode=True)
+
+
+def _rows(node: dict[str, Any], path: str) -> list[tuple[str, str, str, str]]:
+    rows = []
+    for name, sub in node.get("properties", {}).items():
+        here = f"{path}.{name}"
+        typ = sub.get("type", "object")
+        if typ == "array":
+            typ = f"[]{sub.get('items', {}).get('type', 'object')}"
+        if "enum" in sub:
+            typ = " \\| ".join(str(e) for e in sub["enum"])
+        default = sub.get("default", "")
+        desc = " ".join(str(sub.get("description", "")).split())
+        shown = "" if default == "" else f"`{json.dumps(default)}`"
+        rows.append((here, typ, shown, desc))
+        if sub.get("properties"):
+            rows += _rows(sub, here)
+        elif sub.get("items", {}).get("properties"):
+            rows += _rows(sub["items"], here + "[]")
+    return rows
+
+
+def config_reference() -> str:
+    """Markdown reference of every spec field (docs/configuration.md), from the CRD schema."""
+    root = crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    out = ["# PolyaRun configuration reference", "",
+           "Generated from `trainer/polya_trainer/spec.py` (`make crd`). Field names are as "
+           "written in YAML; `kubectl explain polyarun.spec.<field>` shows the same text.", "",
+           "| field | type | default | description |", "|---|---|---|---|"]
+    for path, typ, default, desc in _rows(root["properties"]["spec"], "spec"):
+        desc = desc.replace("|", "\\|")
+        out.append(f"| `{path}` | {typ} | {default} | {desc} |")
+    return "\n".join(out) + "\n"

@@ -231,3 +231,10 @@ def test_stdlib_operator_is_not_shadowed() -> None:
                          cwd=ROOT, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert not (ROOT / "operator" / "__init__.py").exists()
+
+
+def test_configuration_reference_is_current() -> None:
+    from polya_operator.crd import config_reference
+
+    assert (ROOT / "docs" / "configuration.md").read_text() == config_reference(), "make crd"
+    assert "`spec.stages.rl.numGenerations`" in config_reference()
