@@ -10,7 +10,7 @@ strict field validation does), and the `x-kubernetes-validations` CEL rules thro
 from __future__ import annotations
 
 import copy
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any
 
 import celpy
@@ -25,6 +25,10 @@ def _to_jsonschema(node: Any) -> Any:
         return node
     out = {k: _to_jsonschema(v) for k, v in node.items()
            if not k.startswith("x-kubernetes-") and k != "nullable"}
+    if isinstance(out.get("pattern"), str) and out["pattern"].endswith("$"):
+        # The API server uses RE2, where `$` is the end of the text; in Python's `re` it
+        # also matches before a final newline.
+        out["pattern"] = out["pattern"][:-1] + r"\Z"
     if node.get("nullable") and "type" in out:
         out["type"] = [out["type"], "null"]
         if "enum" in out:
@@ -50,13 +54,18 @@ def _path(parts: Any) -> str:
 _ENV = celpy.Environment()
 
 
+@cache
+def _program(rule: str) -> Any:
+    return _ENV.program(_ENV.compile(rule))
+
+
 def _cel(schema: dict[str, Any], value: Any, path: str, errors: list[tuple[str, str]]) -> None:
     if value is None:
         return
     for rule in schema.get("x-kubernetes-validations", []):
         if "oldSelf" in rule["rule"]:
             continue
-        program = _ENV.program(_ENV.compile(rule["rule"]))
+        program = _program(rule["rule"])
         result = program.evaluate({"self": celpy.json_to_cel(value)})
         if result is not True and not (isinstance(result, celpy.celtypes.BoolType) and result):
             errors.append((path, rule["message"]))
