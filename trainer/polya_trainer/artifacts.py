@@ -99,7 +99,9 @@ def write_manifest(directory: str | Path, files: list[str | Path] | None = None,
     """
     directory = Path(directory)
     if files is None:
-        files = sorted(p for p in directory.rglob("*") if p.is_file() and p.name != MANIFEST
+        # Relative to `directory` (rglob yields paths that include it, even relative ones).
+        files = sorted(p.relative_to(directory) for p in directory.rglob("*")
+                       if p.is_file() and p.name != MANIFEST
                        and not any(part.startswith(".") for part in p.relative_to(directory).parts))
     entries = {}
     for f in files:
