@@ -40,6 +40,8 @@ def load_rows(source: str, split: str = "train", config: str | None = None,
     except DataError:
         raise
     except Exception as exc:  # datasets raises many types; say which dataset failed
+        if "corresponds to no data" in str(exc):
+            raise DataError(f"dataset {source!r} split {split!r} has no rows") from exc
         raise DataError(f"cannot load dataset {source!r} (split {split!r}): "
                         f"{type(exc).__name__}: {exc}") from exc
 
@@ -49,6 +51,38 @@ def gold_answer(raw: Any) -> str:
     text = str(raw).strip()
     m = GSM8K_TAIL.search(text)
     return m.group(1).replace(",", "").strip() if m else text
+
+
+_WORD = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{3,}")
+_TEXT = re.compile(r"\\(?:text|mathrm|textbf)\{[^}]*\}")
+
+
+def verifiable(answer: str) -> bool:
+    """Whether a gold answer is a number or a math expression the verifier can compare.
+
+    Plain words ("seven", "none") are not: math-verify would read them as products of
+    symbols. Words inside \\text{...} (multiple-choice letters, days) are allowed.
+    """
+    from .answers import parse_gold
+
+    gold = parse_gold(answer)
+    if gold.number is not None:
+        return True
+    if _WORD.search(_TEXT.sub("", gold.text)):
+        return False
+    return bool(gold.parsed())
+
+
+def keep_verifiable(rows: list[dict[str, str]], what: str) -> tuple[list[dict[str, str]], int]:
+    """Drop rows whose gold answer cannot be verified; fail when most of them are like that."""
+    kept = [r for r in rows if verifiable(r["answer"])]
+    dropped = len(rows) - len(kept)
+    if len(kept) * 2 < len(rows):
+        bad = next(r for r in rows if not verifiable(r["answer"]))
+        raise DataError(f"{what}.answer: {dropped} of {len(rows)} gold answers are neither "
+                        f"numbers nor math expressions (e.g. row {bad['id']}: "
+                        f"{bad['answer'][:80]!r}); check the answer column")
+    return kept, dropped
 
 
 def load_qa(ds: DatasetSpec, what: str = "spec.dataset") -> list[dict[str, str]]:

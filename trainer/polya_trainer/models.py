@@ -10,6 +10,21 @@ from .artifacts import is_complete
 from .spec import ModelSpec, PolyaRunSpec
 
 
+class ModelError(RuntimeError):
+    """A model or tokenizer cannot be loaded; the message names the model and why."""
+
+
+def _load(what: str, name: str, fn: Any, **kw: Any) -> Any:
+    try:
+        return fn(name, **kw)
+    except Exception as exc:  # transformers raises OSError, ValueError, KeyError, ...
+        hint = ""
+        if Path(name).is_dir() and not (Path(name) / "config.json").exists():
+            hint = " (the directory has no config.json: is it a Hugging Face model directory?)"
+        raise ModelError(f"cannot load the {what} of spec.model.name={name!r}{hint}: "
+                         f"{type(exc).__name__}: {str(exc)[:500]}") from exc
+
+
 def stage_dir(workdir: str | Path, arm: str, stage: str) -> Path:
     """Where an (arm, stage) writes its artifacts: ``<workdir>/<arm>/<stage>``."""
     return Path(workdir) / arm / stage
@@ -71,7 +86,7 @@ def load_tokenizer(model: ModelSpec, name: str | None = None) -> Any:
     from transformers import AutoTokenizer
 
     name = name or model.name
-    tok = AutoTokenizer.from_pretrained(name, **hub_kwargs(model, name))
+    tok = _load("tokenizer", name, AutoTokenizer.from_pretrained, **hub_kwargs(model, name))
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok
@@ -82,8 +97,8 @@ def load_causal_lm(model: ModelSpec, name: str | None = None, device: str | None
     from transformers import AutoModelForCausalLM
 
     name = name or model.name
-    lm = AutoModelForCausalLM.from_pretrained(name, dtype=torch_dtype(model),
-                                              **hub_kwargs(model, name))
+    lm = _load("weights", name, AutoModelForCausalLM.from_pretrained,
+               dtype=torch_dtype(model), **hub_kwargs(model, name))
     if getattr(lm.config, "quantization_config", None) is not None and model.gguf_file:
         # GGUF weights are dequantised on load; drop the marker so save_pretrained works.
         del lm.config.quantization_config
