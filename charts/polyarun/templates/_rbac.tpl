@@ -1,0 +1,56 @@
+{{/*
+RBAC rules of the operator, without wildcards and without verbs it does not use. They
+follow the calls in operator/polya_operator/kube.py (create/patch/delete) and what kopf
+needs for the handlers in handlers.py: list+watch of every watched kind, patch of PolyaRuns
+(finalizers, progress annotations). kopf's scanning is disabled (handlers.py), so neither
+CRDs nor namespaces are read.
+*/}}
+
+{{/* Rules on namespaced objects: granted cluster-wide (cluster mode) or per namespace. */}}
+{{- define "polyarun.rules.namespaced" -}}
+- apiGroups: ["polya.dev"]
+  resources: ["polyaruns"]
+  verbs: ["list", "watch", "patch"]
+- apiGroups: ["polya.dev"]
+  resources: ["polyaruns/status"]
+  verbs: ["patch"]
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list", "watch"]
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["create", "patch"]
+- apiGroups: [""]
+  resources: ["persistentvolumeclaims", "services"]
+  verbs: ["create"]
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create"]
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create"]
+{{- if and .Values.operator.peering.enabled (eq .Values.watch.mode "namespace") }}
+- apiGroups: ["kopf.dev"]
+  resources: ["kopfpeerings"]
+  verbs: ["get", "list", "watch", "patch"]
+{{- end }}
+{{- end -}}
+
+{{/* Cluster-scoped: kopf's peering across the whole cluster (cluster mode only). */}}
+{{- define "polyarun.rules.cluster" -}}
+{{- if .Values.operator.peering.enabled }}
+- apiGroups: ["kopf.dev"]
+  resources: ["clusterkopfpeerings"]
+  verbs: ["get", "list", "watch", "patch"]
+{{- end }}
+{{- end -}}
+
+{{/* kopf creates and patches its ValidatingWebhookConfiguration (cluster-scoped). */}}
+{{- define "polyarun.rules.webhook" -}}
+- apiGroups: ["admissionregistration.k8s.io"]
+  resources: ["validatingwebhookconfigurations"]
+  verbs: ["create", "patch"]
+{{- end -}}
