@@ -1,0 +1,472 @@
+"""Thin kopf handlers: observe, call the planner, apply its actions, write status.
+
+How reconciles are triggered (chosen for few API requests and a fast first Job):
+
+* kopf **indexes** keep in-memory views of the PolyaRuns, their Jobs and their pods, fed by
+  kopf's watches (one list + one watch per resource kind for the whole operator, not per
+  run). kopf blocks handlers until every index has done its initial listing, so after a
+  restart the planner always sees every existing Job before it decides anything: together
+  with the deterministic names this is what prevents duplicate Jobs.
+* raw **event** handlers (``@kopf.on.event``) on PolyaRuns, Jobs and pods call ``reconcile``
+  for the run concerned. Raw event handlers need no finalizer and no kopf progress
+  annotations, so a run costs no kopf bookkeeping requests; Jobs and pods carry
+  ownerReferences (garbage collection) and a deleted run's Jobs are also deleted explicitly.
+* one **resync loop** per operator (every ``POLYA_RESYNC_SECONDS``, default 30) reads live
+  progress from the running pods (``GET http://<podIP>:9400/progress``; pods never write to
+  the API), enforces run deadlines and TTLs, and retries reconciles that failed.
+
+A reconcile makes requests only for what changed: child creations/deletions, one status
+merge-patch when the status differs, and the Events of the transitions.
+
+Spec changes while running: model, dataset, arms and storage are immutable (CEL rules in
+the CRD, and the validating webhook when enabled); anything else applies to the stages not
+started yet (the spec ConfigMap is rewritten when the generation changes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+import kopf
+from polya_trainer import spec as s
+
+from . import kube, metrics
+from . import planner as p
+from . import resources as r
+
+log = logging.getLogger("polya_operator")
+CONTROLLER = "polyarun"
+JOB_NAME_LABELS = ("batch.kubernetes.io/job-name", "job-name")
+
+ProgressFetcher = Callable[[dict[str, Any]], Awaitable[dict[str, Any] | None]]
+
+
+def _env_float(name: str, default: float) -> float:
+    try:
+        return float(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
+@dataclass
+class Config:
+    """Operator settings (environment variables in brackets)."""
+
+    image: str = field(default_factory=r.default_image)  # POLYA_TRAINER_IMAGE
+    resync: float = field(default_factory=lambda: _env_float("POLYA_RESYNC_SECONDS", 30.0))
+    metrics_port: int = field(default_factory=lambda: int(
+        os.environ.get("POLYA_OPERATOR_METRICS_PORT", "8080")))  # 0 disables the server
+    progress_timeout: float = 2.0
+    webhook: bool = field(default_factory=lambda: os.environ.get("POLYA_WEBHOOK") == "1")
+    webhook_port: int = field(default_factory=lambda: int(
+        os.environ.get("POLYA_WEBHOOK_PORT", "9443")))
+    fetch_progress: ProgressFetcher | None = None  # tests point it at 127.0.0.1
+
+
+# --------------------------------------------------------------------------- index values
+
+
+def _compact_job(body: dict[str, Any]) -> dict[str, Any]:
+    meta = body.get("metadata") or {}
+    return {"metadata": {"name": meta.get("name"), "labels": dict(meta.get("labels") or {}),
+                         "creationTimestamp": meta.get("creationTimestamp")},
+            "spec": {"suspend": bool((body.get("spec") or {}).get("suspend"))},
+            "status": dict(body.get("status") or {})}
+
+
+def _compact_pod(body: dict[str, Any]) -> dict[str, Any]:
+    meta = body.get("metadata") or {}
+    st = body.get("status") or {}
+    port = r.METRICS_PORT
+    for c in (body.get("spec") or {}).get("containers") or []:
+        for pt in c.get("ports") or []:
+            if pt.get("name") == "metrics":
+                port = pt.get("containerPort", port)
+    return {"metadata": {"name": meta.get("name"), "labels": dict(meta.get("labels") or {}),
+                         "creationTimestamp": meta.get("creationTimestamp")},
+            "status": {"phase": st.get("phase"), "podIP": st.get("podIP"),
+                       "conditions": st.get("conditions") or [],
+                       "containerStatuses": st.get("containerStatuses") or []},
+            "port": port}
+
+
+def _job_of_pod(labels: dict[str, str]) -> str | None:
+    for key in JOB_NAME_LABELS:
+        if labels.get(key):
+            return labels[key]
+    return None
+
+
+async def http_progress(pod: dict[str, Any], timeout: float = 2.0) -> dict[str, Any] | None:
+    """The trainer's /progress JSON from a running pod (None when unreachable)."""
+    ip = (pod.get("status") or {}).get("podIP")
+    if not ip:
+        return None
+    url = f"http://{ip}:{pod.get('port', r.METRICS_PORT)}/progress"
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as sess, \
+                sess.get(url) as resp:
+            if resp.status != 200:
+                return None
+            data = await resp.json(content_type=None)
+    except (aiohttp.ClientError, TimeoutError, ValueError):
+        return None
+    return data if isinstance(data, dict) and "stage" in data else None
+
+
+# --------------------------------------------------------------------------- the operator
+
+
+class Operator:
+    """Handlers and in-memory state of one operator instance (one per kopf registry)."""
+
+    def __init__(self, config: Config | None = None):
+        self.config = config or Config()
+        self.idx: dict[str, Any] = {}
+        self.status: dict[tuple[str, str, str], dict[str, Any]] = {}  # last written, by uid
+        self.live: dict[str, dict[str, Any]] = {}  # job name -> live progress
+        self.known: dict[str, float] = {}  # job name -> monotonic creation time
+        self.locks: dict[tuple[str, str], asyncio.Lock] = collections.defaultdict(asyncio.Lock)
+        self.health = metrics.Health(self.config.resync)
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._runner: Any = None
+
+    # ------------------------------------------------------------------ registration
+    def register(self, registry: kopf.OperatorRegistry) -> None:
+        g, v, pl = s.GROUP, s.VERSION, s.PLURAL
+        present = {r.LABEL_RUN: kopf.PRESENT}
+        kopf.on.login(registry=registry)(self.login)
+        kopf.on.startup(registry=registry)(self.startup)
+        kopf.on.cleanup(registry=registry)(self.cleanup)
+        kopf.index(g, v, pl, registry=registry, id="runs")(self.index_run)
+        kopf.index("batch", "v1", "jobs", labels=present, registry=registry,
+                   id="jobs")(self.index_job)
+        kopf.index("", "v1", "pods", labels=present, registry=registry,
+                   id="pods")(self.index_pod)
+        kopf.on.event(g, v, pl, registry=registry, id="run-event")(self.on_run)
+        kopf.on.event("batch", "v1", "jobs", labels=present, registry=registry,
+                      id="job-event")(self.on_child)
+        kopf.on.event("", "v1", "pods", labels=present, registry=registry,
+                      id="pod-event")(self.on_child)
+        if self.config.webhook:
+            kopf.on.validate(g, v, pl, registry=registry, id="validate-spec")(self.validate)
+
+    # ------------------------------------------------------------------ kopf plumbing
+    @staticmethod
+    def login(**kwargs: Any) -> Any:
+        if os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get("KUBECONFIG"):
+            return kopf.login_with_service_account(**kwargs)
+        return kopf.login_with_kubeconfig(**kwargs)
+
+    async def startup(self, settings: kopf.OperatorSettings, **kwargs: Any) -> None:
+        settings.posting.enabled = False  # we post our own Events, only for transitions
+        settings.scanning.disabled = True  # namespaces come from the command line
+        settings.watching.server_timeout = 600
+        settings.watching.client_timeout = 660
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
+            prefix="polya.dev")
+        if self.config.webhook:
+            settings.admission.server = kopf.WebhookServer(
+                port=self.config.webhook_port,
+                certfile=os.environ.get("POLYA_WEBHOOK_CERT"),
+                pkeyfile=os.environ.get("POLYA_WEBHOOK_KEY"))
+        self._remember(kwargs)
+        metrics.build_info()
+        if self.config.metrics_port:
+            self._runner = await metrics.serve(self.config.metrics_port, self.health)
+        self._tasks.append(asyncio.create_task(self._resync_loop()))
+
+    async def cleanup(self, **_: Any) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await kube.close()
+
+    def _remember(self, kwargs: dict[str, Any]) -> None:
+        for name in ("runs", "jobs", "pods"):
+            if name in kwargs:
+                self.idx[name] = kwargs[name]
+
+    # ------------------------------------------------------------------ indexes
+    @staticmethod
+    def index_run(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+        meta = body.get("metadata") or {}
+        return {(namespace, name): {
+            "metadata": {"name": name, "namespace": namespace, "uid": meta.get("uid"),
+                         "generation": meta.get("generation"),
+                         "deletionTimestamp": meta.get("deletionTimestamp")},
+            "spec": dict(body.get("spec") or {}), "status": dict(body.get("status") or {})}}
+
+    @staticmethod
+    def index_job(namespace: str, labels: dict[str, str], body: kopf.Body,
+                  **_: Any) -> dict[Any, Any]:
+        return {(namespace, labels[r.LABEL_RUN]): _compact_job(dict(body))}
+
+    @staticmethod
+    def index_pod(namespace: str, labels: dict[str, str], body: kopf.Body,
+                  **_: Any) -> dict[Any, Any]:
+        job = _job_of_pod(labels)
+        return {(namespace, job): _compact_pod(dict(body))} if job else {}
+
+    # ------------------------------------------------------------------ events
+    async def on_run(self, type: str | None, body: kopf.Body, namespace: str, name: str,
+                     **kwargs: Any) -> None:
+        self._remember(kwargs)
+        metrics.observed_event()
+        if type == "DELETED":
+            await self._deleted(namespace, name, dict(body))
+            return
+        await self.reconcile(namespace, name)
+
+    async def on_child(self, type: str | None, namespace: str, labels: dict[str, str],
+                       **kwargs: Any) -> None:
+        self._remember(kwargs)
+        metrics.observed_event()
+        await self.reconcile(namespace, labels[r.LABEL_RUN])
+
+    @staticmethod
+    def validate(spec: dict[str, Any], **_: Any) -> None:
+        try:
+            s.parse_spec(dict(spec))
+        except s.SpecError as exc:
+            raise kopf.AdmissionError(str(exc), code=422) from None
+
+    # ------------------------------------------------------------------ reconcile
+    def _run(self, namespace: str, name: str) -> dict[str, Any] | None:
+        runs = self.idx.get("runs")
+        if runs is None or (namespace, name) not in runs:
+            return None
+        for value in runs[(namespace, name)]:
+            return value
+        return None
+
+    def _children(self, namespace: str, name: str) -> list[p.JobInfo]:
+        jobs = self.idx.get("jobs")
+        pods = self.idx.get("pods")
+        out = []
+        if jobs is None or (namespace, name) not in jobs:
+            return out
+        for job in jobs[(namespace, name)]:
+            jname = job["metadata"]["name"]
+            mine = list(pods[(namespace, jname)]) if pods is not None and \
+                (namespace, jname) in pods else []
+            out.append(p.observe_job(job, mine))
+        return out
+
+    async def reconcile(self, namespace: str, name: str) -> None:
+        start = time.monotonic()
+        result = "success"
+        try:
+            async with self.locks[(namespace, name)]:
+                result = await self._reconcile(namespace, name)
+        except Exception:
+            result = "error"
+            metrics.RECONCILE_ERRORS.labels(CONTROLLER).inc()
+            log.exception("reconcile of %s/%s failed; retried on the next resync",
+                          namespace, name)
+        finally:
+            metrics.RECONCILE_TOTAL.labels(CONTROLLER, result).inc()
+            metrics.RECONCILE_TIME.labels(CONTROLLER).observe(time.monotonic() - start)
+
+    async def _reconcile(self, namespace: str, name: str) -> str:
+        run = self._run(namespace, name)
+        if run is None or run["metadata"].get("deletionTimestamp"):
+            return "success"
+        ukey = (namespace, name, run["metadata"].get("uid") or "")
+        if ukey in self.status:  # our own last write wins over a not-yet-seen watch event
+            run = {**run, "status": self.status[ukey]}
+        now = datetime.now(UTC)
+        jobs = self._children(namespace, name)
+        plan = p.plan(run, jobs, now, live=self.live, image=self.config.image,
+                      known=_Recent(self.known, 120.0))
+        api = kube.client()
+        await self._apply(api, namespace, run, plan)
+        if plan.status != run.get("status"):
+            patched = await api.patch_run_status(namespace, name, plan.status)
+            if patched is not None:
+                self.status[ukey] = plan.status
+        for ev in plan.of(p.Event):
+            await api.event(run, ev.reason, ev.message, ev.type)
+        self._observe(namespace, name, plan)
+        return "requeue" if p.next_wakeup({**run, "status": plan.status}, now) else "success"
+
+    async def _apply(self, api: kube.Kube, namespace: str, run: dict[str, Any],
+                     plan: p.Plan) -> None:
+        # Jobs first: in a burst the API server sees the Job creations before the rest (a
+        # pod created before its ConfigMap/claim simply waits for them to appear).
+        jobs = [a for a in plan.actions if isinstance(a, p.CreateJob)]
+        for a in jobs:
+            self.known[a.manifest["metadata"]["name"]] = time.monotonic()
+        if jobs:
+            await asyncio.gather(*(self._create_job(api, namespace, a) for a in jobs))
+        creates: list[Awaitable[Any]] = []
+        for a in plan.actions:
+            if isinstance(a, p.CreateConfigMap):
+                creates.append(api.replace_configmap(namespace, a.manifest) if a.replace
+                               else api.create("v1", "configmaps", namespace, a.manifest))
+            elif isinstance(a, p.CreatePVC):
+                creates.append(api.create("v1", "persistentvolumeclaims", namespace,
+                                          a.manifest))
+            elif isinstance(a, p.CreateService):
+                creates.append(api.create("v1", "services", namespace, a.manifest))
+        if creates:
+            await asyncio.gather(*creates)
+        for a in plan.actions:
+            if isinstance(a, p.PatchJob):
+                await api.patch("batch/v1", "jobs", namespace, a.name,
+                                {"spec": {"suspend": a.suspend}})
+            elif isinstance(a, p.DeleteJob):
+                await api.delete("batch/v1", "jobs", namespace, a.name)
+                self.live.pop(a.name, None)
+
+    async def _create_job(self, api: kube.Kube, namespace: str, a: p.CreateJob) -> None:
+        created = await api.create("batch/v1", "jobs", namespace, a.manifest)
+        if created is not None:
+            metrics.JOBS_CREATED.labels(a.stage).inc()
+
+    def _observe(self, namespace: str, name: str, plan: p.Plan) -> None:
+        """Metrics of one reconcile's transitions and events."""
+        stages = {(x["arm"], x["name"]): x for x in plan.status.get("stages") or []}
+        for t in plan.transitions:
+            if t.new in ("Succeeded", "Failed") and t.seconds is not None:
+                metrics.STAGE_DURATION.labels(t.stage, t.new).observe(t.seconds)
+            elif t.new == "Running" and t.seconds is not None:
+                metrics.TIME_TO_RUNNING.labels(t.stage).observe(t.seconds)
+        for ev in plan.of(p.Event):
+            if ev.reason == "StageRetrying" and ev.stage:
+                reason = stages.get((ev.arm, ev.stage), {}).get("reason") or "Unknown"
+                metrics.STAGE_RETRIES.labels(ev.stage, reason).inc()
+            elif ev.reason == "Preempted" and ev.stage:
+                metrics.STAGE_PREEMPTIONS.labels(ev.stage).inc()
+            elif ev.reason in ("RunSucceeded", "RunFailed"):
+                metrics.RUNS_FINISHED.labels(ev.reason[3:]).inc()
+        finished = any(c["type"] in ("Succeeded", "Failed") and c["status"] == "True"
+                       for c in plan.status.get("conditions") or [])
+        for (arm, stage), st in stages.items():
+            if finished:
+                metrics.forget_run(namespace, name, [(arm, stage)])
+            else:
+                metrics.RUN_PROGRESS.labels(namespace, name, arm, stage).set(
+                    float(st.get("progress", 0.0)) / 100.0)
+
+    async def _deleted(self, namespace: str, name: str, body: dict[str, Any]) -> None:
+        """A deleted run: delete its Jobs now (garbage collection would, later)."""
+        uid = (body.get("metadata") or {}).get("uid") or ""
+        api = kube.client()
+        jobs = self._children(namespace, name)
+        await asyncio.gather(*(api.delete("batch/v1", "jobs", namespace, j.name)
+                               for j in jobs if j.phase in p.ACTIVE))
+        for j in jobs:
+            self.live.pop(j.name, None)
+            self.known.pop(j.name, None)
+        stages = [(x.get("arm"), x.get("name")) for x in
+                  (self.status.pop((namespace, name, uid), None) or body.get("status") or {}
+                   ).get("stages") or []]
+        metrics.forget_run(namespace, name, stages)
+        self.locks.pop((namespace, name), None)
+
+    # ------------------------------------------------------------------ resync
+    async def _fetch(self, pod: dict[str, Any]) -> dict[str, Any] | None:
+        if self.config.fetch_progress is not None:
+            return await self.config.fetch_progress(pod)
+        return await http_progress(pod, self.config.progress_timeout)
+
+    async def resync_once(self) -> None:
+        """Read live progress, then reconcile every unfinished run (and TTL-due ones)."""
+        runs = self.idx.get("runs")
+        if runs is None:
+            return
+        self.health.ready = True
+        now = datetime.now(UTC)
+        keys = list(runs.keys())
+        states: collections.Counter[str] = collections.Counter()
+        todo = []
+        for ns, name in keys:
+            run = self._run(ns, name)
+            if run is None:
+                continue
+            ukey = (ns, name, run["metadata"].get("uid") or "")
+            status = self.status.get(ukey, run.get("status") or {})
+            state = _run_state(status)
+            states[state] += 1
+            wake = p.next_wakeup({**run, "status": status}, now)
+            if state in ("Succeeded", "Failed") and (wake is None or wake > 0):
+                continue
+            todo.append((ns, name))
+        metrics.set_states(states)
+        sem = asyncio.Semaphore(32)
+
+        async def one(ns: str, name: str) -> None:
+            async with sem:
+                await self._refresh_progress(ns, name)
+                await self.reconcile(ns, name)
+
+        await asyncio.gather(*(one(ns, name) for ns, name in todo))
+        horizon = time.monotonic() - 600
+        for k in [k for k, t in self.known.items() if t < horizon]:
+            self.known.pop(k, None)
+
+    async def _refresh_progress(self, namespace: str, name: str) -> None:
+        pods = self.idx.get("pods")
+        for job in self._children(namespace, name):
+            if job.phase != "Running" or pods is None or (namespace, job.name) not in pods:
+                continue
+            for pod in pods[(namespace, job.name)]:
+                if (pod.get("status") or {}).get("phase") == "Running":
+                    data = await self._fetch(pod)
+                    if data is not None:
+                        self.live[job.name] = data
+
+    async def _resync_loop(self) -> None:
+        while True:
+            self.health.tick()
+            try:
+                await self.resync_once()
+            except Exception:
+                log.exception("resync failed")
+            await asyncio.sleep(self.config.resync)
+
+
+class _Recent:
+    """Names created less than ``ttl`` seconds ago (a set-like view, no copying)."""
+
+    def __init__(self, times: dict[str, float], ttl: float):
+        self.times, self.horizon = times, time.monotonic() - ttl
+
+    def __contains__(self, name: object) -> bool:
+        return self.times.get(name, 0.0) > self.horizon  # type: ignore[call-overload]
+
+
+def _run_state(status: dict[str, Any]) -> str:
+    conds = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
+    if conds.get("Succeeded") == "True":
+        return "Succeeded"
+    if conds.get("Failed") == "True":
+        return "Failed"
+    if conds.get("Suspended") == "True":
+        return "Suspended"
+    if conds.get("Running") == "True":
+        return "Running"
+    return "Pending"
+
+
+def make_registry(config: Config | None = None) -> tuple[kopf.OperatorRegistry, Operator]:
+    """A fresh registry with the operator's handlers (one per process or per test)."""
+    registry = kopf.OperatorRegistry()
+    op = Operator(config)
+    op.register(registry)
+    return registry, op

@@ -1,0 +1,115 @@
+"""Operator metrics (prometheus_client), in one place, plus the /metrics, /healthz, /readyz
+server. Names follow controller-runtime where it has one (reconcile totals, errors, time).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import platform
+import time
+
+import kopf
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+STATES = ("Pending", "Running", "Succeeded", "Failed", "Suspended")
+_STAGE_BUCKETS = (30, 60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 172800)
+
+RECONCILE_TOTAL = Counter("polyarun_reconcile_total", "Reconciliations by result.",
+                          ("controller", "result"), registry=REGISTRY)
+RECONCILE_ERRORS = Counter("polyarun_reconcile_errors_total", "Reconciliations that failed.",
+                           ("controller",), registry=REGISTRY)
+RECONCILE_TIME = Histogram("polyarun_reconcile_time_seconds", "Time of one reconciliation.",
+                           ("controller",), registry=REGISTRY)
+RUNS = Gauge("polyarun_runs", "PolyaRuns by state.", ("state",), registry=REGISTRY)
+RUNS_FINISHED = Counter("polyarun_runs_finished_total", "PolyaRuns finished, by result.",
+                        ("result",), registry=REGISTRY)
+STAGE_DURATION = Histogram("polyarun_stage_duration_seconds",
+                           "Duration of a stage, first attempt to finish.", ("stage", "result"),
+                           buckets=_STAGE_BUCKETS, registry=REGISTRY)
+STAGE_RETRIES = Counter("polyarun_stage_retries_total", "Stage attempts retried, by reason.",
+                        ("stage", "reason"), registry=REGISTRY)
+STAGE_PREEMPTIONS = Counter("polyarun_stage_preemptions_total",
+                            "Stage pods disrupted (not counted as failures).", ("stage",),
+                            registry=REGISTRY)
+RUN_PROGRESS = Gauge("polyarun_run_progress_ratio", "Progress of a stage (0-1).",
+                     ("namespace", "name", "arm", "stage"), registry=REGISTRY)
+TIME_TO_RUNNING = Histogram("polyarun_time_to_running_seconds",
+                            "From Job creation to its pod running.", ("stage",),
+                            buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600),
+                            registry=REGISTRY)
+JOBS_CREATED = Counter("polyarun_jobs_created_total", "Jobs created, by stage.", ("stage",),
+                       registry=REGISTRY)
+BUILD_INFO = Gauge("polyarun_build_info", "Build information (always 1).",
+                   ("version", "kopf_version", "python_version"), registry=REGISTRY)
+WATCH_LAST_EVENT = Gauge("polyarun_watch_last_event_timestamp_seconds",
+                         "Unix time of the last watch event handled.", registry=REGISTRY)
+
+
+def build_info() -> None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        ours = version("polyarun")
+    except PackageNotFoundError:
+        ours = "dev"
+    BUILD_INFO.labels(ours, getattr(kopf, "__version__", None) or version("kopf"),
+                      platform.python_version()).set(1)
+
+
+def observed_event() -> None:
+    WATCH_LAST_EVENT.set(time.time())
+
+
+class Health:
+    """Readiness: the watches have listed everything once. Liveness: the event loop answers
+    and the resync loop has ticked recently (it runs every ``resync`` seconds)."""
+
+    def __init__(self, resync: float):
+        self.resync = resync
+        self.ready = False
+        self.last_tick = time.monotonic()
+
+    def tick(self) -> None:
+        self.last_tick = time.monotonic()
+
+    def alive(self) -> bool:
+        return time.monotonic() - self.last_tick < max(60.0, 5 * self.resync)
+
+
+async def serve(port: int, health: Health, host: str = "0.0.0.0") -> web.AppRunner:
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(REGISTRY),
+                            headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.Response(text="ok" if health.alive() else "stalled",
+                            status=200 if health.alive() else 503)
+
+    async def readyz(_: web.Request) -> web.Response:
+        return web.Response(text="ok" if health.ready else "starting",
+                            status=200 if health.ready else 503)
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner
+
+
+def forget_run(namespace: str, name: str, arms_stages: list[tuple[str, str]]) -> None:
+    for arm, stage in arms_stages:
+        with contextlib.suppress(KeyError):
+            RUN_PROGRESS.remove(namespace, name, arm, stage)
+
+
+def set_states(counts: dict[str, int]) -> None:
+    for state in STATES:
+        RUNS.labels(state).set(counts.get(state, 0))
+
+

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Create a kind cluster, load the operator and trainer images, install the chart and run the
+# e2e tier (tests/e2e) against it. Needs docker, kind, helm, kubectl on PATH.
+#   scripts/kind-e2e.sh            # create/reuse cluster "polya-e2e", test, keep it
+#   KEEP=0 scripts/kind-e2e.sh     # delete the cluster afterwards
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CLUSTER=${CLUSTER:-polya-e2e}
+NS=${POLYA_E2E_NAMESPACE:-polya-e2e}
+OPERATOR_IMAGE=${OPERATOR_IMAGE:-polyarun/operator:e2e}
+TRAINER_IMAGE=${TRAINER_IMAGE:-polyarun/trainer:e2e}
+KUBECONFIG_FILE=${KUBECONFIG_FILE:-$PWD/.cache/kind-$CLUSTER.kubeconfig}
+mkdir -p .cache
+
+for tool in docker kind helm kubectl; do
+  command -v "$tool" >/dev/null || { echo "missing: $tool" >&2; exit 2; }
+done
+
+if ! kind get clusters | grep -qx "$CLUSTER"; then
+  kind create cluster --name "$CLUSTER" --wait 120s
+fi
+kind get kubeconfig --name "$CLUSTER" > "$KUBECONFIG_FILE"
+export KUBECONFIG=$KUBECONFIG_FILE
+
+docker build --target operator -t "$OPERATOR_IMAGE" .
+docker build --target trainer -t "$TRAINER_IMAGE" .
+kind load docker-image --name "$CLUSTER" "$OPERATOR_IMAGE" "$TRAINER_IMAGE"
+
+helm upgrade --install polyarun charts/polyarun --namespace polya-system --create-namespace \
+  --set image.repository="${OPERATOR_IMAGE%:*}" --set image.tag="${OPERATOR_IMAGE##*:}" \
+  --set trainer.image="$TRAINER_IMAGE" --wait --timeout 5m
+kubectl create namespace "$NS" --dry-run=client -o yaml | kubectl apply -f -
+
+status=0
+POLYA_E2E_NAMESPACE=$NS .venv/bin/python -m pytest tests/e2e -m e2e -v -rs || status=$?
+if [ "${KEEP:-1}" = "0" ]; then kind delete cluster --name "$CLUSTER"; fi
+exit $status

@@ -1,0 +1,164 @@
+"""The operator scenarios against a REAL cluster (kind, k3d, a GPU cluster).
+
+Needs KUBECONFIG pointing at a cluster where the chart (charts/polyarun) is installed and the
+trainer image is pullable (scripts/kind-e2e.sh does all of that on kind). Skipped otherwise.
+Runs in the namespace $POLYA_E2E_NAMESPACE (default "polya-e2e", created if missing).
+The happy path needs a model the pods can read: set POLYA_E2E_MODEL (a path inside the
+workspace volume or a hub id reachable from the cluster), else it is skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+NS = os.environ.get("POLYA_E2E_NAMESPACE", "polya-e2e")
+G, V, P = "polya.dev", "v1alpha1", "polyaruns"
+
+
+def _clients() -> Any:
+    if not os.environ.get("KUBECONFIG"):
+        pytest.skip("no KUBECONFIG: the e2e tier needs a real cluster (see scripts/kind-e2e.sh)")
+    from kubernetes import client, config
+
+    try:
+        config.load_kube_config(config_file=os.environ["KUBECONFIG"])
+        client.VersionApi().get_code(_request_timeout=5)
+        client.ApiextensionsV1Api().read_custom_resource_definition(f"{P}.{G}")
+    except Exception as exc:  # unreachable cluster or CRD not installed
+        pytest.skip(f"cluster not usable for e2e ({type(exc).__name__}: {exc})")
+    return client
+
+
+@pytest.fixture(scope="module")
+def k8s() -> Iterator[Any]:
+    client = _clients()
+    core = client.CoreV1Api()
+    try:
+        core.create_namespace({"metadata": {"name": NS}})
+    except client.exceptions.ApiException as exc:
+        if exc.status != 409:
+            raise
+    yield client
+
+
+def run_name(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
+
+def create(k8s: Any, name: str, spec: dict[str, Any]) -> None:
+    k8s.CustomObjectsApi().create_namespaced_custom_object(G, V, NS, P, {
+        "apiVersion": f"{G}/{V}", "kind": "PolyaRun", "metadata": {"name": name}, "spec": spec})
+
+
+def get(k8s: Any, name: str) -> dict[str, Any]:
+    return k8s.CustomObjectsApi().get_namespaced_custom_object(G, V, NS, P, name)
+
+
+def cond(run: dict[str, Any], kind: str) -> dict[str, Any]:
+    for c in (run.get("status") or {}).get("conditions") or []:
+        if c["type"] == kind:
+            return c
+    return {}
+
+
+def jobs(k8s: Any, name: str) -> list[Any]:
+    return k8s.BatchV1Api().list_namespaced_job(NS, label_selector=f"polya.dev/run={name}").items
+
+
+def wait(pred: Callable[[], Any], timeout: float, what: str) -> Any:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = pred()
+        if value:
+            return value
+        time.sleep(2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+# A model path that does not exist: every stage fails fast in the real trainer image.
+BROKEN = {"model": {"name": "/workspace/does-not-exist"}, "arms": ["vanilla"],
+          "storage": {"size": "1Gi"},
+          "stages": {"rl": {"backoffLimit": 1, "resources": {"gpus": 0}},
+                     "evaluate": {"resources": {"gpus": 0}}}}
+
+
+def test_invalid_spec_is_rejected_or_reported(k8s):
+    name = run_name("bad")
+    try:
+        create(k8s, name, {"stages": {"evaluate": {"k": [128], "samples": 4}}})
+    except k8s.exceptions.ApiException as exc:  # CEL rule or the webhook
+        assert exc.status in (400, 422) and "samples" in exc.body
+        return
+    run = wait(lambda: cond(get(k8s, name), "Failed").get("status") == "True" and
+               get(k8s, name), 120, "InvalidSpec")
+    assert cond(run, "Failed")["reason"] == "InvalidSpec"
+    assert jobs(k8s, name) == []
+
+
+def test_first_job_is_restricted_and_owned(k8s):
+    name = run_name("job")
+    create(k8s, name, {**BROKEN, "suspend": False})
+    job = wait(lambda: next(iter(jobs(k8s, name)), None), 120, "the first Job")
+    assert job.metadata.name == f"{name}-vanilla-rl-0"
+    assert job.metadata.owner_references[0].kind == "PolyaRun"
+    c = job.spec.template.spec.containers[0]
+    assert c.security_context.run_as_non_root and c.security_context.read_only_root_filesystem
+    assert job.spec.pod_failure_policy.rules[0].action == "Ignore"
+
+
+def test_retries_exhausted_fail_the_run(k8s):
+    name = run_name("fail")
+    create(k8s, name, BROKEN)
+    run = wait(lambda: cond(get(k8s, name), "Failed").get("status") == "True" and
+               get(k8s, name), 900, "the run to fail")
+    assert cond(run, "Failed")["reason"] in ("BackoffLimitExceeded", "InvalidConfig")
+    assert sorted(j.metadata.name for j in jobs(k8s, name))[:2] == [
+        f"{name}-vanilla-rl-0", f"{name}-vanilla-rl-1"]
+
+
+def test_suspend_resume_and_deletion(k8s):
+    name = run_name("sus")
+    create(k8s, name, {**BROKEN, "stages": {"rl": {"backoffLimit": 5}}})
+    wait(lambda: jobs(k8s, name), 120, "a Job")
+    k8s.CustomObjectsApi().patch_namespaced_custom_object(G, V, NS, P, name,
+                                                          {"spec": {"suspend": True}})
+    wait(lambda: cond(get(k8s, name), "Suspended").get("status") == "True", 120, "Suspended")
+    k8s.CustomObjectsApi().patch_namespaced_custom_object(G, V, NS, P, name,
+                                                          {"spec": {"suspend": False}})
+    wait(lambda: cond(get(k8s, name), "Suspended").get("status") == "False", 120, "resumed")
+    k8s.CustomObjectsApi().delete_namespaced_custom_object(G, V, NS, P, name)
+    wait(lambda: not jobs(k8s, name), 180, "Jobs removed")
+
+
+def test_run_deadline(k8s):
+    name = run_name("late")
+    create(k8s, name, {**BROKEN, "activeDeadlineSeconds": 5,
+                       "stages": {"rl": {"backoffLimit": 10}}})
+    run = wait(lambda: cond(get(k8s, name), "Failed").get("status") == "True" and
+               get(k8s, name), 300, "the deadline")
+    assert cond(run, "Failed")["reason"] in ("DeadlineExceeded", "BackoffLimitExceeded")
+
+
+@pytest.mark.skipif(not os.environ.get("POLYA_E2E_MODEL"),
+                    reason="set POLYA_E2E_MODEL to a model the pods can load")
+def test_happy_path(k8s):
+    name = run_name("ok")
+    create(k8s, name, {"model": {"name": os.environ["POLYA_E2E_MODEL"], "dtype": "float32"},
+                       "arms": ["vanilla"], "storage": {"size": "2Gi"},
+                       "stages": {"rl": {"maxSteps": 1, "numGenerations": 2,
+                                         "perDeviceBatchSize": 2, "maxCompletionLength": 16,
+                                         "resources": {"gpus": 0}},
+                                  "evaluate": {"benchmarks": ["gsm8k"], "limit": 2, "k": [1],
+                                               "samples": 1, "backend": "hf",
+                                               "resources": {"gpus": 0}}}})
+    run = wait(lambda: cond(get(k8s, name), "Succeeded").get("status") in ("True", "False")
+               and get(k8s, name), 3600, "the run to finish")
+    assert cond(run, "Succeeded")["status"] == "True", run["status"]

@@ -1,0 +1,376 @@
+"""A Kubernetes API emulator for operator tests: kmock 0.8 with its gaps filled.
+
+kmock serves HTTP, parses Kubernetes URLs and answers discovery; this subclass stores the
+objects itself and behaves like a (small) kube-apiserver for everything kopf and the
+operator use: server-set uid/resourceVersion/creationTimestamp/generation, generateName,
+merge and JSON patches, the status subresource kept apart from the main resource, PUT,
+deletion with finalizers, ownerReference garbage collection (cascading), label and field
+selectors on list/watch/deletecollection, and watches that honour ``resourceVersion``
+(replayed from an event log). Requests are counted per verb and resource at ``GET /_emu``.
+
+It is a test double: there is no admission, no schema validation (the CRD's CEL rules are
+not evaluated) and no controllers. Run in a separate process with
+``python tests/operator/emu.py --port N``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import copy
+import itertools
+import json
+import re
+import sys
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp.web
+import jsonpatch
+import kmock
+from kmock._internal import parsing
+
+Obj = dict[str, Any]
+Key = tuple[str | None, str]  # (namespace, name)
+
+RESOURCES: dict[str, tuple[str, bool, set[str]]] = {
+    # "group/version/plural": (kind, namespaced, subresources)
+    "polya.dev/v1alpha1/polyaruns": ("PolyaRun", True, {"status"}),
+    "batch/v1/jobs": ("Job", True, {"status"}),
+    "v1/pods": ("Pod", True, {"status"}),
+    "v1/events": ("Event", True, set()),
+    "v1/configmaps": ("ConfigMap", True, set()),
+    "v1/services": ("Service", True, set()),
+    "v1/persistentvolumeclaims": ("PersistentVolumeClaim", True, {"status"}),
+    "v1/namespaces": ("Namespace", False, {"status"}),
+    "events.k8s.io/v1/events": ("Event", True, set()),
+    "apiextensions.k8s.io/v1/customresourcedefinitions":
+        ("CustomResourceDefinition", False, {"status"}),
+    "coordination.k8s.io/v1/leases": ("Lease", True, set()),
+}
+VERBS = {"get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"}
+
+
+def _parse_path(path: str) -> parsing.ParsedPath:
+    """kmock's parser, fixed for the cluster-scoped ``/api/v1/namespaces[/name]``."""
+    parts = path.strip("/").split("/")
+    if len(parts) >= 2 and parts[0] == "apis":
+        group, version, rest = parts[1], (parts[2] if len(parts) > 2 else None), parts[3:]
+    elif len(parts) >= 2 and parts[0] == "api":
+        group, version, rest = "", parts[1], parts[2:]
+    else:
+        return parsing.ParsedPath()
+    namespace = None
+    if len(rest) >= 3 and rest[0] == "namespaces":
+        namespace, rest = rest[1], rest[2:]
+    plural = rest[0] if rest else None
+    name = rest[1] if len(rest) > 1 else None
+    sub = "/".join(rest[2:]) or None
+    return parsing.ParsedPath(group, version, plural, namespace, name, sub)
+
+
+def install_fixes() -> None:
+    parsing.parse_path = _parse_path
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    out = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = merge_patch(out.get(key), value)
+    return out
+
+
+def _selector_ok(labels: dict[str, str], selector: str | None) -> bool:
+    if not selector:
+        return True
+    for term in re.split(r",(?![^()]*\))", selector):
+        term = term.strip()
+        if not term:
+            continue
+        if m := re.fullmatch(r"([\w./-]+)\s+(in|notin)\s+\(([^)]*)\)", term):
+            values = {v.strip() for v in m.group(3).split(",")}
+            present = labels.get(m.group(1)) in values
+            if present != (m.group(2) == "in"):
+                return False
+        elif "!=" in term:
+            k, v = term.split("!=", 1)
+            if labels.get(k.strip()) == v.strip():
+                return False
+        elif "=" in term:
+            k, v = term.replace("==", "=").split("=", 1)
+            if labels.get(k.strip()) != v.strip():
+                return False
+        elif term.startswith("!"):
+            if term[1:] in labels:
+                return False
+        elif term not in labels:
+            return False
+    return True
+
+
+def _fields_ok(obj: Obj, selector: str | None) -> bool:
+    if not selector:
+        return True
+    meta = obj.get("metadata", {})
+    for term in selector.split(","):
+        k, _, v = term.replace("==", "=").partition("=")
+        neg = k.endswith("!")
+        k = k.rstrip("!")
+        value = {"metadata.name": meta.get("name"),
+                 "metadata.namespace": meta.get("namespace")}.get(k)
+        if (value == v) == neg:
+            return False
+    return True
+
+
+class Emu(kmock.KubernetesEmulator):
+    """kmock's emulator with an apiserver-like object store (see the module docstring)."""
+
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        self.store: dict[str, dict[Key, Obj]] = collections.defaultdict(dict)
+        self.log: dict[str, collections.deque[tuple[int, Obj]]] = collections.defaultdict(
+            lambda: collections.deque(maxlen=200_000))
+        self.watchers: dict[str, list[tuple[str | None, str | None, str | None,
+                                             asyncio.Queue[Obj]]]] = collections.defaultdict(list)
+        self.rv = itertools.count(1)
+        self.last_rv = 0
+        self.counts: collections.Counter[str] = collections.Counter()
+        self.agents: collections.Counter[str] = collections.Counter()  # by User-Agent product
+        for rk, (kind, namespaced, subs) in RESOURCES.items():
+            self.resources[rk] = kmock.ResourceInfo(kind=kind, namespaced=namespaced,
+                                                     subresources=subs, verbs=VERBS)
+        self.put_object("v1/namespaces", {"metadata": {"name": "default"}})
+
+    # ------------------------------------------------------------------ store helpers
+    def _next_rv(self) -> str:
+        self.last_rv = next(self.rv)
+        return str(self.last_rv)
+
+    def _emit(self, rk: str, kind: str, obj: Obj) -> None:
+        self.log[rk].append((self.last_rv, {"type": kind, "object": obj}))
+        meta = obj.get("metadata", {})
+        for ns, lsel, fsel, queue in self.watchers[rk]:
+            if (ns is None or meta.get("namespace") == ns) and \
+                    _selector_ok(meta.get("labels") or {}, lsel) and _fields_ok(obj, fsel):
+                queue.put_nowait({"type": kind, "object": obj})
+
+    def put_object(self, rk: str, obj: Obj, namespace: str | None = None) -> Obj:
+        """Create an object (also used to seed state); emits ADDED."""
+        kind, namespaced, _ = RESOURCES.get(rk, ("Object", True, set()))
+        obj = copy.deepcopy(obj)
+        meta = obj.setdefault("metadata", {})
+        if not meta.get("name") and meta.get("generateName"):
+            meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
+        if namespaced:
+            meta["namespace"] = namespace or meta.get("namespace") or "default"
+        else:
+            meta.pop("namespace", None)
+        meta.update(uid=str(uuid.uuid4()), creationTimestamp=_now(),
+                    resourceVersion=self._next_rv())
+        meta.setdefault("generation", 1)
+        group_version = rk.rsplit("/", 1)[0]
+        obj["apiVersion"], obj["kind"] = group_version, kind
+        self.store[rk][(meta.get("namespace"), meta["name"])] = obj
+        self._emit(rk, "ADDED", obj)
+        return obj
+
+    def _remove(self, rk: str, key: Key) -> Obj:
+        obj = self.store[rk].pop(key)
+        obj = copy.deepcopy(obj)
+        obj["metadata"]["resourceVersion"] = self._next_rv()
+        self._emit(rk, "DELETED", obj)
+        self._collect(obj["metadata"]["uid"])
+        return obj
+
+    def _collect(self, uid: str) -> None:
+        """Garbage collection: delete the dependents of a deleted owner (cascading)."""
+        for rk, objs in list(self.store.items()):
+            for key, obj in list(objs.items()):
+                refs = obj.get("metadata", {}).get("ownerReferences") or []
+                if any(ref.get("uid") == uid for ref in refs) and key in objs:
+                    self._delete(rk, key)
+
+    def _delete(self, rk: str, key: Key) -> Obj:
+        obj = self.store[rk][key]
+        meta = obj["metadata"]
+        if meta.get("finalizers"):
+            if not meta.get("deletionTimestamp"):
+                meta["deletionTimestamp"] = _now()
+                meta["resourceVersion"] = self._next_rv()
+                self._emit(rk, "MODIFIED", copy.deepcopy(obj))
+            return obj
+        return self._remove(rk, key)
+
+    def _update(self, rk: str, key: Key, new: Obj) -> Obj:
+        old = self.store[rk][key]
+        if new.get("spec") != old.get("spec"):
+            new["metadata"]["generation"] = old["metadata"].get("generation", 1) + 1
+        for field in ("uid", "creationTimestamp", "name", "namespace"):
+            if field in old["metadata"]:
+                new["metadata"][field] = old["metadata"][field]
+        new["apiVersion"], new["kind"] = old["apiVersion"], old["kind"]
+        new["metadata"]["resourceVersion"] = self._next_rv()
+        self.store[rk][key] = new
+        meta = new["metadata"]
+        if meta.get("deletionTimestamp") and not meta.get("finalizers"):
+            return self._remove(rk, key)
+        self._emit(rk, "MODIFIED", copy.deepcopy(new))
+        return new
+
+    # ------------------------------------------------------------------ HTTP
+    async def _handle(self, request: Any) -> aiohttp.web.StreamResponse:
+        raw = request._raw_request
+        if request.url.path.startswith("/_emu"):
+            return aiohttp.web.json_response({"counts": dict(self.counts),
+                                              "agents": dict(self.agents),
+                                              "total": sum(self.counts.values())})
+        res = request.resource
+        if res is None or not res.plural:
+            return await super()._handle(request)
+        rk = "/".join(x for x in (res.group, res.version, res.plural) if x)
+        if rk not in RESOURCES:
+            return self._error(404, "NotFound", f"the server could not find {rk}")
+        kind, namespaced, subs = RESOURCES[rk]
+        ns, name, sub = request.namespace, request.name, request.subresource
+        params = request.params
+        method = raw.method.upper()
+        verb = {"GET": "get" if name else "list", "POST": "create", "PATCH": "patch",
+                "PUT": "update", "DELETE": "delete" if name else "deletecollection"}[method]
+        if method == "GET" and params.get("watch") in ("true", "1"):
+            verb = "watch"
+        self.counts[f"{verb} {res.plural}{'/' + sub if sub else ''}"] += 1
+        agent = raw.headers.get("User-Agent", "").split("/")[0] or "unknown"
+        self.agents[agent] += 1
+        if verb == "watch":
+            return await self._watch(raw, rk, ns, params)
+        if verb == "list":
+            items = [o for (ons, _), o in self.store[rk].items()
+                     if (ns is None or ons == ns)
+                     and _selector_ok(o["metadata"].get("labels") or {},
+                                      params.get("labelSelector"))
+                     and _fields_ok(o, params.get("fieldSelector"))]
+            return aiohttp.web.json_response({
+                "apiVersion": rk.rsplit("/", 1)[0], "kind": f"{kind}List",
+                "metadata": {"resourceVersion": str(self.last_rv)}, "items": items})
+        key = (ns if namespaced else None, name or "")
+        if verb == "create":
+            body = request.data if isinstance(request.data, dict) else {}
+            meta = body.get("metadata") or {}
+            k = (ns if namespaced else None, meta.get("name") or "")
+            if meta.get("name") and k in self.store[rk]:
+                return self._error(409, "AlreadyExists",
+                                   f'{res.plural} "{meta["name"]}" already exists')
+            if not meta.get("name") and not meta.get("generateName"):
+                return self._error(422, "Invalid", "metadata.name: Required value")
+            return aiohttp.web.json_response(self.put_object(rk, body, ns), status=201)
+        if key not in self.store[rk]:
+            return self._error(404, "NotFound", f'{res.plural} "{name}" not found')
+        obj = self.store[rk][key]
+        if verb == "get":
+            return aiohttp.web.json_response(obj)
+        if verb == "delete":
+            return aiohttp.web.json_response(self._delete(rk, key))
+        # patch / update
+        current = copy.deepcopy(obj)
+        ctype = raw.headers.get("Content-Type", "")
+        try:
+            if verb == "update":
+                new = copy.deepcopy(request.data)
+                want = (new.get("metadata") or {}).get("resourceVersion")
+                if want and want != obj["metadata"]["resourceVersion"]:
+                    return self._error(409, "Conflict", "the object has been modified")
+            elif "json-patch" in ctype:
+                new = jsonpatch.apply_patch(current, request.data)
+            else:  # merge-patch (strategic merge patches are treated as merge patches)
+                new = merge_patch(current, request.data)
+        except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
+            return self._error(422, "Invalid", str(exc))
+        if "status" in subs:  # the status subresource keeps spec and status apart
+            if sub == "status":
+                new = dict(current, status=new.get("status"))
+                new["metadata"] = current["metadata"]
+            else:
+                new["status"] = current.get("status")
+        new = {k: v for k, v in new.items() if v is not None}
+        return aiohttp.web.json_response(self._update(rk, key, new))
+
+    def _error(self, code: int, reason: str, message: str) -> aiohttp.web.Response:
+        return aiohttp.web.json_response({"apiVersion": "v1", "kind": "Status",
+                                          "status": "Failure", "code": code,
+                                          "reason": reason, "message": message}, status=code)
+
+    async def _watch(self, raw: Any, rk: str, ns: str | None,
+                     params: dict[str, str]) -> aiohttp.web.StreamResponse:
+        lsel, fsel = params.get("labelSelector"), params.get("fieldSelector")
+        since = params.get("resourceVersion")
+        queue: asyncio.Queue[Obj] = asyncio.Queue()
+
+        def wanted(obj: Obj) -> bool:
+            meta = obj.get("metadata", {})
+            return (ns is None or meta.get("namespace") == ns) and \
+                _selector_ok(meta.get("labels") or {}, lsel) and _fields_ok(obj, fsel)
+
+        if since and since != "0":
+            backlog = [ev for rv, ev in self.log[rk] if rv > int(since) and wanted(ev["object"])]
+        else:
+            backlog = [{"type": "ADDED", "object": o} for o in self.store[rk].values()
+                       if wanted(o)]
+        entry = (ns, lsel, fsel, queue)
+        self.watchers[rk].append(entry)
+        resp = aiohttp.web.StreamResponse(headers={"Content-Type": "application/json"})
+        try:
+            await resp.prepare(raw)
+            for ev in backlog:
+                await resp.write(json.dumps(ev).encode() + b"\n")
+            while True:
+                ev = await queue.get()
+                await resp.write(json.dumps(ev).encode() + b"\n")
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            self.watchers[rk].remove(entry)
+        return resp
+
+
+async def serve(port: int, ready: asyncio.Event | None = None,
+                stop: asyncio.Event | None = None) -> None:
+    install_fixes()
+    async with Emu(strict=False) as emu, kmock.Server(emu, port=port) as srv:
+        print(f"emulator listening on {srv.url}", flush=True)
+        if ready:
+            ready.set()
+        await (stop or asyncio.Event()).wait()
+
+
+def kubeconfig(url: str) -> str:
+    """A kubeconfig pointing at the emulator (plain HTTP, no credentials)."""
+    return json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "emu",
+        "clusters": [{"name": "emu", "cluster": {"server": str(url).rstrip("/")}}],
+        "users": [{"name": "emu", "user": {"token": "emu"}}],
+        "contexts": [{"name": "emu", "context": {"cluster": "emu", "user": "emu",
+                                                 "namespace": "default"}}],
+    })
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--port", type=int, default=18080)
+    args = ap.parse_args()
+    try:
+        asyncio.run(serve(args.port))
+    except KeyboardInterrupt:
+        sys.exit(0)

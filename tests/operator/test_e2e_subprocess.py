@@ -1,0 +1,134 @@
+"""True end to end without a cluster: the operator creates the Jobs, and the test "kubelet"
+(fakecluster.py with a runner; a FAKE, since there is no kubelet here) runs each Job's real
+container command as a local subprocess: ``python -m polya_trainer STAGE --spec
+/etc/polya/run.yaml --workdir /workspace/<run> --arm ARM`` with the ConfigMap's run.yaml in a
+temp file and the workspace in tmp. The operator reads live progress from the stage's own
+/progress endpoint and the final JSON from the termination message (the progress file)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from conftest import condition, free_port, wait_for
+from polya_trainer.toy import write_demo_data
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def tiny_spec(model: Path, data: dict[str, Path]) -> dict[str, Any]:
+    """Every stage shrunk to seconds on CPU."""
+    return {
+        "model": {"name": str(model), "dtype": "float32"},
+        "dataset": {"source": str(data["train"]), "limit": 4},
+        "heuristics": {"count": 2}, "arms": ["polya"],
+        "stages": {
+            "generate": {"backend": "hf", "samplesPerHeuristic": 2, "rounds": 1,
+                         "maxNewTokens": 32, "batchSize": 16, "shardSize": 4,
+                         "scorer": {"type": "none"}, "resources": {"gpus": 0},
+                         "backoffLimit": 0},
+            "midtrain": {"maxSteps": 2, "saveSteps": 1, "perDeviceBatchSize": 4,
+                         "gradientAccumulationSteps": 1, "maxLength": 256,
+                         "resources": {"gpus": 0}, "backoffLimit": 0},
+            "rl": {"dataset": {"source": str(data["rl"])}, "maxSteps": 2, "saveSteps": 1,
+                   "numGenerations": 4, "perDeviceBatchSize": 8, "maxCompletionLength": 16,
+                   "resources": {"gpus": 0}, "backoffLimit": 0},
+            "evaluate": {"benchmarks": [], "custom": [{"name": "toy", "path": str(data["eval"])}],
+                         "k": [1, 2], "samples": 2, "maxNewTokens": 16, "backend": "hf",
+                         "limit": 4, "resources": {"gpus": 0}, "backoffLimit": 0},
+        },
+        "storage": {"pvc": "unused"},
+    }
+
+
+class Kubelet:
+    """Runs a Job's container command locally (paths of the pod mapped into tmp)."""
+
+    def __init__(self, url: str, tmp: Path):
+        self.url, self.tmp = url, tmp
+        self.ports: dict[str, int] = {}  # job name -> progress port
+        self.logs: dict[str, str] = {}
+
+    async def __call__(self, job: dict[str, Any], _jobs: dict[str, Any]) -> tuple[int, str, str]:
+        name = job["metadata"]["name"]
+        run = job["metadata"]["labels"]["polya.dev/run"]
+        async with aiohttp.ClientSession() as s, s.get(
+                f"{self.url}/api/v1/namespaces/default/configmaps/{run}-spec") as resp:
+            cm = await resp.json()
+        spec_file = self.tmp / f"{run}-run.yaml"
+        spec_file.write_text(cm["data"]["run.yaml"])
+        container = job["spec"]["template"]["spec"]["containers"][0]
+        mount = next(m["mountPath"] for m in container["volumeMounts"]
+                     if m["name"] == "workspace")
+        progress = self.tmp / "progress" / f"{name}.json"
+        progress.parent.mkdir(exist_ok=True)
+        port = free_port()
+        self.ports[name] = port
+        env = dict(os.environ)
+        env.update({e["name"]: e["value"] for e in container["env"] if "value" in e})
+        env.update(POLYA_PROGRESS_FILE=str(progress), POLYA_METRICS_PORT=str(port),
+                   HOME=str(self.tmp), HF_HOME=str(self.tmp / "hf"),
+                   PYTHONPATH=f"{ROOT}/trainer:{ROOT}/operator")
+        cmd = [sys.executable if c == "python" else c for c in container["command"]]
+        cmd = [str(spec_file) if c == "/etc/polya/run.yaml" else
+               c.replace(mount, str(self.tmp / "workspace")) for c in cmd]
+        proc = await asyncio.create_subprocess_exec(*cmd, env=env,
+                                                    stdout=asyncio.subprocess.PIPE,
+                                                    stderr=asyncio.subprocess.STDOUT)
+        out, _ = await proc.communicate()
+        self.logs[name] = out.decode(errors="replace")[-4000:]
+        message = progress.read_text()[:4096] if progress.exists() else ""
+        return proc.returncode or 0, message, "Completed" if proc.returncode == 0 else "Error"
+
+    async def fetch(self, pod: dict[str, Any]) -> dict[str, Any] | None:
+        job = pod["metadata"]["labels"].get("job-name")
+        port = self.ports.get(job or "")
+        if not port:
+            return None
+        try:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as s, \
+                    s.get(f"http://127.0.0.1:{port}/progress") as resp:
+                return await resp.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError, ValueError):
+            return None
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_operator_runs_real_stages_to_success(make_cluster, start_operator, tmp_path,
+                                              toy_model_dir):
+    data = write_demo_data(tmp_path / "data", train=4, rl=8, evaluation=4)
+    holder: dict[str, Kubelet] = {}
+
+    async def runner(job: dict[str, Any], jobs: dict[str, Any]) -> tuple[int, str, str]:
+        return await holder["k"](job, jobs)
+
+    cluster = make_cluster(runner=runner)
+    kubelet = holder["k"] = Kubelet(cluster.url, tmp_path)
+    start_operator(fetch_progress=kubelet.fetch)
+    cluster.create_run("e2e", tiny_spec(toy_model_dir, data))
+    seen_progress: list[float] = []
+
+    def done() -> bool:
+        run = cluster.run("e2e") or {}
+        for st in (run.get("status") or {}).get("stages") or []:
+            if st["state"] == "Running" and st.get("progress", 0) > 0:
+                seen_progress.append(st["progress"])
+        return condition(run, "Succeeded").get("status") in ("True", "False")
+
+    wait_for(done, 800, "the run to finish")
+    run = cluster.run("e2e")
+    assert condition(run, "Succeeded")["status"] == "True", (
+        json.dumps(run["status"], indent=1) + "\n" + "\n".join(
+            f"--- {k}\n{v}" for k, v in kubelet.logs.items()))
+    stages = run["status"]["stages"]
+    assert [x["name"] for x in stages] == ["generate", "midtrain", "rl", "evaluate"]
+    assert all(x["state"] == "Succeeded" and x["progress"] == 100.0 for x in stages)
+    assert all(x["outputs"] for x in stages)  # from the termination message
+    assert (tmp_path / "workspace" / "e2e" / "polya" / "evaluate" / "MANIFEST.json").exists()

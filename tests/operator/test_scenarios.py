@@ -1,0 +1,198 @@
+"""The operator (kopf, for real) against the filled kmock emulator over HTTP, with the FAKE Job
+controller of fakecluster.py moving Jobs and pods (there is no kube-controller-manager here)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from conftest import JOBS, condition, free_port, wait_for
+
+TWO_ARMS = {"arms": ["vanilla", "polya"]}
+ALL = ["vanilla/rl", "vanilla/evaluate", "polya/generate", "polya/midtrain", "polya/rl",
+       "polya/evaluate"]
+
+
+def succeeded(cluster, name):
+    return condition(cluster.run(name), "Succeeded").get("status") == "True"
+
+
+def failed(cluster, name):
+    return condition(cluster.run(name), "Failed").get("status") == "True"
+
+
+def test_happy_path_two_arms_all_stages(make_cluster, start_operator):
+    cluster = make_cluster()
+    op = start_operator()
+    cluster.create_run("happy", TWO_ARMS)
+    wait_for(lambda: succeeded(cluster, "happy"), 60, "the run to succeed")
+    run = cluster.run("happy")
+    st = run["status"]
+    assert [f"{x['arm']}/{x['name']}" for x in st["stages"]] == ALL
+    assert all(x["state"] == "Succeeded" and x["attempts"] == 1 for x in st["stages"])
+    assert st["progress"] == 100.0 and st["observedGeneration"] == 1
+    assert all(x["outputs"] == {"dir": "out"} for x in st["stages"])  # termination message
+    assert condition(run, "GenerateCompleted")["status"] == "True"
+    assert cluster.jobs("happy") == sorted(f"happy-{x.replace('/', '-')}-0" for x in ALL)
+    # Stages ran in order within each arm.
+    started = cluster.fake.started
+    assert started.index("happy-polya-generate-0") < started.index("happy-polya-midtrain-0") \
+        < started.index("happy-polya-rl-0") < started.index("happy-polya-evaluate-0")
+    # The children: spec ConfigMap and workspace claim, owned by the run.
+    cms = cluster.list("/api/v1/namespaces/default/configmaps")
+    assert [c["metadata"]["name"] for c in cms] == ["happy-spec"]
+    assert cms[0]["metadata"]["ownerReferences"][0]["uid"] == run["metadata"]["uid"]
+    reasons = [e["reason"] for e in cluster.list("/api/v1/namespaces/default/events")]
+    assert reasons.count("StageStarted") == 6 and reasons.count("StageSucceeded") == 6
+    # Metrics endpoint shows the run.
+    text = op.metrics()
+    assert 'polyarun_runs_finished_total{result="Succeeded"} 1.0' in text
+    assert 'polyarun_jobs_created_total{stage="generate"} 1.0' in text
+    assert 'polyarun_reconcile_total{controller="polyarun",result="success"}' in text
+    assert "polyarun_build_info{" in text
+
+
+def test_retry_then_success(make_cluster, start_operator):
+    cluster = make_cluster(outcomes=lambda n: ["fail"] if n == "retry-vanilla-rl-0"
+                           else ["succeed"])
+    op = start_operator()
+    cluster.create_run("retry", {"arms": ["vanilla"]})
+    wait_for(lambda: succeeded(cluster, "retry"), 60, "the run to succeed")
+    rl = cluster.run("retry")["status"]["stages"][0]
+    assert rl["attempts"] == 2 and rl["jobName"] == "retry-vanilla-rl-1"
+    assert cluster.jobs("retry") == ["retry-vanilla-evaluate-0", "retry-vanilla-rl-0",
+                                     "retry-vanilla-rl-1"]
+    assert 'polyarun_stage_retries_total{reason="BackoffLimitExceeded",stage="rl"} 1.0' \
+        in op.metrics()
+
+
+def test_retries_exhausted_fail_with_reason(make_cluster, start_operator):
+    cluster = make_cluster(outcomes=lambda n: ["oom"])
+    start_operator()
+    cluster.create_run("oom", {"arms": ["vanilla"], "stages": {"rl": {"backoffLimit": 1}}})
+    wait_for(lambda: failed(cluster, "oom"), 60, "the run to fail")
+    run = cluster.run("oom")
+    assert condition(run, "Failed")["reason"] == "OOMKilled"
+    assert condition(run, "Succeeded") | {"status": "False"} == condition(run, "Succeeded")
+    assert cluster.jobs("oom") == ["oom-vanilla-rl-0", "oom-vanilla-rl-1"]
+    time.sleep(1.5)  # a few resyncs later: still no new Job
+    assert cluster.jobs("oom") == ["oom-vanilla-rl-0", "oom-vanilla-rl-1"]
+
+
+def test_preemption_is_not_counted(make_cluster, start_operator):
+    cluster = make_cluster(outcomes=lambda n: ["preempt", "preempt", "succeed"]
+                           if n.endswith("rl-0") else ["succeed"])
+    op = start_operator()
+    cluster.create_run("pre", {"arms": ["vanilla"], "stages": {"rl": {"backoffLimit": 0}}})
+    wait_for(lambda: succeeded(cluster, "pre"), 60, "the run to succeed")
+    rl = cluster.run("pre")["status"]["stages"][0]
+    assert rl["attempts"] == 1 and rl["metrics"]["preemptions"] == 2.0
+    assert cluster.jobs("pre") == ["pre-vanilla-evaluate-0", "pre-vanilla-rl-0"]
+    assert 'polyarun_stage_preemptions_total{stage="rl"}' in op.metrics()
+
+
+def test_suspend_and_resume(make_cluster, start_operator):
+    cluster = make_cluster(outcomes=lambda n: ["hang", "succeed"] if n.endswith("rl-0")
+                           else ["succeed"])
+    start_operator()
+    cluster.create_run("sus", {"arms": ["vanilla"]})
+    wait_for(lambda: cluster.fake and "sus-vanilla-rl-0" in cluster.fake.started, 30, "pod")
+    cluster.patch_run("sus", {"spec": {"suspend": True}})
+    wait_for(lambda: condition(cluster.run("sus"), "Suspended").get("status") == "True", 30,
+             "Suspended")
+    wait_for(lambda: cluster.call("GET", f"{JOBS}/sus-vanilla-rl-0")[1]["spec"].get("suspend"),
+             30, "the Job suspended")
+    assert condition(cluster.run("sus"), "Running")["status"] == "False"
+    cluster.patch_run("sus", {"spec": {"suspend": False}})
+    wait_for(lambda: succeeded(cluster, "sus"), 60, "the run to succeed")
+    rl = cluster.run("sus")["status"]["stages"][0]
+    assert rl["attempts"] == 1  # the same attempt resumed
+    assert condition(cluster.run("sus"), "Suspended")["status"] == "False"
+
+
+def test_run_deadline(make_cluster, start_operator):
+    cluster = make_cluster(outcomes=lambda n: ["hang"])
+    start_operator()
+    cluster.create_run("late", {"arms": ["vanilla"], "activeDeadlineSeconds": 2})
+    wait_for(lambda: failed(cluster, "late"), 30, "the run to fail")
+    assert condition(cluster.run("late"), "Failed")["reason"] == "DeadlineExceeded"
+    wait_for(lambda: cluster.jobs("late") == [], 20, "the active Job deleted")
+
+
+def test_stage_deadline_is_a_failure_with_its_reason(make_cluster, start_operator):
+    cluster = make_cluster(outcomes=lambda n: ["deadline"])
+    start_operator()
+    cluster.create_run("sdl", {"arms": ["vanilla"], "stages": {"rl": {
+        "backoffLimit": 0, "activeDeadlineSeconds": 60}}})
+    wait_for(lambda: failed(cluster, "sdl"), 30, "the run to fail")
+    assert condition(cluster.run("sdl"), "Failed")["reason"] == "DeadlineExceeded"
+    job = cluster.call("GET", f"{JOBS}/sdl-vanilla-rl-0")[1]
+    assert job["spec"]["activeDeadlineSeconds"] == 60
+
+
+def test_deletion_mid_run_removes_children(make_cluster, start_operator):
+    cluster = make_cluster(outcomes=lambda n: ["hang"])
+    start_operator()
+    cluster.create_run("gone", TWO_ARMS)
+    wait_for(lambda: len(cluster.jobs("gone")) == 2, 30, "two Jobs")
+    code, _ = cluster.call("DELETE", "/apis/polya.dev/v1alpha1/namespaces/default/"
+                           "polyaruns/gone")
+    assert code == 200
+    wait_for(lambda: cluster.jobs("gone") == [], 30, "Jobs removed")
+    wait_for(lambda: cluster.list("/api/v1/namespaces/default/pods") == [], 30, "pods removed")
+    assert cluster.list("/api/v1/namespaces/default/configmaps") == []
+
+
+def test_invalid_spec_creates_no_job(make_cluster, start_operator):
+    cluster = make_cluster()
+    start_operator()
+    cluster.create_run("bad", {"stages": {"evaluate": {"k": [128], "samples": 4}}})
+    wait_for(lambda: failed(cluster, "bad"), 30, "InvalidSpec")
+    cond = condition(cluster.run("bad"), "Failed")
+    assert cond["reason"] == "InvalidSpec" and "spec.stages.evaluate" in cond["message"]
+    assert condition(cluster.run("bad"), "Succeeded")["reason"] == "InvalidSpec"
+    time.sleep(1)
+    assert cluster.jobs("bad") == []
+    assert cluster.list("/api/v1/namespaces/default/configmaps") == []
+
+
+def test_operator_killed_mid_stage_restarts_without_duplicates(make_cluster, tmp_path):
+    """kopf in a subprocess, killed with SIGKILL while a stage runs, then started again."""
+    cluster = make_cluster(outcomes=lambda n: ["hang", "succeed"] if n.endswith("generate-0")
+                           else ["succeed"])
+    kubeconfig = cluster.kubeconfig(tmp_path / "kc")
+    root = Path(__file__).resolve().parents[2]
+    env = {"KUBECONFIG": str(kubeconfig), "POLYA_RESYNC_SECONDS": "0.5",
+           "POLYA_OPERATOR_METRICS_PORT": str(free_port()), "PATH": "/usr/bin:/bin",
+           "PYTHONPATH": f"{root}/operator:{root}/trainer"}
+
+    def start() -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "polya_operator.main", "-n", "default"],
+                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    proc = start()
+    try:
+        cluster.create_run("crash", {"arms": ["polya"]})
+        wait_for(lambda: "crash-polya-generate-0" in cluster.fake.started, 60, "first pod")
+        wait_for(lambda: (cluster.run("crash").get("status") or {}).get("currentStage"), 30,
+                 "status written")
+        proc.kill()
+        proc.wait(10)
+        # While the operator is down the stage is suspended and resumed (pod restarts),
+        # then completes: the restarted operator must carry on from the existing Job.
+        cluster.call("PATCH", f"{JOBS}/crash-polya-generate-0", {"spec": {"suspend": True}},
+                     "application/merge-patch+json")
+        time.sleep(0.3)
+        cluster.call("PATCH", f"{JOBS}/crash-polya-generate-0", {"spec": {"suspend": False}},
+                     "application/merge-patch+json")
+        proc = start()
+        wait_for(lambda: succeeded(cluster, "crash"), 90, "the run to succeed")
+    finally:
+        proc.kill()
+        proc.wait(10)
+    assert cluster.jobs("crash") == ["crash-polya-evaluate-0", "crash-polya-generate-0",
+                                     "crash-polya-midtrain-0", "crash-polya-rl-0"]
+    posts = cluster.counts()["counts"].get("create jobs", 0)
+    assert posts <= 5  # 4 Jobs, at most one idempotent re-create answered 409

@@ -1,0 +1,128 @@
+"""Child manifests: valid against the real Kubernetes schemas, and carrying the contract."""
+
+from __future__ import annotations
+
+import kubernetes_validate
+import pytest
+import yaml
+from polya_operator import resources as r
+from polya_trainer import spec as s
+from polya_trainer.launcher import launch_command
+
+META = {"name": "r1", "namespace": "team", "uid": "1234"}
+K8S = "1.32.0"
+
+
+def validate(manifest: dict) -> None:
+    kubernetes_validate.validate(manifest, K8S, strict=True)
+
+
+def spec(**kw) -> s.PolyaRunSpec:
+    return s.parse_spec(kw)
+
+
+def env(job: dict) -> dict:
+    return {e["name"]: e for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+
+def test_job_is_valid_and_restricted():
+    sp = spec(model={"name": "org/m", "hubTokenSecret": {"name": "hf", "key": "tok"}},
+              stages={"generate": {"resources": {
+                  "gpus": 2, "cpu": "8", "memory": "64Gi", "nodeSelector": {"gpu": "a100"},
+                  "tolerations": [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}],
+                  "priorityClassName": "train", "affinity": {"nodeAffinity": {}}},
+                  "activeDeadlineSeconds": 600}})
+    job = r.job(META, sp, "polya", "generate", 3, image="img:1")
+    validate(job)
+    assert job["metadata"]["name"] == "r1-polya-generate-3"
+    lab = job["metadata"]["labels"]
+    assert lab[r.LABEL_ATTEMPT] == "3" and lab["app.kubernetes.io/managed-by"]
+    assert job["metadata"]["ownerReferences"][0]["uid"] == "1234"
+    pod = job["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    assert c["image"] == "img:1"
+    assert c["command"] == ["python", "-m", "polya_trainer", "generate", "--spec",
+                            "/etc/polya/run.yaml", "--workdir", "/workspace/r1", "--arm", "polya"]
+    assert c["resources"]["limits"] == {"nvidia.com/gpu": "2", "cpu": "8", "memory": "64Gi"}
+    sc = c["securityContext"]
+    assert sc["runAsNonRoot"] and sc["readOnlyRootFilesystem"] and \
+        sc["capabilities"] == {"drop": ["ALL"]} and not sc["allowPrivilegeEscalation"]
+    assert c["terminationMessagePath"] == env(job)["POLYA_PROGRESS_FILE"]["value"]
+    assert env(job)["HF_TOKEN"]["valueFrom"] == {"secretKeyRef": {"name": "hf", "key": "tok"}}
+    assert "value" not in env(job)["HF_TOKEN"]
+    assert pod["nodeSelector"] == {"gpu": "a100"} and pod["priorityClassName"] == "train"
+    assert job["spec"]["backoffLimit"] == 0 and job["spec"]["activeDeadlineSeconds"] == 600
+    rules = job["spec"]["podFailurePolicy"]["rules"]
+    assert rules[0] == {"action": "Ignore", "onPodConditions": [
+        {"type": "DisruptionTarget", "status": "True"}]}
+    claims = [v for v in pod["volumes"] if "persistentVolumeClaim" in v]
+    assert claims[0]["persistentVolumeClaim"]["claimName"] == "r1-workspace"
+
+
+def test_storage_variants():
+    job = r.job(META, spec(storage={"pvc": "shared"}), "polya", "rl", 0)
+    vols = {v["name"]: v for v in job["spec"]["template"]["spec"]["volumes"]}
+    assert vols["workspace"]["persistentVolumeClaim"]["claimName"] == "shared"
+    job = r.job(META, spec(storage={"uri": "s3://bucket/x"}), "polya", "rl", 0)
+    vols = {v["name"]: v for v in job["spec"]["template"]["spec"]["volumes"]}
+    assert "emptyDir" in vols["workspace"] and env(job)["POLYA_STORAGE_URI"]["value"] == \
+        "s3://bucket/x"
+    assert not r.creates_claim(spec(storage={"pvc": "shared"}))
+    claim = r.pvc(META, spec(storage={"size": "5Gi", "storageClass": "fast"}))
+    validate(claim)
+    assert claim["spec"]["resources"]["requests"]["storage"] == "5Gi"
+    assert claim["spec"]["storageClassName"] == "fast"
+
+
+def test_kueue_jobs_start_suspended_with_the_queue_label():
+    job = r.job(META, spec(queueName="gpu-queue"), "vanilla", "rl", 0)
+    validate(job)
+    assert job["spec"]["suspend"] is True
+    assert job["metadata"]["labels"][r.KUEUE_QUEUE] == "gpu-queue"
+
+
+def test_multi_node_is_an_indexed_job_with_a_headless_service():
+    sp = spec(stages={"rl": {"resources": {"gpus": 8, "nodes": 2}}})
+    job = r.job(META, sp, "polya", "rl", 1)
+    validate(job)
+    js = job["spec"]
+    assert (js["completionMode"], js["completions"], js["parallelism"]) == ("Indexed", 2, 2)
+    cmd = js["template"]["spec"]["containers"][0]["command"]
+    assert cmd[:4] == ["accelerate", "launch", "--num_processes", "16"]
+    assert "$(JOB_COMPLETION_INDEX)" in cmd and "r1-polya-rl-1-0.r1-polya-rl-1" in cmd
+    assert "JOB_COMPLETION_INDEX" in env(job)
+    assert js["template"]["spec"]["subdomain"] == "r1-polya-rl-1"
+    svc = r.service(META, "r1-polya-rl-1", "polya", "rl")
+    validate(svc)
+    assert svc["spec"]["clusterIP"] == "None"
+    assert r.pvc(META, sp)["spec"]["accessModes"] == ["ReadWriteMany"]
+
+
+def test_launcher_single_node_multi_gpu_uses_accelerate():
+    cmd = launch_command("midtrain", "/s.yaml", "/w", "polya", gpus=4)
+    assert cmd[:4] == ["accelerate", "launch", "--num_processes", "4"]
+    # inference stages shard themselves: one process
+    assert launch_command("generate", "/s.yaml", "/w", "polya", gpus=4)[0] == "python"
+    with pytest.raises(ValueError):
+        launch_command("rl", "/s.yaml", "/w", "polya", gpus=1, nodes=2)  # no Job name
+
+
+def test_configmap_holds_the_resolved_run():
+    cm = r.configmap(META, spec(arms=["vanilla"]))
+    validate(cm)
+    doc = yaml.safe_load(cm["data"]["run.yaml"])
+    run = s.parse_run(doc)
+    assert run.metadata.name == "r1" and run.spec.arms == ["vanilla"]
+    assert doc["spec"]["stages"]["rl"]["numGenerations"] == 16  # defaults resolved
+
+
+def test_spec_file_floats_survive_a_yaml_1_1_loader():
+    sp = spec(stages={"midtrain": {"learningRate": 1e-05}, "rl": {"learningRate": 2.5e-7,
+                                                                    "beta": 0.04}})
+    text = r.configmap(META, sp)["data"]["run.yaml"]
+    doc = yaml.safe_load(text)
+    assert doc["spec"]["stages"]["midtrain"]["learningRate"] == 1e-05
+    assert doc["spec"]["stages"]["rl"]["learningRate"] == 2.5e-7
+    assert s.parse_run(doc).spec == sp
+    weird = r.yaml_json({"a": "1e-05", "b": "x\u0000Fy", "c": 1e20, "d": [0.5]})
+    assert yaml.safe_load(weird) == {"a": "1e-05", "b": "x\u0000Fy", "c": 1e20, "d": [0.5]}

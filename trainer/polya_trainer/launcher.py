@@ -1,0 +1,65 @@
+"""The command line that starts one stage in a pod, on one or several GPUs/nodes (pure).
+
+* one process (CPU, one GPU, or an inference stage that shards itself, e.g. vLLM tensor
+  parallelism): ``python -m polya_trainer STAGE --spec F --workdir D --arm A``;
+* one node, several GPUs, training stage: ``accelerate launch --num_processes N
+  --num_machines 1 --multi_gpu ... -m polya_trainer STAGE ...`` (one process per GPU);
+* several nodes: the same with a static rendezvous. The operator runs such a stage as an
+  Indexed Job; each pod's machine rank is its completion index (``$(JOB_COMPLETION_INDEX)``:
+  the Job controller injects that variable into the container env and Kubernetes expands
+  ``$(VAR)`` in command/args) and the main process is pod 0, reached through the headless
+  Service named like the Job (``<job>-0.<job>``, i.e. hostname.subdomain).
+  ``--num_processes`` is the total over all machines (nodes x GPUs).
+
+Why ``accelerate launch`` (for both cases, one launcher): it is what TRL and the HF Trainer
+document, so its options and environment are the ones they are tested with; it runs the torch
+elastic agent underneath (the same as ``torchrun``), which sets RANK/LOCAL_RANK/WORLD_SIZE/
+MASTER_ADDR (vLLM's colocate mode needs them) and forwards SIGTERM to the workers, which then
+save a checkpoint (see polya_trainer.training). Mixed precision and dynamo are passed
+explicitly ("no": the Trainer's own bf16/fp16 arguments decide), so no config file is needed
+and nothing is guessed with warnings. Note: the agent kills the workers 30 s after forwarding
+SIGTERM, so one step plus one checkpoint save should fit in that time.
+"""
+
+from __future__ import annotations
+
+TRAINING_STAGES = ("midtrain", "rl")
+MASTER_PORT = 29500
+
+
+def stage_args(stage: str, spec_path: str, workdir: str, arm: str) -> list[str]:
+    """Arguments of the stage entrypoint after the module name."""
+    return [stage, "--spec", spec_path, "--workdir", workdir, "--arm", arm]
+
+
+def stage_command(stage: str, arm: str, spec_path: str, workdir: str, gpus: int = 0,
+                  nodes: int = 1, job_name: str | None = None, port: int = MASTER_PORT,
+                  python: str = "python") -> list[str]:
+    """The container command for one stage attempt (see the module docstring)."""
+    if gpus < 0 or nodes < 1:
+        raise ValueError(f"need gpus >= 0 and nodes >= 1 (got gpus={gpus}, nodes={nodes})")
+    args = stage_args(stage, spec_path, workdir, arm)
+    distributed = stage in TRAINING_STAGES and (nodes > 1 or gpus > 1)
+    if not distributed:
+        if nodes > 1:
+            raise ValueError(f"stage {stage!r} runs in one process; it cannot use {nodes} nodes")
+        return [python, "-m", "polya_trainer", *args]
+    per_node = max(gpus, 1)
+    launch = ["accelerate", "launch", "--num_processes", str(per_node * nodes),
+              "--num_machines", str(nodes), "--multi_gpu", "--mixed_precision", "no",
+              "--dynamo_backend", "no"]
+    if nodes == 1:
+        return [*launch, "-m", "polya_trainer", *args]
+    if not job_name:
+        raise ValueError("a multi-node stage needs the Job name for its rendezvous address")
+    return [*launch, "--machine_rank", "$(JOB_COMPLETION_INDEX)",
+            "--main_process_ip", f"{job_name}-0.{job_name}", "--main_process_port", str(port),
+            "--rdzv_backend", "static", "--same_network", "-m", "polya_trainer", *args]
+
+
+def launch_command(stage: str, spec_path: str, workdir: str, arm: str, *, gpus: int = 0,
+                   nodes: int = 1, job_name: str | None = None,
+                   master_port: int = MASTER_PORT, python: str = "python") -> list[str]:
+    """Same as :func:`stage_command` with the earlier argument order (kept for callers)."""
+    return stage_command(stage, arm, spec_path, workdir, gpus, nodes, job_name, master_port,
+                         python)
