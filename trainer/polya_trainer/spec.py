@@ -231,8 +231,17 @@ class ScorerSpec(Spec):
     """Candidates scored per forward pass."""
 
 
+def _single_node(stage: StageBase) -> None:
+    if stage.resources.nodes != 1:
+        raise ValueError("resources.nodes must be 1: this stage runs on one node")
+
+
 class GenerateSpec(StageBase):
     """Stage 1: the base model solves each question under each heuristic."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
+        {"rule": "!has(self.resources) || self.resources.nodes == 1",
+         "message": "resources.nodes must be 1: this stage runs on one node"}]})
 
     samples_per_heuristic: int = Field(4, ge=1, le=256)
     """Candidates sampled per (question, heuristic) and round."""
@@ -254,6 +263,11 @@ class GenerateSpec(StageBase):
     """Prompts per generate call (hf backend)."""
     resources: Resources = Field(default_factory=lambda: Resources(gpus=1))
     """Compute for this stage."""
+
+    @model_validator(mode="after")
+    def _one_node(self) -> GenerateSpec:
+        _single_node(self)
+        return self
 
 
 class LoraSpec(Spec):
@@ -362,6 +376,8 @@ class EvaluateSpec(StageBase):
     model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
         {"rule": "!has(self.k) || self.k.all(x, x <= self.samples)",
          "message": "every k must be at most samples"},
+        {"rule": "!has(self.resources) || self.resources.nodes == 1",
+         "message": "resources.nodes must be 1: this stage runs on one node"},
         {"rule": "!has(self.benchmarks) || size(self.benchmarks) > 0"
                  " || (has(self.custom) && size(self.custom) > 0)",
          "message": "name at least one benchmark in benchmarks or custom"}]})
@@ -395,6 +411,7 @@ class EvaluateSpec(StageBase):
 
     @model_validator(mode="after")
     def _k_within_samples(self) -> EvaluateSpec:
+        _single_node(self)
         if not self.benchmarks and not self.custom:
             raise ValueError("name at least one benchmark in benchmarks or custom")
         if max(self.k) > self.samples:
