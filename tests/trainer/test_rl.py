@@ -1,0 +1,164 @@
+"""RL (stage 3): real TRL GRPOTrainer steps on CPU with the verified-correctness reward.
+
+The reward test uses `toy_model_dir` (the tiny model pretrained on arithmetic word problems),
+which answers a fair share of the problems correctly, so GRPO has signal to learn from.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from polya_trainer import rl
+from polya_trainer.artifacts import is_complete, read_manifest, write_manifest
+from polya_trainer.models import stage_dir, trained_model_dir
+from polya_trainer.progress import Reporter
+from polya_trainer.spec import PolyaRunSpec, SpecError
+
+
+def make_spec(model_dir: Path, problems: Path, arms: list[str] | None = None,
+              **stage: Any) -> PolyaRunSpec:
+    rl_cfg = {"dataset": {"source": str(problems)}, "numGenerations": 4,
+              "perDeviceBatchSize": 8, "maxCompletionLength": 40, "learningRate": 5e-4,
+              "saveSteps": 1000, "maxSteps": 2, **stage}
+    return PolyaRunSpec.model_validate({
+        "model": {"name": str(model_dir), "dtype": "float32"}, "arms": arms or ["vanilla"],
+        "seed": 5, "stages": {"rl": rl_cfg, "generate": {"backend": "hf"}}})
+
+
+def test_rewards_use_the_verifier() -> None:
+    done = [[{"role": "assistant", "content": "3 + 4 = 7. The answer is \\boxed{7}."}],
+            [{"role": "assistant", "content": "The answer is \\boxed{8}."}],
+            [{"role": "assistant", "content": "it is 7"}]]
+    assert rl.correctness_reward(done, answer=["7", "7", "7"]) == [1.0, 0.0, 1.0]
+    assert rl.format_reward(done) == [1.0, 1.0, 0.0]
+    assert rl.correctness_reward(["\\boxed{1,000}"], answer=["1000"]) == [1.0]
+
+
+def test_grpo_config_from_the_spec(tiny_model_dir: Path, problems_file: Path,
+                                   tmp_path: Path) -> None:
+    spec = make_spec(tiny_model_dir, problems_file, formatReward=0.5,
+                     trainerArgs={"top_p": 0.9})
+    cfg = rl.grpo_config(spec, tmp_path)
+    assert (cfg.num_generations, cfg.beta, cfg.loss_type, cfg.scale_rewards) == (
+        4, 0.0, "dapo", "group")
+    assert cfg.reward_weights == [1.0, 0.5] and cfg.top_p == 0.9
+    assert cfg.use_cpu and not cfg.bf16 and not cfg.gradient_checkpointing
+    assert cfg.use_vllm is False and cfg.seed == 5
+    funcs, weights = rl.reward_setup(spec)
+    assert funcs == [rl.correctness_reward, rl.format_reward] and weights == [1.0, 0.5]
+    assert rl.reward_setup(make_spec(tiny_model_dir, problems_file))[0] == [
+        rl.correctness_reward]
+    # Paper defaults.
+    paper = PolyaRunSpec().stages.rl
+    assert (paper.num_generations, paper.beta) == (16, 0.0)
+
+
+def test_generation_batch_must_hold_whole_groups(tiny_model_dir: Path, problems_file: Path,
+                                                 tmp_path: Path) -> None:
+    spec = make_spec(tiny_model_dir, problems_file, perDeviceBatchSize=6)
+    with pytest.raises(SpecError) as err:
+        rl.grpo_config(spec, tmp_path)
+    msg = str(err.value)
+    assert "spec.stages.rl.perDeviceBatchSize" in msg and "spec.stages.rl.numGenerations" in msg
+    with pytest.raises(SpecError, match=re.escape("trainerArgs.num_generations: may not be set")):
+        rl.grpo_config(make_spec(tiny_model_dir, problems_file,
+                                 trainerArgs={"num_generations": 2}), tmp_path)
+    with pytest.raises(SpecError,
+                       match=re.escape("not a field of trl.GRPOConfig; did you mean beta")):
+        rl.grpo_config(make_spec(tiny_model_dir, problems_file, trainerArgs={"betta": 1}),
+                       tmp_path)
+    # Gradient accumulation multiplies the generation batch: 6 x 2 = 12 holds groups of 4.
+    ok = make_spec(tiny_model_dir, problems_file, perDeviceBatchSize=6,
+                   gradientAccumulationSteps=2)
+    assert rl.grpo_config(ok, tmp_path).generation_batch_size == 12
+
+
+def test_polya_arm_needs_its_midtrained_model(tiny_model_dir: Path, problems_file: Path,
+                                              tmp_path: Path) -> None:
+    spec = make_spec(tiny_model_dir, problems_file, arms=["polya"])
+    with pytest.raises(FileNotFoundError, match="run the midtrain stage first"):
+        rl.run(spec, "polya", tmp_path, Reporter("rl", "polya"))
+
+
+def _weights(model_dir: Path) -> dict[str, Any]:
+    from transformers import AutoModelForCausalLM
+
+    return {k: v.clone() for k, v in
+            AutoModelForCausalLM.from_pretrained(model_dir).state_dict().items()}
+
+
+def _accuracy(model_dir: Path, problems: list[dict[str, str]], samples: int = 8) -> float:
+    """Sampled accuracy on fixed questions with a fixed seed (the RL reward, measured apart)."""
+    import torch
+    from polya_trainer.answers import is_correct
+    from polya_trainer.heuristics import plain_messages
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    torch.manual_seed(0)
+    texts = [tok.apply_chat_template(plain_messages(p["question"]), add_generation_prompt=True,
+                                     tokenize=False) for p in problems]
+    enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    with torch.no_grad():
+        out = model.generate(**enc, do_sample=True, temperature=0.7, max_new_tokens=40,
+                             num_return_sequences=samples, pad_token_id=tok.pad_token_id)
+    gen = tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+    golds = [p["answer"] for p in problems for _ in range(samples)]
+    return sum(is_correct(g, a) for g, a in zip(gen, golds, strict=True)) / len(gen)
+
+
+@pytest.mark.slow
+def test_grpo_on_the_toy_model_raises_the_reward(toy_model_dir: Path, problems_file: Path,
+                                                 tmp_path: Path) -> None:
+    """From the mid-trained (here: toy) model, GRPO gets non-zero reward, the reward rises and
+    the weights change; the stage writes a complete model and metrics."""
+    # The toy model stands in for the polya arm's mid-trained model.
+    start = trained_model_dir(tmp_path, "polya", "midtrain")
+    shutil.copytree(toy_model_dir, start)
+    write_manifest(start, kind="model")
+    spec = make_spec(toy_model_dir, problems_file, arms=["polya"], maxSteps=24,
+                     perDeviceBatchSize=16, learningRate=5e-4, temperature=0.7)
+    problems = [json.loads(line) for line in problems_file.read_text().splitlines()][:24]
+    before = _accuracy(start, problems)
+    if before < 0.05:
+        pytest.skip(f"the toy model solves only {before:.1%} of the fixed problems: too little "
+                    "reward signal for a short GRPO run; strengthen the toy_model_dir fixture")
+
+    reporter = Reporter("rl", "polya")
+    outputs = rl.run(spec, "polya", tmp_path, reporter)
+
+    assert outputs["model"] == "polya/rl/model"
+    final = trained_model_dir(tmp_path, "polya", "rl")
+    assert is_complete(final, verify=True)
+    assert read_manifest(stage_dir(tmp_path, "polya", "rl"))["outputs"] == outputs
+    metrics = json.loads((stage_dir(tmp_path, "polya", "rl") / "metrics.json").read_text())
+    assert metrics["global_step"] == 24 and metrics["use_vllm"] is False
+    state = json.loads((stage_dir(tmp_path, "polya", "rl") / "metrics.json").read_text())
+    assert state["reward_mean"] > 0  # non-zero reward
+    # Rising: the reward of the RL'd model on fixed questions beats the start's.
+    after = _accuracy(final, problems)
+    assert before > 0 and after > before + 0.05, (before, after)
+    start_w, final_w = _weights(start), _weights(final)
+    assert any(not (start_w[k] == final_w[k]).all() for k in start_w)
+    snap = reporter.snapshot()
+    assert snap["done"] == 24 and {"reward_mean", "reward_std", "loss"} <= set(snap["metrics"])
+
+
+def test_vanilla_arm_starts_from_the_base_model(tiny_model_dir: Path, problems_file: Path,
+                                                tmp_path: Path) -> None:
+    """Two GRPO steps on the untrained model: the stage wiring, checkpoints and outputs."""
+    spec = make_spec(tiny_model_dir, problems_file, maxSteps=2, saveSteps=1,
+                     maxCompletionLength=16)
+    rl.run(spec, "vanilla", tmp_path, Reporter("rl", "vanilla"))
+    assert is_complete(trained_model_dir(tmp_path, "vanilla", "rl"))
+    metrics = json.loads((stage_dir(tmp_path, "vanilla", "rl") / "metrics.json").read_text())
+    assert metrics["global_step"] == 2 and metrics["resumed_from_step"] is None
+    from polya_trainer.training import checkpoints_dir, newest_checkpoint
+
+    assert newest_checkpoint(checkpoints_dir(tmp_path, "vanilla", "rl")).name == "checkpoint-2"

@@ -1,0 +1,168 @@
+"""Stage 3, RL: TRL ``GRPOTrainer`` with a verifiable math reward.
+
+Starts from ``models.rl_start_model`` (the mid-trained model, or the base model for the
+vanilla arm). Prompts are the plain question (``heuristics.plain_messages``), the same
+prompt evaluation uses. Rewards:
+
+* ``correct``: 1.0 when ``answers.is_correct(completion, gold)`` else 0.0;
+* ``boxed`` (only when ``formatReward > 0``): 1.0 when the completion has a ``\\boxed{}``
+  answer, weighted by ``formatReward`` through ``reward_weights``.
+
+Paper defaults come from the spec (16 generations, beta 0, loss "dapo", group-scaled
+rewards). The generation batch (``perDeviceBatchSize`` x processes x steps per generation)
+must be divisible by ``numGenerations``; this is checked up front with the spec's field names.
+
+Rollouts use vLLM (``use_vllm=True, vllm_mode="colocate"``: the engine shares the training
+processes and GPUs) when ``spec.stages.generate.backend`` is ``vllm`` *and* vllm can be
+imported; otherwise transformers' ``generate``. The generate stage's choice is reused
+because it is the run's statement of which engine its image carries. trainerArgs may still
+set ``use_vllm``/``vllm_mode`` explicitly.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from pathlib import Path
+from typing import Any
+
+from . import training as T
+from .answers import has_boxed, is_correct
+from .data import load_qa
+from .models import load_causal_lm, load_tokenizer, rl_start_model
+from .progress import Reporter
+from .spec import PolyaRunSpec, SpecError
+
+log = logging.getLogger(__name__)
+STAGE = "rl"
+
+
+def _text(completion: Any) -> str:
+    """A completion as text (conversational completions are lists of messages)."""
+    if isinstance(completion, list):
+        return "".join(str(m.get("content", "")) for m in completion if isinstance(m, dict))
+    return str(completion)
+
+
+def correctness_reward(completions: list[Any], answer: list[str], **_: Any) -> list[float]:
+    """1.0 for a verified correct final answer, else 0.0."""
+    pairs = zip(completions, answer, strict=True)
+    return [1.0 if is_correct(_text(c), str(a)) else 0.0 for c, a in pairs]
+
+
+def format_reward(completions: list[Any], **_: Any) -> list[float]:
+    """1.0 when the completion gives its answer in \\boxed{}."""
+    return [1.0 if has_boxed(_text(c)) else 0.0 for c in completions]
+
+
+def reward_setup(spec: PolyaRunSpec) -> tuple[list[Any], list[float]]:
+    """Reward functions and their weights."""
+    weight = spec.stages.rl.format_reward
+    if weight > 0:
+        return [correctness_reward, format_reward], [1.0, float(weight)]
+    return [correctness_reward], [1.0]
+
+
+def use_vllm(spec: PolyaRunSpec) -> bool:
+    """vLLM rollouts: the run chose the vllm backend and the image has vllm."""
+    return (spec.stages.generate.backend == "vllm"
+            and importlib.util.find_spec("vllm") is not None)
+
+
+def check_batch(spec: PolyaRunSpec, user: dict[str, Any], processes: int) -> None:
+    """The GRPO generation batch must hold whole groups of numGenerations completions."""
+    cfg = spec.stages.rl
+    steps = int(user.get("steps_per_generation") or cfg.gradient_accumulation_steps)
+    gen_batch = user.get("generation_batch_size") or cfg.per_device_batch_size * processes * steps
+    if gen_batch % cfg.num_generations:
+        raise SpecError([("spec.stages.rl.perDeviceBatchSize",
+                          f"the generation batch (perDeviceBatchSize {cfg.per_device_batch_size}"
+                          f" x {processes} process(es) x {steps} step(s) per generation = "
+                          f"{gen_batch}) must be divisible by spec.stages.rl.numGenerations "
+                          f"({cfg.num_generations})")])
+
+
+def grpo_config(spec: PolyaRunSpec, output_dir: str | Path) -> Any:
+    """The GRPOConfig for the spec (our values, device arguments, validated trainerArgs)."""
+    from trl import GRPOConfig
+
+    cfg = spec.stages.rl
+    user = T.validate_trainer_args(STAGE, cfg.trainer_args, GRPOConfig, T.GRPO_PROTECTED)
+    check_batch(spec, user, T.world_size())
+    _, weights = reward_setup(spec)
+    ours: dict[str, Any] = {
+        "output_dir": str(output_dir),
+        "num_train_epochs": cfg.epochs,
+        "max_steps": cfg.max_steps or -1,
+        "learning_rate": cfg.learning_rate,
+        "per_device_train_batch_size": cfg.per_device_batch_size,
+        "gradient_accumulation_steps": cfg.gradient_accumulation_steps,
+        "num_generations": cfg.num_generations,
+        "max_completion_length": cfg.max_completion_length,
+        "temperature": cfg.temperature,
+        "beta": cfg.beta,
+        "loss_type": "dapo",
+        "scale_rewards": "group",
+        "reward_weights": weights,
+        "lr_scheduler_type": "constant_with_warmup",
+        "save_strategy": "steps",
+        "save_steps": cfg.save_steps,
+        "save_total_limit": 2,
+        "logging_steps": 1,
+        "seed": spec.seed,
+        "report_to": "none",
+        "disable_tqdm": True,
+        "use_vllm": use_vllm(spec),
+        "vllm_mode": "colocate",
+        **T.device_args(),
+    }
+    return T.build_config(STAGE, GRPOConfig, ours, user)
+
+
+def load_prompts(spec: PolyaRunSpec) -> Any:
+    """The RL dataset: chat prompts with the plain question, plus the gold answer."""
+    from datasets import Dataset
+
+    from .heuristics import plain_messages
+
+    rows = load_qa(spec.stages.rl.dataset, "spec.stages.rl.dataset")
+    return Dataset.from_list([{"prompt": plain_messages(r["question"]), "answer": r["answer"]}
+                              for r in rows])
+
+
+def build_trainer(spec: PolyaRunSpec, arm: str, workdir: str | Path, reporter: Reporter,
+                  flag: T.StopFlag | None = None, callbacks: list[Any] | None = None,
+                  ) -> tuple[Any, Any, Any]:
+    """(GRPOTrainer, tokenizer, our callback) ready to train."""
+    from trl import GRPOTrainer
+
+    args = grpo_config(spec, T.checkpoints_dir(workdir, arm, STAGE))
+    start = rl_start_model(spec, arm, workdir)
+    tok = load_tokenizer(spec.model, start)
+    if not getattr(tok, "chat_template", None):
+        raise ValueError(f"the tokenizer of {start!r} has no chat template; "
+                         "RL formats prompts as chat messages")
+    model = load_causal_lm(T.training_model_spec(spec.model), start)
+    funcs, _ = reward_setup(spec)
+    callback = T.make_callback(reporter, flag)
+    trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=args,
+                          train_dataset=load_prompts(spec), processing_class=tok,
+                          callbacks=[callback, *(callbacks or [])])
+    return trainer, tok, callback
+
+
+def run(spec: PolyaRunSpec, arm: str, workdir: Path, reporter: Reporter,
+        *, callbacks: list[Any] | None = None) -> dict[str, str]:
+    """GRPO for `arm`; write the model and the manifest."""
+    with T.sigterm_flag() as flag:
+        trainer, tok, callback = build_trainer(spec, arm, workdir, reporter, flag, callbacks)
+        result, resumed = T.train(trainer, T.checkpoints_dir(workdir, arm, STAGE), callback)
+    metrics = T.summary(result, trainer, callback, resumed)
+    rewards = [h["reward"] for h in trainer.state.log_history if "reward" in h]
+    if rewards:
+        metrics.update(reward_mean_first=rewards[0], reward_mean_last=rewards[-1],
+                       reward_mean=sum(rewards) / len(rewards))
+    metrics["use_vllm"] = bool(trainer.args.use_vllm)
+    T.save_final_model(trainer, tok, workdir, arm, STAGE,
+                       start_model=rl_start_model(spec, arm, workdir))
+    return T.finish_stage(workdir, arm, STAGE, metrics)

@@ -1,0 +1,466 @@
+"""What the two training stages (midtrain = SFT, rl = GRPO) share.
+
+* **trainerArgs validation** against the real ``SFTConfig``/``GRPOConfig`` dataclass fields:
+  unknown keys are refused with the field path and close matches; keys the stage derives from
+  the spec (``PROTECTED``) are refused with the spec field to use instead. Keys in
+  ``OVERRIDABLE`` are defaults we choose and a user may change.
+* **Device arguments**: CPU gets ``use_cpu``, no bf16, no gradient checkpointing, no pinned
+  memory (TRL defaults to bf16 and gradient checkpointing); a GPU gets bf16 where supported,
+  else fp16 autocast over float32 weights.
+* **Checkpoints**: HF Trainer's own ``checkpoint-N`` directories under
+  ``<workdir>/<arm>/<stage>/checkpoints``. The Trainer writes ``trainer_state.json`` last but
+  not atomically, so after each save :class:`StageCallback` also writes a marker
+  (``MARKER``) atomically; a checkpoint counts only with the marker and a parseable state
+  whose ``global_step`` matches its name. A rerun resumes from the newest complete one and
+  removes newer incomplete ones.
+* **SIGTERM** (Kubernetes preemption, eviction, ``kubectl delete``): the handler only sets a
+  flag; at the end of the current optimizer step the callback asks the Trainer to save a
+  checkpoint and stop. The stage then reports state ``Suspended`` and exits with code 143
+  (128 + SIGTERM), the code the pod would have had if the signal had killed it, so the Job
+  sees a failed pod (the operator's podFailurePolicy treats disruptions as not counting
+  against backoffLimit) and the next attempt resumes from that checkpoint. Under several
+  processes the flag is all-reduced each step so every rank stops at the same step.
+  torchrun gives its workers 30 s after forwarding SIGTERM before it kills them; set the
+  pod's ``terminationGracePeriodSeconds`` above one step plus one checkpoint save.
+* **Progress**: :class:`StageCallback` feeds the shared :class:`~polya_trainer.progress.Reporter`
+  (step/total, loss, learning rate, epoch, reward mean/std, tokens/s).
+* **Final model**: written in HF format to a temporary sibling directory, with the tokenizer
+  and a manifest, then renamed to ``models.trained_model_dir`` (so ``models.is_complete``
+  holds only for a whole model).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import difflib
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from .artifacts import atomic_write_json, write_manifest
+from .models import stage_dir, trained_model_dir
+from .progress import Reporter
+from .spec import ModelSpec, SpecError
+
+log = logging.getLogger(__name__)
+
+MARKER = "polya-checkpoint.json"
+CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM
+METRICS_FILE = "metrics.json"
+
+# Config fields the stage sets from spec fields: trainerArgs may not set them.
+COMMON_PROTECTED: dict[str, str] = {
+    "output_dir": "the stage writes checkpoints under <workdir>/<arm>/<stage>/checkpoints",
+    "num_train_epochs": "epochs",
+    "learning_rate": "learningRate",
+    "per_device_train_batch_size": "perDeviceBatchSize",
+    "gradient_accumulation_steps": "gradientAccumulationSteps",
+    "max_steps": "maxSteps",
+    "save_steps": "saveSteps",
+    "save_strategy": "saveSteps (checkpoints are how a preempted stage resumes)",
+    "seed": "spec.seed",
+    "resume_from_checkpoint": "nothing: the stage resumes from its newest checkpoint itself",
+    "use_cpu": "nothing: it follows the hardware",
+    "push_to_hub": "nothing: the model is written to the workspace",
+}
+SFT_PROTECTED: dict[str, str] = {**COMMON_PROTECTED, "max_length": "maxLength"}
+GRPO_PROTECTED: dict[str, str] = {
+    **COMMON_PROTECTED,
+    "num_generations": "numGenerations",
+    "beta": "beta",
+    "max_completion_length": "maxCompletionLength",
+    "temperature": "temperature",
+    "reward_weights": "formatReward",
+}
+# Defaults we choose that trainerArgs may override (documented in the README).
+OVERRIDABLE = ("lr_scheduler_type", "warmup_steps", "logging_steps",
+               "save_total_limit", "bf16", "fp16", "gradient_checkpointing",
+               "dataloader_pin_memory", "report_to", "completion_only_loss", "loss_type",
+               "scale_rewards", "use_vllm", "vllm_mode", "vllm_gpu_memory_utilization")
+
+
+class Preempted(SystemExit):
+    """Raised after the SIGTERM checkpoint is saved; exits the process with code 143."""
+
+    def __init__(self, step: int):
+        super().__init__(PREEMPTED_EXIT_CODE)
+        self.step = step
+
+
+# --------------------------------------------------------------------------- config
+
+
+def config_fields(config_cls: type) -> set[str]:
+    """Init fields of a TRL/transformers config dataclass."""
+    return {f.name for f in dataclasses.fields(config_cls) if f.init and not f.name.startswith("_")}
+
+
+def _type_ok(default: Any, value: Any) -> bool:
+    """A cheap type check against a field's scalar default (dataclasses do not check)."""
+    if value is None or default is None or isinstance(default, (list, dict, tuple)):
+        return True
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, (int, float)):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(default, str):
+        return isinstance(value, str)
+    return True
+
+
+def validate_trainer_args(stage: str, args: dict[str, Any], config_cls: type,
+                          protected: dict[str, str]) -> dict[str, Any]:
+    """Check `spec.stages.<stage>.trainerArgs` against the real config fields.
+
+    Raises SpecError listing every bad key; returns a copy of the arguments.
+    """
+    fields = config_fields(config_cls)
+    defaults = {f.name: f.default for f in dataclasses.fields(config_cls)
+                if f.default is not dataclasses.MISSING}
+    errors: list[tuple[str, str]] = []
+    for key in sorted(args):
+        path = f"spec.stages.{stage}.trainerArgs.{key}"
+        if key in protected:
+            where = protected[key]
+            hint = (f"set spec.stages.{stage}.{where} instead" if re.match(r"^[a-z]+[A-Za-z]*$",
+                                                                          where)
+                    else f"set by the stage ({where})")
+            errors.append((path, f"may not be set here; {hint}"))
+        elif key not in fields:
+            close = difflib.get_close_matches(key, sorted(fields), n=3, cutoff=0.6)
+            tip = f"; did you mean {' or '.join(close)}?" if close else ""
+            errors.append((path, f"not a field of trl.{config_cls.__name__}{tip}"))
+        elif not _type_ok(defaults.get(key), args[key]):
+            errors.append((path, f"expected a {type(defaults[key]).__name__}, "
+                                 f"got {args[key]!r}"))
+    if errors:
+        raise SpecError(errors)
+    return dict(args)
+
+
+def build_config(stage: str, config_cls: type, ours: dict[str, Any],
+                 user: dict[str, Any]) -> Any:
+    """The config object from our values plus validated trainerArgs (user wins on overlap)."""
+    try:
+        return config_cls(**{**ours, **user})
+    except (TypeError, ValueError) as exc:
+        keys = ", ".join(sorted(user)) or "none"
+        raise SpecError([(f"spec.stages.{stage}",
+                          f"trl.{config_cls.__name__} refused the configuration "
+                          f"(trainerArgs keys: {keys}): {exc}")]) from exc
+
+
+def cuda_bf16() -> tuple[bool, bool]:
+    """(CUDA available, bf16 supported)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return False, False
+    return True, bool(torch.cuda.is_bf16_supported())
+
+
+def device_args() -> dict[str, Any]:
+    """Trainer arguments that depend on the hardware."""
+    cuda, bf16 = cuda_bf16()
+    if not cuda:
+        return {"use_cpu": True, "bf16": False, "fp16": False, "gradient_checkpointing": False,
+                "dataloader_pin_memory": False}
+    return {"bf16": bf16, "fp16": not bf16}
+
+
+def training_model_spec(model: ModelSpec) -> ModelSpec:
+    """The model spec to load trainable weights with.
+
+    ``auto`` means bf16 weights on a bf16 GPU and float32 elsewhere; float16 weights are
+    trained as float32 under fp16 autocast (pure fp16 weights cannot be unscaled).
+    """
+    cuda, bf16 = cuda_bf16()
+    if model.dtype == "float16" or (model.dtype == "auto" and not (cuda and bf16)):
+        return model.model_copy(update={"dtype": "float32"})
+    if model.dtype == "auto":
+        return model.model_copy(update={"dtype": "bfloat16"})
+    return model
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1") or 1)
+
+
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0") or 0) == 0
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def checkpoints_dir(workdir: str | Path, arm: str, stage: str) -> Path:
+    return stage_dir(workdir, arm, stage) / "checkpoints"
+
+
+def checkpoint_step(path: Path) -> int | None:
+    """The step of a complete checkpoint directory, else None."""
+    m = CHECKPOINT_RE.match(path.name)
+    if not m or not path.is_dir():
+        return None
+    step = int(m.group(1))
+    try:
+        marker = json.loads((path / MARKER).read_text())
+        state = json.loads((path / "trainer_state.json").read_text())
+    except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    if marker.get("step") != step or state.get("global_step") != step:
+        return None
+    return step
+
+
+def newest_checkpoint(directory: str | Path) -> Path | None:
+    """The complete checkpoint with the highest step, if any."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return None
+    best: tuple[int, Path] | None = None
+    for p in directory.iterdir():
+        step = checkpoint_step(p)
+        if step is not None and (best is None or step > best[0]):
+            best = (step, p)
+    return best[1] if best else None
+
+
+def prune_incomplete(directory: str | Path) -> list[Path]:
+    """Remove incomplete checkpoint directories (a kill mid-save, or mid-rotation): a resumed
+    run would otherwise write into them, and the Trainer's rotation could keep them instead
+    of good ones."""
+    directory = Path(directory)
+    removed: list[Path] = []
+    if not directory.is_dir():
+        return removed
+    for p in sorted(directory.iterdir()):
+        if CHECKPOINT_RE.match(p.name) and checkpoint_step(p) is None:
+            shutil.rmtree(p, ignore_errors=True)
+            removed.append(p)
+    return removed
+
+
+def mark_checkpoint(output_dir: str | Path, step: int) -> Path | None:
+    path = Path(output_dir) / f"checkpoint-{step}"
+    if not path.is_dir():
+        return None
+    return atomic_write_json(path / MARKER, {"step": step, "time": time.time()})
+
+
+# --------------------------------------------------------------------------- SIGTERM
+
+
+class StopFlag:
+    """Set by SIGTERM; checked by the callback at each step end."""
+
+    def __init__(self) -> None:
+        self.set = False
+        self.signum: int | None = None
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        self.set = True
+        self.signum = signum
+        log.warning("received signal %s: saving a checkpoint at the end of this step", signum)
+
+
+@contextlib.contextmanager
+def sigterm_flag() -> Iterator[StopFlag]:
+    """Install a SIGTERM handler that only sets a flag (main thread only)."""
+    flag = StopFlag()
+    try:
+        previous = signal.signal(signal.SIGTERM, flag)
+    except ValueError:  # not the main thread: leave signals alone
+        yield flag
+        return
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _flag_everywhere(local: bool) -> bool:
+    """OR of the flag over all ranks, so every process stops at the same step."""
+    try:
+        import torch
+        import torch.distributed as dist
+    except ImportError:  # pragma: no cover
+        return local
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return local
+    device = "cuda" if torch.cuda.is_available() and dist.get_backend() == "nccl" else "cpu"
+    t = torch.tensor([1 if local else 0], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
+# --------------------------------------------------------------------------- callback
+
+
+def _callback_base() -> type:
+    from transformers import TrainerCallback
+
+    return TrainerCallback
+
+
+def make_callback(reporter: Reporter, flag: StopFlag | None = None) -> Any:
+    """A TrainerCallback feeding `reporter` and honouring the SIGTERM `flag`."""
+    base = _callback_base()
+
+    class StageCallback(base):  # type: ignore[misc, valid-type]
+        def __init__(self) -> None:
+            self.reporter = reporter
+            self.flag = flag
+            self.preempted_at: int | None = None
+            self.start_step = 0
+            self.steps_this_run = 0
+            self.last_logs: dict[str, float] = {}
+            self.first_logs: dict[str, float] = {}
+            self._tokens: tuple[float, float] | None = None  # (num_tokens, time)
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            self.start_step = state.global_step
+            if state.is_world_process_zero:
+                self.reporter.start(total=state.max_steps, unit="steps",
+                                    message=(f"resumed at step {state.global_step}"
+                                             if state.global_step else ""))
+                self.reporter.update(done=state.global_step, step=state.global_step)
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> Any:
+            self.steps_this_run += 1
+            if self.flag is not None and _flag_everywhere(self.flag.set):
+                control.should_save = True
+                control.should_training_stop = True
+                self.preempted_at = state.global_step
+            if state.is_world_process_zero:
+                self.reporter.update(done=state.global_step)
+            return control
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None,
+                   **kw: Any) -> None:
+            if not logs or not state.is_world_process_zero or "train_runtime" in logs:
+                return
+            figures: dict[str, float] = {}
+            for ours, theirs in (("loss", "loss"), ("learning_rate", "learning_rate"),
+                                 ("epoch", "epoch"), ("reward_mean", "reward"),
+                                 ("reward_std", "reward_std")):
+                if isinstance(logs.get(theirs), (int, float)):
+                    figures[ours] = float(logs[theirs])
+            tokens = logs.get("num_tokens")
+            now = time.monotonic()
+            if isinstance(tokens, (int, float)):
+                if self._tokens and now > self._tokens[1] and tokens >= self._tokens[0]:
+                    figures["tokens_per_second"] = (tokens - self._tokens[0]) / (
+                        now - self._tokens[1])
+                self._tokens = (float(tokens), now)
+            figures["step"] = float(state.global_step)
+            snapshot = {k: float(v) for k, v in logs.items() if isinstance(v, (int, float))}
+            if not self.first_logs:
+                self.first_logs = dict(snapshot, step=state.global_step)
+            self.last_logs = dict(snapshot, step=state.global_step)
+            self.reporter.update(done=state.global_step, **figures)
+
+        def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if state.is_world_process_zero:
+                mark_checkpoint(args.output_dir, state.global_step)
+
+    return StageCallback()
+
+
+# --------------------------------------------------------------------------- running
+
+
+def train(trainer: Any, ckpt_dir: Path, callback: Any) -> tuple[Any, int | None]:
+    """Resume from the newest complete checkpoint (if any) and train.
+
+    Returns (TrainOutput, resumed step or None). Raises Preempted after a SIGTERM save.
+    """
+    resume = newest_checkpoint(ckpt_dir)
+    if is_main_process():
+        for p in prune_incomplete(ckpt_dir):
+            log.warning("removed incomplete checkpoint %s", p)
+    resumed = checkpoint_step(resume) if resume else None
+    if resume:
+        log.info("resuming from %s", resume)
+    result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    if callback.preempted_at is not None:
+        step = callback.preempted_at
+        callback.reporter.finish(state="Suspended",
+                                 message=f"SIGTERM: checkpoint-{step} saved; a rerun resumes")
+        raise Preempted(step)
+    return result, resumed
+
+
+def _barrier(trainer: Any) -> None:
+    with contextlib.suppress(Exception):
+        trainer.accelerator.wait_for_everyone()
+
+
+def save_final_model(trainer: Any, tokenizer: Any, workdir: str | Path, arm: str, stage: str,
+                     merge_lora: bool = False, **meta: Any) -> Path:
+    """Write the trained model (HF format, with tokenizer and manifest) atomically.
+
+    Every rank takes part (sharded models need it); only the main process renames.
+    """
+    final = trained_model_dir(workdir, arm, stage)
+    tmp = final.parent / f".{final.name}.tmp"
+    if trainer.is_world_process_zero() and tmp.exists():
+        shutil.rmtree(tmp)
+    _barrier(trainer)
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    is_peft = hasattr(model, "peft_config")
+    if is_peft and merge_lora:
+        if trainer.is_world_process_zero():
+            merged = model.merge_and_unload()
+            merged.save_pretrained(tmp)
+    else:
+        trainer.save_model(str(tmp))
+    _barrier(trainer)
+    if trainer.is_world_process_zero():
+        tokenizer.save_pretrained(tmp)
+        for junk in ("training_args.bin", "README.md"):  # trainer leftovers, not the model
+            with contextlib.suppress(FileNotFoundError):
+                (tmp / junk).unlink()
+        write_manifest(tmp, kind="model", stage=stage, arm=arm,
+                       adapter=bool(is_peft and not merge_lora), **meta)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    _barrier(trainer)
+    return final
+
+
+def finish_stage(workdir: str | Path, arm: str, stage: str, metrics: dict[str, Any]) -> dict[
+        str, str]:
+    """Write metrics.json and the stage manifest; return the stage outputs."""
+    directory = stage_dir(workdir, arm, stage)
+    outputs = {"model": f"{arm}/{stage}/model", "metrics": f"{arm}/{stage}/{METRICS_FILE}"}
+    if is_main_process():
+        atomic_write_json(directory / METRICS_FILE, metrics)
+        write_manifest(directory, files=[METRICS_FILE], outputs=outputs,
+                       metrics={k: v for k, v in metrics.items()
+                                if isinstance(v, (int, float)) and not isinstance(v, bool)})
+    return outputs
+
+
+def summary(result: Any, trainer: Any, callback: Any, resumed: int | None) -> dict[str, Any]:
+    """Final figures of a training stage (metrics.json)."""
+    out: dict[str, Any] = {
+        "global_step": int(trainer.state.global_step),
+        "train_loss": float(result.training_loss),
+        "resumed_from_step": resumed,
+        "steps_this_run": int(callback.steps_this_run),
+        "train_runtime": float(result.metrics.get("train_runtime", 0.0)),
+        "first_log": callback.first_logs,
+        "last_log": callback.last_logs,
+    }
+    return out
