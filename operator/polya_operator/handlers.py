@@ -7,16 +7,24 @@ How reconciles are triggered (chosen for few API requests and a fast first Job):
   run). kopf blocks handlers until every index has done its initial listing, so after a
   restart the planner always sees every existing Job before it decides anything: together
   with the deterministic names this is what prevents duplicate Jobs.
-* raw **event** handlers (``@kopf.on.event``) on PolyaRuns, Jobs and pods call ``reconcile``
-  for the run concerned. Raw event handlers need no finalizer and no kopf progress
-  annotations, so a run costs no kopf bookkeeping requests; Jobs and pods carry
-  ownerReferences (garbage collection) and a deleted run's Jobs are also deleted explicitly.
+* raw **event** handlers (``@kopf.on.event``) on PolyaRuns, Jobs and pods queue a reconcile
+  of the run concerned (``kick``: a task of its own, so kopf's handler returns at once).
+  Raw event handlers need no finalizer and no kopf progress annotations, so a run costs no
+  kopf bookkeeping requests; Jobs and pods carry ownerReferences (garbage collection) and a
+  deleted run's Jobs are also deleted explicitly. kopf's diff base (a deep copy of every
+  object on every event, for on.create/on.update) is switched off: nothing reads it.
+* one reconcile per run at a time; events arriving meanwhile **coalesce** into one more
+  reconcile, and the echo of our own status write triggers none.
+* **Jobs first**: a reconcile creates its Jobs at once; the rest (spec ConfigMap, workspace
+  claim, status, Events) goes through a deferred lane that waits while Job creations are in
+  flight (longer during a burst), so 1,000 new runs get their Jobs before any bookkeeping.
 * one **resync loop** per operator (every ``POLYA_RESYNC_SECONDS``, default 30) reads live
   progress from the running pods (``GET http://<podIP>:9400/progress``; pods never write to
   the API), enforces run deadlines and TTLs, and retries reconciles that failed.
 
 A reconcile makes requests only for what changed: child creations/deletions, one status
-merge-patch when the status differs, and the Events of the transitions.
+merge-patch when the status differs, and the Events of the transitions. Parsed specs are
+cached per (uid, generation).
 
 Spec changes while running: model, dataset, arms and storage are immutable (CEL rules in
 the CRD, and the validating webhook when enabled); anything else applies to the stages not
@@ -40,7 +48,7 @@ import aiohttp
 import kopf
 from polya_trainer import spec as s
 
-from . import kube, metrics
+from . import kube, metrics, watchdog, webhook
 from . import planner as p
 from . import resources as r
 
@@ -70,7 +78,15 @@ class Config:
     webhook: bool = field(default_factory=lambda: os.environ.get("POLYA_WEBHOOK") == "1")
     webhook_port: int = field(default_factory=lambda: int(
         os.environ.get("POLYA_WEBHOOK_PORT", "9443")))
+    webhook_addr: str | None = None  # listen address (None: all interfaces)
     fetch_progress: ProgressFetcher | None = None  # tests point it at 127.0.0.1
+    # Stalled-watch check (watchdog.py) every N seconds, 0 disables [POLYA_WATCH_CHECK_SECONDS]
+    watch_check: float = field(default_factory=lambda: _env_float(
+        "POLYA_WATCH_CHECK_SECONDS", 60.0))
+    namespaces: list[str] | None = None  # watched namespaces (None or []: cluster-wide)
+
+    def __post_init__(self) -> None:
+        r.default_resources()  # a bad POLYA_DEFAULT_RESOURCES stops the operator at start
 
 
 # --------------------------------------------------------------------------- index values
@@ -137,8 +153,15 @@ class Operator:
         self.live: dict[str, dict[str, Any]] = {}  # job name -> live progress
         self.known: dict[str, float] = {}  # job name -> monotonic creation time
         self.locks: dict[tuple[str, str], asyncio.Lock] = collections.defaultdict(asyncio.Lock)
+        self.waiting: set[tuple[str, str]] = set()  # runs with a reconcile queued on the lock
+        # Parsed specs by run: (uid, generation, spec or SpecError). The API server bumps
+        # metadata.generation on every spec change, so a run is parsed once per generation.
+        self.specs: dict[tuple[str, str], tuple[str, Any, Any]] = {}
         self.health = metrics.Health(self.config.resync)
+        self.lane = Lane()
+        self.watch_check = watchdog.WatchCheck(self.config.watch_check)
         self._tasks: list[asyncio.Task[Any]] = []
+        self._inflight: set[asyncio.Task[Any]] = set()  # queued reconciles (kick)
         self._runner: Any = None
 
     # ------------------------------------------------------------------ registration
@@ -159,7 +182,9 @@ class Operator:
         kopf.on.event("", "v1", "pods", labels=present, registry=registry,
                       id="pod-event")(self.on_child)
         if self.config.webhook:
-            kopf.on.validate(g, v, pl, registry=registry, id="validate-spec")(self.validate)
+            kopf.on.validate(g, v, pl, registry=registry, id="validate-spec",
+                             operations=["CREATE", "UPDATE"], ignore_failures=True,
+                             )(self.validate)
 
     # ------------------------------------------------------------------ kopf plumbing
     @staticmethod
@@ -175,11 +200,11 @@ class Operator:
         settings.watching.client_timeout = 660
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
             prefix="polya.dev")
+        settings.persistence.diffbase_storage = _NoDiffBase()
         if self.config.webhook:
-            settings.admission.server = kopf.WebhookServer(
-                port=self.config.webhook_port,
-                certfile=os.environ.get("POLYA_WEBHOOK_CERT"),
-                pkeyfile=os.environ.get("POLYA_WEBHOOK_KEY"))
+            webhook.configure(settings, {**os.environ,
+                                         "POLYA_WEBHOOK_PORT": str(self.config.webhook_port)},
+                              addr=self.config.webhook_addr)
         self._remember(kwargs)
         metrics.build_info()
         if self.config.metrics_port:
@@ -187,9 +212,10 @@ class Operator:
         self._tasks.append(asyncio.create_task(self._resync_loop()))
 
     async def cleanup(self, **_: Any) -> None:
-        for task in self._tasks:
+        tasks = [*self._tasks, *self._inflight]
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         if self._runner is not None:
@@ -202,23 +228,27 @@ class Operator:
                 self.idx[name] = kwargs[name]
 
     # ------------------------------------------------------------------ indexes
+    # Index and validation handlers are async: kopf runs sync handlers in its thread pool,
+    # a thread hop per watch event that dominated a burst's CPU time.
     @staticmethod
-    def index_run(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    async def index_run(namespace: str, name: str, body: kopf.Body,
+                        **_: Any) -> dict[Any, Any]:
         meta = body.get("metadata") or {}
         return {(namespace, name): {
             "metadata": {"name": name, "namespace": namespace, "uid": meta.get("uid"),
                          "generation": meta.get("generation"),
+                         "resourceVersion": meta.get("resourceVersion"),
                          "deletionTimestamp": meta.get("deletionTimestamp")},
             "spec": dict(body.get("spec") or {}), "status": dict(body.get("status") or {})}}
 
     @staticmethod
-    def index_job(namespace: str, labels: dict[str, str], body: kopf.Body,
-                  **_: Any) -> dict[Any, Any]:
+    async def index_job(namespace: str, labels: dict[str, str], body: kopf.Body,
+                        **_: Any) -> dict[Any, Any]:
         return {(namespace, labels[r.LABEL_RUN]): _compact_job(dict(body))}
 
     @staticmethod
-    def index_pod(namespace: str, labels: dict[str, str], body: kopf.Body,
-                  **_: Any) -> dict[Any, Any]:
+    async def index_pod(namespace: str, labels: dict[str, str], body: kopf.Body,
+                        **_: Any) -> dict[Any, Any]:
         job = _job_of_pod(labels)
         return {(namespace, job): _compact_pod(dict(body))} if job else {}
 
@@ -230,16 +260,29 @@ class Operator:
         if type == "DELETED":
             await self._deleted(namespace, name, dict(body))
             return
-        await self.reconcile(namespace, name)
+        if type == "MODIFIED" and self._echo(namespace, name, body):
+            return
+        self.kick(namespace, name)
+
+    def _echo(self, namespace: str, name: str, body: kopf.Body) -> bool:
+        """Is this event only the echo of our own status write? (Then nothing changed that
+        a reconcile would read: Job and pod changes trigger their own reconciles.)"""
+        meta = body.get("metadata") or {}
+        mine = self.status.get((namespace, name, meta.get("uid") or ""))
+        if mine is None or meta.get("deletionTimestamp"):
+            return False
+        status = body.get("status") or {}
+        return meta.get("generation") == status.get("observedGeneration") and \
+            _pruned(dict(status)) == _pruned(mine)
 
     async def on_child(self, type: str | None, namespace: str, labels: dict[str, str],
                        **kwargs: Any) -> None:
         self._remember(kwargs)
         metrics.observed_event()
-        await self.reconcile(namespace, labels[r.LABEL_RUN])
+        self.kick(namespace, labels[r.LABEL_RUN])
 
     @staticmethod
-    def validate(spec: dict[str, Any], **_: Any) -> None:
+    async def validate(spec: dict[str, Any], **_: Any) -> None:
         try:
             s.parse_spec(dict(spec))
         except s.SpecError as exc:
@@ -254,6 +297,21 @@ class Operator:
             return value
         return None
 
+    def _exists(self, namespace: str, name: str, uid: str) -> bool:
+        run = self._run(namespace, name)
+        return run is not None and (run["metadata"].get("uid") or "") == uid and \
+            not run["metadata"].get("deletionTimestamp")
+
+    def _spec(self, namespace: str, run: dict[str, Any]) -> Any:
+        meta = run["metadata"]
+        key = (namespace, meta["name"])
+        uid, gen = meta.get("uid") or "", meta.get("generation")
+        hit = self.specs.get(key)
+        if hit is None or hit[0] != uid or hit[1] != gen or gen is None:
+            hit = (uid, gen, p.parse(run.get("spec")))
+            self.specs[key] = hit
+        return hit[2]
+
     def _children(self, namespace: str, name: str) -> list[p.JobInfo]:
         jobs = self.idx.get("jobs")
         pods = self.idx.get("pods")
@@ -267,11 +325,38 @@ class Operator:
             out.append(p.observe_job(job, mine))
         return out
 
+    def kick(self, namespace: str, name: str) -> None:
+        """Queue a reconcile of the run as a task of its own (a work queue, as in
+        controller-runtime): kopf's handler returns at once, so kopf's per-object state is
+        not held while the reconcile waits for the run's lock or for the deferred lane."""
+        key = (namespace, name)
+        if key in self.waiting:
+            return
+        self.waiting.add(key)
+        task = asyncio.create_task(self._reconcile_queued(key))
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+
     async def reconcile(self, namespace: str, name: str) -> None:
+        """Reconcile the run now (after the one in progress, if any)."""
+        key = (namespace, name)
+        if key in self.waiting:
+            # A reconcile of this run is already queued behind the running one: it has not
+            # read the indexes yet, so it will see this event's state too (coalescing).
+            return
+        self.waiting.add(key)
+        await self._reconcile_queued(key)
+
+    async def _reconcile_queued(self, key: tuple[str, str]) -> None:
+        namespace, name = key
         start = time.monotonic()
         result = "success"
+        queued = True
         try:
-            async with self.locks[(namespace, name)]:
+            async with self.locks[key]:
+                self.waiting.discard(key)
+                queued = False
+                start = time.monotonic()
                 result = await self._reconcile(namespace, name)
         except Exception:
             result = "error"
@@ -279,6 +364,8 @@ class Operator:
             log.exception("reconcile of %s/%s failed; retried on the next resync",
                           namespace, name)
         finally:
+            if queued:  # cancelled (or failed) before it got the lock
+                self.waiting.discard(key)
             metrics.RECONCILE_TOTAL.labels(CONTROLLER, result).inc()
             metrics.RECONCILE_TIME.labels(CONTROLLER).observe(time.monotonic() - start)
 
@@ -292,27 +379,41 @@ class Operator:
         now = datetime.now(UTC)
         jobs = self._children(namespace, name)
         plan = p.plan(run, jobs, now, live=self.live, image=self.config.image,
-                      known=_Recent(self.known, 120.0))
+                      known=_Recent(self.known, 120.0), parsed=self._spec(namespace, run))
         api = kube.client()
-        await self._apply(api, namespace, run, plan)
-        if plan.status != run.get("status"):
-            patched = await api.patch_run_status(namespace, name, plan.status)
-            if patched is not None:
-                self.status[ukey] = plan.status
-        for ev in plan.of(p.Event):
-            await api.event(run, ev.reason, ev.message, ev.type)
+        await self._create_jobs(api, namespace, plan)
+        changed = plan.status != run.get("status")
+        if changed or any(not isinstance(a, p.CreateJob) for a in plan.actions):
+            async with self.lane.deferred():
+                if not self._exists(namespace, name, ukey[2]):
+                    return "success"  # deleted meanwhile: nothing more to write
+                await self._apply(api, namespace, plan)
+                writes: list[Awaitable[Any]] = [api.event(run, ev.reason, ev.message, ev.type)
+                                                for ev in plan.of(p.Event)]
+                if changed:
+                    writes.insert(0, api.patch_run_status(namespace, name, plan.status))
+                    if (await asyncio.gather(*writes))[0] is not None:
+                        self.status[ukey] = plan.status
+                elif writes:
+                    await asyncio.gather(*writes)
         self._observe(namespace, name, plan)
         return "requeue" if p.next_wakeup({**run, "status": plan.status}, now) else "success"
 
-    async def _apply(self, api: kube.Kube, namespace: str, run: dict[str, Any],
-                     plan: p.Plan) -> None:
-        # Jobs first: in a burst the API server sees the Job creations before the rest (a
-        # pod created before its ConfigMap/claim simply waits for them to appear).
+    async def _create_jobs(self, api: kube.Kube, namespace: str, plan: p.Plan) -> None:
+        """Jobs first, as urgent work: in a burst the API server sees every run's first Job
+        before the bookkeeping (ConfigMap, claim, status, Events), which waits in the
+        deferred lane; a pod created before its ConfigMap/claim waits for them to appear."""
         jobs = [a for a in plan.actions if isinstance(a, p.CreateJob)]
+        if not jobs:
+            return
         for a in jobs:
             self.known[a.manifest["metadata"]["name"]] = time.monotonic()
-        if jobs:
+        with self.lane.urgent():
             await asyncio.gather(*(self._create_job(api, namespace, a) for a in jobs))
+        # Not needed any more: do not keep the manifests while the bookkeeping waits.
+        plan.actions = [a for a in plan.actions if not isinstance(a, p.CreateJob)]
+
+    async def _apply(self, api: kube.Kube, namespace: str, plan: p.Plan) -> None:
         creates: list[Awaitable[Any]] = []
         for a in plan.actions:
             if isinstance(a, p.CreateConfigMap):
@@ -367,6 +468,8 @@ class Operator:
         """A deleted run: delete its Jobs now (garbage collection would, later)."""
         uid = (body.get("metadata") or {}).get("uid") or ""
         api = kube.client()
+        async with self.locks[(namespace, name)]:  # let a reconcile in progress finish
+            pass
         jobs = self._children(namespace, name)
         await asyncio.gather(*(api.delete("batch/v1", "jobs", namespace, j.name)
                                for j in jobs if j.phase in p.ACTIVE))
@@ -378,6 +481,7 @@ class Operator:
                    ).get("stages") or []]
         metrics.forget_run(namespace, name, stages)
         self.locks.pop((namespace, name), None)
+        self.specs.pop((namespace, name), None)
 
     # ------------------------------------------------------------------ resync
     async def _fetch(self, pod: dict[str, Any]) -> dict[str, Any] | None:
@@ -431,6 +535,29 @@ class Operator:
                     if data is not None:
                         self.live[job.name] = data
 
+    async def check_watch(self) -> None:
+        """Compare listed PolyaRun versions with kopf's index (see watchdog.py)."""
+        runs = self.idx.get("runs")
+        if runs is None:
+            return
+        api = kube.client()
+        base = f"/apis/{s.GROUP}/{s.VERSION}"
+        items: list[dict[str, Any]] = []
+        for ns in self.config.namespaces or [None]:
+            path = f"{base}/namespaces/{ns}/{s.PLURAL}" if ns else f"{base}/{s.PLURAL}"
+            items += (await api.request("GET", path) or {}).get("items") or []
+        indexed: dict[tuple[str, str], str | None] = {}
+        for key in list(runs.keys()):
+            for value in runs[key]:
+                indexed[key] = value["metadata"].get("resourceVersion")
+        stalled = self.watch_check.compare(watchdog.listed_versions(items), indexed)
+        if stalled and not self.health.watch_stalled:
+            log.error("the PolyaRun watch looks stalled (%d object(s) behind the API for "
+                      "%.0f s): reporting unhealthy", len(self.watch_check.lagging),
+                      self.watch_check.interval)
+        self.health.watch_stalled = stalled
+        metrics.WATCH_STALLED.set(1.0 if stalled else 0.0)
+
     async def _resync_loop(self) -> None:
         while True:
             self.health.tick()
@@ -438,7 +565,74 @@ class Operator:
                 await self.resync_once()
             except Exception:
                 log.exception("resync failed")
+            if self.config.watch_check > 0 and self.watch_check.due():
+                try:
+                    await self.check_watch()
+                except Exception as exc:  # the API is unreachable: no verdict this time
+                    log.warning("watch check failed: %s", exc)
             await asyncio.sleep(self.config.resync)
+
+
+class _NoDiffBase(kopf.DiffBaseStorage):
+    """No diff base: the operator has raw event handlers only (no on.create/on.update), so
+    kopf's diff base (a deep copy of every object on every watch event) is never read."""
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> Any:
+        return kopf.BodyEssence()
+
+    def fetch(self, *, body: kopf.Body) -> Any:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: Any) -> None:
+        return None
+
+
+class Lane:
+    """Urgent work (creating Jobs) goes before deferred work (everything else).
+
+    Deferred work waits until no Job creation has been in flight for ``quiet`` seconds
+    (``burst_quiet`` during a burst: ``burst`` or more creations within the last second),
+    and at most ``width`` deferred batches run at once; none waits more than ``patience``
+    seconds (a sustained stream of creations cannot starve the status writes). With no
+    burst going on it waits ``quiet`` after this run's own Job creation at most.
+    """
+
+    def __init__(self, width: int = 16, quiet: float = 0.05, burst_quiet: float = 0.5,
+                 burst: int = 20, patience: float = 30.0):
+        self.width, self.quiet, self.burst_quiet, self.burst = width, quiet, burst_quiet, burst
+        self.patience = patience
+        self.busy = 0  # urgent requests in flight
+        self.last = 0.0  # when the last one ended (monotonic)
+        self.recent: collections.deque[float] = collections.deque(maxlen=burst)
+        self._sem: asyncio.Semaphore | None = None
+
+    @contextlib.contextmanager
+    def urgent(self) -> Any:
+        self.busy += 1
+        try:
+            yield
+        finally:
+            self.busy -= 1
+            self.last = time.monotonic()
+            self.recent.append(self.last)
+
+    def _wait(self) -> float:
+        """Seconds deferred work should still wait (0: go)."""
+        if self.busy:
+            return self.quiet
+        bursting = len(self.recent) == self.burst and self.last - self.recent[0] < 1.0
+        return max(0.0, (self.burst_quiet if bursting else self.quiet)
+                   - (time.monotonic() - self.last))
+
+    @contextlib.asynccontextmanager
+    async def deferred(self) -> Any:
+        if self._sem is None:  # created in the operator's loop
+            self._sem = asyncio.Semaphore(self.width)
+        give_up = time.monotonic() + self.patience
+        async with self._sem:
+            while (wait := self._wait()) > 0 and time.monotonic() < give_up:
+                await asyncio.sleep(wait)
+            yield
 
 
 class _Recent:
@@ -449,6 +643,15 @@ class _Recent:
 
     def __contains__(self, name: object) -> bool:
         return self.times.get(name, 0.0) > self.horizon  # type: ignore[call-overload]
+
+
+def _pruned(x: Any) -> Any:
+    """``x`` without null values (a merge patch deletes them on the server)."""
+    if isinstance(x, dict):
+        return {k: _pruned(v) for k, v in x.items() if v is not None}
+    if isinstance(x, list):
+        return [_pruned(v) for v in x]
+    return x
 
 
 def _run_state(status: dict[str, Any]) -> str:

@@ -22,6 +22,7 @@ import asyncio
 import logging
 import os
 import ssl
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -35,6 +36,8 @@ log = logging.getLogger("polya_operator.kube")
 USER_AGENT = "polya-operator/0.1"
 _CONFIGS: dict[str, kclient.Configuration] = {}
 _SESSIONS: dict[tuple[str, int], aiohttp.ClientSession] = {}
+_AUTH: dict[int, tuple[float, str | None]] = {}  # id(config) -> (expiry, header)
+AUTH_TTL = 60.0  # seconds a token is reused (service-account tokens rotate far slower)
 
 
 class ApiError(Exception):
@@ -63,14 +66,18 @@ def configuration() -> kclient.Configuration:
     return _CONFIGS[key]
 
 
+_SSL: dict[int, ssl.SSLContext | bool] = {}  # id(config) -> context, built once
+
+
 def _ssl(cfg: kclient.Configuration) -> ssl.SSLContext | bool:
-    if not cfg.host.startswith("https"):
-        return False
-    if not cfg.verify_ssl:
-        return False
-    ctx = ssl.create_default_context(cafile=cfg.ssl_ca_cert)
-    if cfg.cert_file:
-        ctx.load_cert_chain(cfg.cert_file, cfg.key_file)
+    if id(cfg) in _SSL:
+        return _SSL[id(cfg)]
+    ctx: ssl.SSLContext | bool = False
+    if cfg.host.startswith("https") and cfg.verify_ssl:
+        ctx = ssl.create_default_context(cafile=cfg.ssl_ca_cert)
+        if cfg.cert_file:
+            ctx.load_cert_chain(cfg.cert_file, cfg.key_file)
+    _SSL[id(cfg)] = ctx
     return ctx
 
 
@@ -83,15 +90,19 @@ class Kube:
 
     async def request(self, method: str, path: str, body: Any = None,
                       content_type: str = "application/json",
-                      params: dict[str, str] | None = None) -> Any:
+                      params: dict[str, str] | None = None, parse: bool = True) -> Any:
+        """One API call; the decoded answer, or ``{}`` when ``parse`` is off (callers that
+        only need success skip decoding the echoed object)."""
         headers = {"Content-Type": content_type, "Accept": "application/json"}
-        token = self.cfg.get_api_key_with_prefix("authorization") \
-            if hasattr(self.cfg, "get_api_key_with_prefix") else None
+        token = _authorization(self.cfg)
         if token:
             headers["Authorization"] = token
         url = self.cfg.host.rstrip("/") + path
         async with self.session.request(method, url, json=body, headers=headers,
                                         params=params, ssl=_ssl(self.cfg)) as resp:
+            if resp.status < 400 and not parse:
+                await resp.read()  # consumed, so the connection is reused
+                return {}
             data = await resp.json(content_type=None) if resp.content_length != 0 else None
             if resp.status >= 400:
                 raise ApiError(resp.status, data)
@@ -99,23 +110,26 @@ class Kube:
 
     # ------------------------------------------------------------------ typed helpers
     async def create(self, api: str, plural: str, namespace: str, body: dict[str, Any],
-                     exist_ok: bool = True) -> dict[str, Any] | None:
-        """POST a namespaced object; an existing one (409) is fine when ``exist_ok``."""
+                     exist_ok: bool = True, parse: bool = False) -> dict[str, Any] | None:
+        """POST a namespaced object; an existing one (409) is fine when ``exist_ok`` (then
+        None). The created object is decoded only with ``parse``."""
         try:
             return await self.request("POST", f"{_base(api)}/namespaces/{namespace}/{plural}",
-                                      body)
+                                      body, parse=parse)
         except ApiError as exc:
             if exc.status == 409 and exist_ok:
                 return None
             raise
 
     async def patch(self, api: str, plural: str, namespace: str, name: str,
-                    body: dict[str, Any], subresource: str = "") -> dict[str, Any] | None:
+                    body: dict[str, Any], subresource: str = "",
+                    parse: bool = False) -> dict[str, Any] | None:
+        """Merge-patch; None when the object is gone (404)."""
         sub = f"/{subresource}" if subresource else ""
         try:
             return await self.request(
                 "PATCH", f"{_base(api)}/namespaces/{namespace}/{plural}/{name}{sub}", body,
-                content_type="application/merge-patch+json")
+                content_type="application/merge-patch+json", parse=parse)
         except ApiError as exc:
             if exc.status == 404:
                 return None
@@ -163,6 +177,19 @@ class Kube:
             log.warning("could not post event %s: %s", reason, exc)
 
 
+def _authorization(cfg: kclient.Configuration) -> str | None:
+    """The Authorization header, re-read at most every AUTH_TTL seconds (the loader's
+    refresh hook re-reads the token file or runs the exec plugin on every call)."""
+    now = time.monotonic()
+    hit = _AUTH.get(id(cfg))
+    if hit is None or hit[0] < now:
+        token = cfg.get_api_key_with_prefix("authorization") \
+            if hasattr(cfg, "get_api_key_with_prefix") else None
+        hit = (now + AUTH_TTL, token)
+        _AUTH[id(cfg)] = hit
+    return hit[1]
+
+
 def _base(api: str) -> str:
     return "/api/v1" if api == "v1" else f"/apis/{api}"
 
@@ -191,3 +218,5 @@ async def close() -> None:
 def forget() -> None:
     """Drop cached configurations (tests switch API servers)."""
     _CONFIGS.clear()
+    _AUTH.clear()
+    _SSL.clear()

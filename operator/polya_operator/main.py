@@ -7,9 +7,13 @@ Options (environment in brackets):
                         without it the operator runs standalone: run ONE replica with the
                         Deployment strategy Recreate so two never act at once
   --verbose / --quiet   log level
+Other arguments are refused (the operator calls kopf.operator() itself; there is no
+`kopf run` command line to pass them on to).
 Other environment: POLYA_LOG_FORMAT=json (JSON logs), POLYA_TRAINER_IMAGE,
+POLYA_DEFAULT_RESOURCES (JSON per-stage resource defaults, see resources.default_resources),
 POLYA_OPERATOR_METRICS_PORT (8080: /metrics, /healthz, /readyz), POLYA_RESYNC_SECONDS (30),
-POLYA_WEBHOOK=1 (+ POLYA_WEBHOOK_PORT, POLYA_WEBHOOK_CERT, POLYA_WEBHOOK_KEY).
+POLYA_WEBHOOK=1 (+ POLYA_WEBHOOK_PORT, POLYA_WEBHOOK_HOST, POLYA_WEBHOOK_CERT,
+POLYA_WEBHOOK_KEY, POLYA_WEBHOOK_CA; see webhook.py).
 """
 
 from __future__ import annotations
@@ -44,6 +48,9 @@ async def operate(namespaces: list[str], *, clusterwide: bool = False,
                   peering: str | None = None, config: Config | None = None,
                   stop_flag: Any = None, ready_flag: Any = None) -> None:
     """Run the operator until ``stop_flag`` is set (an asyncio or threading Event)."""
+    config = config or Config()
+    if config.namespaces is None:
+        config.namespaces = [] if clusterwide else list(namespaces)
     registry, _ = make_registry(config)
     await kopf.operator(registry=registry, settings=kopf.OperatorSettings(),
                         standalone=peering is None, peering_name=peering,

@@ -44,6 +44,8 @@ JOBS_CREATED = Counter("polyarun_jobs_created_total", "Jobs created, by stage.",
                        registry=REGISTRY)
 BUILD_INFO = Gauge("polyarun_build_info", "Build information (always 1).",
                    ("version", "kopf_version", "python_version"), registry=REGISTRY)
+WATCH_STALLED = Gauge("polyarun_watch_stalled", "1 while the PolyaRun watch looks stalled "
+                      "(listed versions not reaching the index).", registry=REGISTRY)
 WATCH_LAST_EVENT = Gauge("polyarun_watch_last_event_timestamp_seconds",
                          "Unix time of the last watch event handled.", registry=REGISTRY)
 
@@ -64,19 +66,22 @@ def observed_event() -> None:
 
 
 class Health:
-    """Readiness: the watches have listed everything once. Liveness: the event loop answers
-    and the resync loop has ticked recently (it runs every ``resync`` seconds)."""
+    """Readiness: the watches have listed everything once. Liveness: the event loop answers,
+    the resync loop has ticked recently (it runs every ``resync`` seconds) and the PolyaRun
+    watch is not stalled (see watchdog.py)."""
 
     def __init__(self, resync: float):
         self.resync = resync
         self.ready = False
+        self.watch_stalled = False
         self.last_tick = time.monotonic()
 
     def tick(self) -> None:
         self.last_tick = time.monotonic()
 
     def alive(self) -> bool:
-        return time.monotonic() - self.last_tick < max(60.0, 5 * self.resync)
+        return time.monotonic() - self.last_tick < max(60.0, 5 * self.resync) \
+            and not self.watch_stalled
 
 
 async def serve(port: int, health: Health, host: str = "0.0.0.0") -> web.AppRunner:

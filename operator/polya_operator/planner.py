@@ -24,6 +24,7 @@ restarted at any moment (or a duplicated event) reaches the same decision:
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 from collections.abc import Container
 from dataclasses import dataclass, field
@@ -61,8 +62,15 @@ class PatchJob:
 
 @dataclass(frozen=True)
 class CreateConfigMap:
-    manifest: dict[str, Any]
+    """The spec ConfigMap; its manifest is built when first read (after the Jobs went out)."""
+
+    meta: dict[str, Any] = field(repr=False)
+    spec: s.PolyaRunSpec = field(repr=False)
     replace: bool = False  # rewrite an existing one (the spec changed)
+
+    @functools.cached_property
+    def manifest(self) -> dict[str, Any]:
+        return r.configmap(self.meta, self.spec)
 
 
 @dataclass(frozen=True)
@@ -274,25 +282,36 @@ def _invalid(meta: dict[str, Any], old: dict[str, Any], exc: s.SpecError, now: s
 # --------------------------------------------------------------------------- the planner
 
 
+def parse(raw: Any) -> s.PolyaRunSpec | s.SpecError:
+    """The validated spec with the operator's defaults applied, or the error naming the field."""
+    try:
+        return r.with_defaults(s.parse_spec(raw))
+    except s.SpecError as exc:
+        return exc
+
+
 def plan(run: dict[str, Any], jobs: list[JobInfo], now: datetime,
          live: dict[str, dict[str, Any]] | None = None, image: str | None = None,
-         known: Container[str] = frozenset()) -> Plan:
+         known: Container[str] = frozenset(),
+         parsed: s.PolyaRunSpec | s.SpecError | None = None) -> Plan:
     """Decide the next actions and the new status of one PolyaRun.
 
     ``run`` is the object (metadata, spec, status); ``jobs`` its observed child Jobs;
     ``live`` maps a running Job's name to the progress its pod serves; ``image`` is the
     operator's default trainer image; ``known`` names Jobs this process created moments
-    ago whose watch events may not have arrived yet (they are waited for, not recreated).
+    ago whose watch events may not have arrived yet (they are waited for, not recreated);
+    ``parsed`` is ``parse_spec(run["spec"])`` (or its SpecError) when the caller cached it.
     """
     meta = run.get("metadata") or {}
     old = dict(run.get("status") or {})
     gen = meta.get("generation")
     tnow = iso(now)
     live = live or {}
-    try:
-        spec = s.parse_spec(run.get("spec"))
-    except s.SpecError as exc:
-        return _invalid(meta, old, exc, tnow)
+    if parsed is None:
+        parsed = parse(run.get("spec"))
+    if isinstance(parsed, s.SpecError):
+        return _invalid(meta, old, parsed, tnow)
+    spec = parsed
 
     conds = {c.get("type"): c for c in old.get("conditions") or []}
     finished = (conds.get("Succeeded", {}).get("status") in ("True", "False")
@@ -307,7 +326,10 @@ def plan(run: dict[str, Any], jobs: list[JobInfo], now: datetime,
     for js in by_stage.values():
         js.sort(key=lambda j: j.attempt)
     old_stages = {(x.get("arm"), x.get("name")): x for x in old.get("stages") or []}
-    started = bool(old.get("startTime")) or bool(jobs)
+    # The status is written after the ConfigMap and claim exist, so a run without startTime
+    # may lack them even when its first Job exists (an operator stopped in between): they
+    # are created again (an existing one is fine).
+    started = bool(old.get("startTime"))
     start_time = old.get("startTime") or tnow
     kueue = bool(spec.queue_name)
 
@@ -318,11 +340,11 @@ def plan(run: dict[str, Any], jobs: list[JobInfo], now: datetime,
         deadline_hit = elapsed >= spec.active_deadline_seconds
 
     if not started:
-        out.actions.append(CreateConfigMap(r.configmap(meta, spec)))
+        out.actions.append(CreateConfigMap(meta, spec))
         if r.creates_claim(spec):
             out.actions.append(CreatePVC(r.pvc(meta, spec)))
     elif gen is not None and old.get("observedGeneration") not in (None, gen):
-        out.actions.append(CreateConfigMap(r.configmap(meta, spec), replace=True))
+        out.actions.append(CreateConfigMap(meta, spec, replace=True))
 
     stages: list[dict[str, Any]] = []
     failure: tuple[str, str] | None = None  # (reason, message)
@@ -413,7 +435,7 @@ def plan(run: dict[str, Any], jobs: list[JobInfo], now: datetime,
                     out.actions.append(Event("StageStarted", f"{arm}/{stage}: Job "
                                              f"{st['jobName']} created", "Normal", arm, stage))
             elif latest.phase == "Succeeded":
-                st.update(state="Succeeded", reason="JobComplete", message="",
+                st.update(state="Succeeded", reason="JobComplete", message="", jobName=latest.name,
                           completionTime=latest.finished or tnow, progress=100.0,
                           etaSeconds=0.0)
                 _apply_progress(st, latest.progress)
@@ -422,6 +444,7 @@ def plan(run: dict[str, Any], jobs: list[JobInfo], now: datetime,
                                          f"(Job {latest.name})", "Normal", arm, stage))
                 blocked = False
             elif latest.phase == "Failed":
+                st["jobName"] = latest.name  # also when the status write was lost (restart)
                 _apply_progress(st, latest.progress)
                 retries_left = cfg.backoff_limit - (len(failures) - 1)
                 if latest.retryable and retries_left > 0 and not spec.suspend:
@@ -456,6 +479,9 @@ def plan(run: dict[str, Any], jobs: list[JobInfo], now: datetime,
                     st.update(state="Suspended",
                               reason="RunSuspended" if spec.suspend else "QueuedInKueue",
                               message="" if spec.suspend else "waiting for Kueue admission")
+                elif latest.phase == "Pending" and old_state == "Pending" and \
+                        prev.get("jobName") == latest.name:
+                    pass  # still waiting for its pod: keep why it was created (one patch less)
                 else:
                     st.update(state=latest.phase, reason=latest.reason or "PodRunning",
                               message="")
@@ -572,8 +598,9 @@ def _report(stages: list[dict[str, Any]]) -> str | None:
 
 def _finished(run: dict[str, Any], spec: s.PolyaRunSpec, jobs: list[JobInfo], now: datetime,
               old: dict[str, Any]) -> Plan:
-    """A finished run only waits for its TTL, then deletes its Jobs."""
-    out = Plan(status=old)
+    """A finished run only waits for its TTL, then deletes its Jobs (and takes in outputs
+    whose pod event came after the Job's: the two watches are not ordered)."""
+    out = Plan(status=_late_outputs(old, jobs) or old)
     ttl = spec.ttl_seconds_after_finished
     done_at = parse_time(old.get("completionTime"))
     if ttl is not None and done_at is not None and (now - done_at).total_seconds() >= ttl:
@@ -581,6 +608,30 @@ def _finished(run: dict[str, Any], spec: s.PolyaRunSpec, jobs: list[JobInfo], no
     else:  # a finished run leaves nothing running
         out.actions += [DeleteJob(j.name) for j in jobs if j.phase in ("Pending", "Running")]
     return out
+
+
+def _late_outputs(old: dict[str, Any], jobs: list[JobInfo]) -> dict[str, Any] | None:
+    """The status with the outputs of succeeded stages that had none yet, if any arrived."""
+    latest: dict[tuple[str, str], JobInfo] = {}
+    for j in sorted(jobs, key=lambda j: j.attempt):
+        latest[(j.arm, j.stage)] = j
+    stages, changed = [], False
+    for st in old.get("stages") or []:
+        job = latest.get((st.get("arm"), st.get("name")))
+        if st.get("state") == "Succeeded" and not st.get("outputs") and job is not None \
+                and job.progress and job.progress.get("outputs"):
+            st = {**st, "metrics": dict(st.get("metrics") or {})}
+            _apply_progress(st, job.progress)
+            st["progress"] = 100.0
+            changed = True
+        stages.append(st)
+    if not changed:
+        return None
+    new = {**old, "stages": stages}
+    if not new.get("report") and all(x.get("state") in ("Succeeded", "Skipped")
+                                     for x in stages):
+        new["report"] = _report(stages)
+    return new
 
 
 def next_wakeup(run: dict[str, Any], now: datetime) -> float | None:

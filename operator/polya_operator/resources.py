@@ -68,6 +68,66 @@ def default_image() -> str:
     return os.environ.get("POLYA_TRAINER_IMAGE", DEFAULT_IMAGE)
 
 
+DEFAULT_RESOURCES_ENV = "POLYA_DEFAULT_RESOURCES"
+_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {}  # raw env text -> parsed
+
+
+def default_resources(raw: str | None = None) -> dict[str, dict[str, Any]]:
+    """Per-stage resource defaults (the chart's ``trainer.defaultResources``), from JSON in
+    $POLYA_DEFAULT_RESOURCES: ``{"rl": {"gpus": 4, "cpu": "32", "memory": "256Gi"}, ...}``
+    with camelCase keys as in ``spec.stages.<stage>.resources``. {} when unset.
+
+    Raises ValueError naming the bad entry (the operator checks this at startup).
+    """
+    raw = os.environ.get(DEFAULT_RESOURCES_ENV, "") if raw is None else raw
+    if raw not in _DEFAULTS:
+        try:
+            data = json.loads(raw) if raw.strip() not in ("", "null") else {}
+        except ValueError as exc:
+            raise ValueError(f"{DEFAULT_RESOURCES_ENV} is not JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{DEFAULT_RESOURCES_ENV} must map stage names to resources")
+        out: dict[str, dict[str, Any]] = {}
+        for stage, res in data.items():
+            if stage not in s.STAGES:
+                raise ValueError(f"{DEFAULT_RESOURCES_ENV}: unknown stage {stage!r} "
+                                 f"(one of {', '.join(s.STAGES)})")
+            if res is None:
+                continue
+            try:
+                s.Resources.model_validate(res)
+            except ValueError as exc:
+                raise ValueError(f"{DEFAULT_RESOURCES_ENV}.{stage}: {exc}") from None
+            out[stage] = dict(res)
+        _DEFAULTS[raw] = out
+    return _DEFAULTS[raw]
+
+
+def with_defaults(spec: s.PolyaRunSpec,
+                  defaults: dict[str, dict[str, Any]] | None = None) -> s.PolyaRunSpec:
+    """The spec with the operator's per-stage resource defaults filled in.
+
+    A field the PolyaRun sets in ``stages.<stage>.resources`` wins; a field it leaves unset
+    takes the default (a stage without ``resources`` at all takes every default field, over
+    the contract's built-in GPU count). The result is what the Jobs request and what the
+    spec ConfigMap carries, so the trainer sees the same GPU count as the scheduler.
+    """
+    defaults = default_resources() if defaults is None else defaults
+    if not defaults:
+        return spec
+    data = spec.dump()
+    for stage, extra in defaults.items():
+        cfg: s.StageBase = getattr(spec.stages, stage)
+        res = cfg.resources
+        user_set = "resources" in cfg.model_fields_set
+        keep = {s.Resources.model_fields[f].alias or f for f in res.model_fields_set} \
+            if user_set else set()
+        full = res.model_dump(mode="json", by_alias=True, exclude_none=True)
+        full.update({k: v for k, v in extra.items() if k not in keep})
+        data.setdefault("stages", {}).setdefault(stage, {})["resources"] = full
+    return s.parse_spec(data)
+
+
 def job_name(run: str, arm: str, stage: str, attempt: int) -> str:
     return f"{run}-{arm}-{stage}-{attempt}"
 

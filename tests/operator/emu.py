@@ -8,6 +8,13 @@ deletion with finalizers, ownerReference garbage collection (cascading), label a
 selectors on list/watch/deletecollection, and watches that honour ``resourceVersion``
 (replayed from an event log). Requests are counted per verb and resource at ``GET /_emu``.
 
+Fault injection (tests/reliability; all off by default): ``fail(codes, seconds, count)``
+answers the operator's requests (User-Agents in ``fault_agents``) with the given HTTP codes
+(429 with ``Retry-After``) for a while; ``drop_watches()`` cuts the open watch streams;
+``stall_agents`` makes watches of those agents accept the connection but deliver no events.
+Every request is also recorded by (agent, verb, group, resource) in ``requests`` (the verbs the
+operator really uses, for the RBAC check), and successful creations per object in ``created``.
+
 It is a test double: there is no admission, no schema validation (the CRD's CEL rules are
 not evaluated) and no controllers. Run in a separate process with
 ``python tests/operator/emu.py --port N``.
@@ -42,6 +49,7 @@ RESOURCES: dict[str, tuple[str, bool, set[str]]] = {
     "v1/pods": ("Pod", True, {"status"}),
     "v1/events": ("Event", True, set()),
     "v1/configmaps": ("ConfigMap", True, set()),
+    "v1/secrets": ("Secret", True, set()),
     "v1/services": ("Service", True, set()),
     "v1/persistentvolumeclaims": ("PersistentVolumeClaim", True, {"status"}),
     "v1/namespaces": ("Namespace", False, {"status"}),
@@ -49,6 +57,8 @@ RESOURCES: dict[str, tuple[str, bool, set[str]]] = {
     "apiextensions.k8s.io/v1/customresourcedefinitions":
         ("CustomResourceDefinition", False, {"status"}),
     "coordination.k8s.io/v1/leases": ("Lease", True, set()),
+    "admissionregistration.k8s.io/v1/validatingwebhookconfigurations":
+        ("ValidatingWebhookConfiguration", False, set()),
 }
 VERBS = {"get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"}
 
@@ -149,6 +159,16 @@ class Emu(kmock.KubernetesEmulator):
         self.last_rv = 0
         self.counts: collections.Counter[str] = collections.Counter()
         self.agents: collections.Counter[str] = collections.Counter()  # by User-Agent product
+        # Fault injection and request records (see the module docstring).
+        self.requests: collections.Counter[tuple[str, str, str, str]] = collections.Counter()
+        self.created: collections.Counter[tuple[str, str, str]] = collections.Counter()
+        self.fault_agents: tuple[str, ...] = ("kopf", "polya-operator")
+        self.fault_codes: tuple[int, ...] = ()
+        self.fault_until = 0.0  # loop time
+        self.fault_left = 0  # requests (when no time window is given)
+        self.faults_served: collections.Counter[int] = collections.Counter()
+        self.stall_agents: set[str] = set()
+        self._watch_streams: list[tuple[str, Any]] = []  # (agent, raw request)
         for rk, (kind, namespaced, subs) in RESOURCES.items():
             self.resources[rk] = kmock.ResourceInfo(kind=kind, namespaced=namespaced,
                                                      subresources=subs, verbs=VERBS)
@@ -230,13 +250,68 @@ class Emu(kmock.KubernetesEmulator):
         self._emit(rk, "MODIFIED", copy.deepcopy(new))
         return new
 
+    # ------------------------------------------------------------------ fault injection
+    def fail(self, codes: tuple[int, ...] = (500, 429), seconds: float = 0.0,
+             count: int = 0) -> None:
+        """Answer the operator's requests with ``codes`` (in turn) for ``seconds`` or for
+        ``count`` requests. Call from the emulator's event loop."""
+        self.fault_codes = tuple(codes)
+        self.fault_until = asyncio.get_running_loop().time() + seconds if seconds else 0.0
+        self.fault_left = count
+
+    def drop_watches(self, agents: tuple[str, ...] | None = None) -> int:
+        """Cut the open watch connections (of ``agents``, default the operator's)."""
+        agents = agents or self.fault_agents
+        n = 0
+        for agent, raw in list(self._watch_streams):
+            if agent in agents and raw.transport is not None:
+                raw.transport.close()
+                n += 1
+        return n
+
+    async def _control(self, path: str, body: dict[str, Any]) -> aiohttp.web.Response:
+        """POST /_emu/fail {codes, seconds, count}; /_emu/drop {agents}; /_emu/stall {agents}."""
+        out: dict[str, Any] = {}
+        if path == "/_emu/fail":
+            self.fail(tuple(body.get("codes") or (500, 429)), float(body.get("seconds", 0)),
+                      int(body.get("count", 0)))
+        elif path == "/_emu/drop":
+            out["dropped"] = self.drop_watches(tuple(body.get("agents") or ()) or None)
+        elif path == "/_emu/stall":
+            self.stall_agents = set(body.get("agents") or ())
+        else:
+            return self._error(404, "NotFound", path)
+        return aiohttp.web.json_response(out)
+
+    def _fault(self, agent: str) -> int | None:
+        if not self.fault_codes or agent not in self.fault_agents:
+            return None
+        if self.fault_until:
+            if asyncio.get_running_loop().time() >= self.fault_until:
+                self.fault_codes, self.fault_until = (), 0.0
+                return None
+        elif self.fault_left <= 0:
+            self.fault_codes = ()
+            return None
+        else:
+            self.fault_left -= 1
+        served = sum(self.faults_served.values())
+        code = self.fault_codes[served % len(self.fault_codes)]
+        self.faults_served[code] += 1
+        return code
+
     # ------------------------------------------------------------------ HTTP
     async def _handle(self, request: Any) -> aiohttp.web.StreamResponse:
         raw = request._raw_request
         if request.url.path.startswith("/_emu"):
-            return aiohttp.web.json_response({"counts": dict(self.counts),
-                                              "agents": dict(self.agents),
-                                              "total": sum(self.counts.values())})
+            if raw.method == "POST":
+                return await self._control(request.url.path, await raw.json())
+            return aiohttp.web.json_response({
+                "counts": dict(self.counts), "agents": dict(self.agents),
+                "total": sum(self.counts.values()),
+                "created": [[*k, n] for k, n in self.created.items()],
+                "requests": [[*k, n] for k, n in self.requests.items()],
+                "faults": {str(k): n for k, n in self.faults_served.items()}})
         res = request.resource
         if res is None or not res.plural:
             return await super()._handle(request)
@@ -254,8 +329,17 @@ class Emu(kmock.KubernetesEmulator):
         self.counts[f"{verb} {res.plural}{'/' + sub if sub else ''}"] += 1
         agent = raw.headers.get("User-Agent", "").split("/")[0] or "unknown"
         self.agents[agent] += 1
+        self.requests[(agent, verb, res.group or "", res.plural + (f"/{sub}" if sub else ""))] \
+            += 1
+        code = self._fault(agent)
+        if code is not None:
+            resp = self._error(code, "TooManyRequests" if code == 429 else "InternalError",
+                               f"injected fault {code}")
+            if code == 429:
+                resp.headers["Retry-After"] = "1"
+            return resp
         if verb == "watch":
-            return await self._watch(raw, rk, ns, params)
+            return await self._watch(raw, rk, ns, params, agent)
         if verb == "list":
             items = [o for (ons, _), o in self.store[rk].items()
                      if (ns is None or ons == ns)
@@ -275,7 +359,10 @@ class Emu(kmock.KubernetesEmulator):
                                    f'{res.plural} "{meta["name"]}" already exists')
             if not meta.get("name") and not meta.get("generateName"):
                 return self._error(422, "Invalid", "metadata.name: Required value")
-            return aiohttp.web.json_response(self.put_object(rk, body, ns), status=201)
+            made = self.put_object(rk, body, ns)
+            self.created[(rk, made["metadata"].get("namespace") or "",
+                          made["metadata"]["name"])] += 1
+            return aiohttp.web.json_response(made, status=201)
         if key not in self.store[rk]:
             return self._error(404, "NotFound", f'{res.plural} "{name}" not found')
         obj = self.store[rk][key]
@@ -313,7 +400,7 @@ class Emu(kmock.KubernetesEmulator):
                                           "reason": reason, "message": message}, status=code)
 
     async def _watch(self, raw: Any, rk: str, ns: str | None,
-                     params: dict[str, str]) -> aiohttp.web.StreamResponse:
+                     params: dict[str, str], agent: str = "") -> aiohttp.web.StreamResponse:
         lsel, fsel = params.get("labelSelector"), params.get("fieldSelector")
         since = params.get("resourceVersion")
         queue: asyncio.Queue[Obj] = asyncio.Queue()
@@ -330,18 +417,24 @@ class Emu(kmock.KubernetesEmulator):
                        if wanted(o)]
         entry = (ns, lsel, fsel, queue)
         self.watchers[rk].append(entry)
+        stream = (agent, raw)
+        self._watch_streams.append(stream)
         resp = aiohttp.web.StreamResponse(headers={"Content-Type": "application/json"})
         try:
             await resp.prepare(raw)
             for ev in backlog:
-                await resp.write(json.dumps(ev).encode() + b"\n")
+                if agent not in self.stall_agents:
+                    await resp.write(json.dumps(ev).encode() + b"\n")
             while True:
                 ev = await queue.get()
+                if agent in self.stall_agents:
+                    continue  # a stalled watch: connected, but silent
                 await resp.write(json.dumps(ev).encode() + b"\n")
         except (ConnectionError, asyncio.CancelledError):
             pass
         finally:
             self.watchers[rk].remove(entry)
+            self._watch_streams.remove(stream)
         return resp
 
 

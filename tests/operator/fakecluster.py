@@ -10,6 +10,7 @@ controllers do for the fields the operator reads:
 * ``spec.suspend``: pods are deleted while the Job is suspended and recreated after.
 
 What each Job does comes from a script: ``outcomes(job_name) -> list`` of "succeed", "fail",
+"exit2" (exit code 2: the Job's podFailurePolicy FailJob rule, reason PodFailurePolicy),
 "oom", "deadline", "preempt" (disrupt the pod, then continue with the next item) or "hang"
 (until the Job is suspended). With ``runner`` set, the pod instead runs the container's
 command as a local subprocess (the "kubelet" of the true end-to-end test).
@@ -193,6 +194,8 @@ class FakeCluster:
     async def _finish(self, name: str, pod: str, step: str, msg: str, code: int | None = None,
                       reason: str | None = None) -> None:
         ok = step == "succeed"
+        if step == "exit2":
+            code = 2
         term = {"exitCode": 0 if ok else (137 if step == "oom" else (code or 1)),
                 "reason": "Completed" if ok else ("OOMKilled" if step == "oom" else
                                                   (reason or "Error")),
@@ -206,9 +209,12 @@ class FakeCluster:
                                              {"type": "Complete", "status": "True",
                                               "lastTransitionTime": now()}]})
         else:
-            jreason = "DeadlineExceeded" if step == "deadline" else "BackoffLimitExceeded"
+            jreason = {"deadline": "DeadlineExceeded", "exit2": "PodFailurePolicy"}.get(
+                step, "BackoffLimitExceeded")
+            jmessage = {"DeadlineExceeded": "Job was active longer than specified deadline",
+                        "PodFailurePolicy": f"Container trainer for pod {self.ns}/{pod} failed "
+                        "with exit code 2 matching FailJob rule at index 1"}.get(
+                jreason, "Job has reached the specified backoff limit")
             await self.job_status(name, {"active": 0, "ready": 0, "failed": 1, "conditions": [
                 {"type": "Failed", "status": "True", "reason": jreason,
-                 "message": "Job has reached the specified backoff limit"
-                 if jreason == "BackoffLimitExceeded" else "Job was active longer than "
-                 "specified deadline", "lastTransitionTime": now()}]})
+                 "message": jmessage, "lastTransitionTime": now()}]})

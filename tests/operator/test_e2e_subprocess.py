@@ -23,25 +23,27 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def tiny_spec(model: Path, data: dict[str, Path]) -> dict[str, Any]:
-    """Every stage shrunk to seconds on CPU."""
+    """Every stage shrunk to seconds on CPU (the numbers of the trainer's own local-run test:
+    with fewer questions or samples the toy model may get no candidate right, and then
+    generate writes no data for midtrain)."""
     return {
         "model": {"name": str(model), "dtype": "float32"},
-        "dataset": {"source": str(data["train"]), "limit": 4},
+        "dataset": {"source": str(data["train"]), "limit": 8},
         "heuristics": {"count": 2}, "arms": ["polya"],
         "stages": {
-            "generate": {"backend": "hf", "samplesPerHeuristic": 2, "rounds": 1,
-                         "maxNewTokens": 32, "batchSize": 16, "shardSize": 4,
-                         "scorer": {"type": "none"}, "resources": {"gpus": 0},
+            "generate": {"backend": "hf", "samplesPerHeuristic": 3, "rounds": 1,
+                         "maxNewTokens": 32, "temperature": 0.8, "batchSize": 16,
+                         "shardSize": 4, "scorer": {"type": "none"}, "resources": {"gpus": 0},
                          "backoffLimit": 0},
-            "midtrain": {"maxSteps": 2, "saveSteps": 1, "perDeviceBatchSize": 4,
-                         "gradientAccumulationSteps": 1, "maxLength": 256,
-                         "resources": {"gpus": 0}, "backoffLimit": 0},
+            "midtrain": {"maxSteps": 4, "saveSteps": 2, "perDeviceBatchSize": 4,
+                         "gradientAccumulationSteps": 1, "learningRate": 5.0e-4,
+                         "maxLength": 256, "resources": {"gpus": 0}, "backoffLimit": 0},
             "rl": {"dataset": {"source": str(data["rl"])}, "maxSteps": 2, "saveSteps": 1,
-                   "numGenerations": 4, "perDeviceBatchSize": 8, "maxCompletionLength": 16,
-                   "resources": {"gpus": 0}, "backoffLimit": 0},
+                   "numGenerations": 4, "perDeviceBatchSize": 8, "maxCompletionLength": 24,
+                   "learningRate": 1.0e-5, "resources": {"gpus": 0}, "backoffLimit": 0},
             "evaluate": {"benchmarks": [], "custom": [{"name": "toy", "path": str(data["eval"])}],
-                         "k": [1, 2], "samples": 2, "maxNewTokens": 16, "backend": "hf",
-                         "limit": 4, "resources": {"gpus": 0}, "backoffLimit": 0},
+                         "k": [1, 2], "samples": 2, "maxNewTokens": 24, "backend": "hf",
+                         "limit": 6, "resources": {"gpus": 0}, "backoffLimit": 0},
         },
         "storage": {"pvc": "unused"},
     }
@@ -58,9 +60,7 @@ class Kubelet:
     async def __call__(self, job: dict[str, Any], _jobs: dict[str, Any]) -> tuple[int, str, str]:
         name = job["metadata"]["name"]
         run = job["metadata"]["labels"]["polya.dev/run"]
-        async with aiohttp.ClientSession() as s, s.get(
-                f"{self.url}/api/v1/namespaces/default/configmaps/{run}-spec") as resp:
-            cm = await resp.json()
+        cm = await self._configmap(f"{run}-spec")
         spec_file = self.tmp / f"{run}-run.yaml"
         spec_file.write_text(cm["data"]["run.yaml"])
         container = job["spec"]["template"]["spec"]["containers"][0]
@@ -86,6 +86,20 @@ class Kubelet:
         message = progress.read_text()[:4096] if progress.exists() else ""
         return proc.returncode or 0, message, "Completed" if proc.returncode == 0 else "Error"
 
+    async def _configmap(self, name: str, timeout: float = 60) -> dict[str, Any]:
+        """The spec ConfigMap; like a kubelet mounting the volume, wait for it to exist (the
+        operator creates a run's Job first and its ConfigMap right after)."""
+        url = f"{self.url}/api/v1/namespaces/default/configmaps/{name}"
+        deadline = asyncio.get_running_loop().time() + timeout
+        async with aiohttp.ClientSession() as s:
+            while True:
+                async with s.get(url) as resp:
+                    if resp.status == 200:
+                        return await resp.json()
+                if asyncio.get_running_loop().time() > deadline:
+                    raise TimeoutError(f"ConfigMap {name} never appeared")
+                await asyncio.sleep(0.2)
+
     async def fetch(self, pod: dict[str, Any]) -> dict[str, Any] | None:
         job = pod["metadata"]["labels"].get("job-name")
         port = self.ports.get(job or "")
@@ -103,7 +117,7 @@ class Kubelet:
 @pytest.mark.timeout(900)
 def test_operator_runs_real_stages_to_success(make_cluster, start_operator, tmp_path,
                                               toy_model_dir):
-    data = write_demo_data(tmp_path / "data", train=4, rl=8, evaluation=4)
+    data = write_demo_data(tmp_path / "data", train=8, rl=16, evaluation=6)
     holder: dict[str, Kubelet] = {}
 
     async def runner(job: dict[str, Any], jobs: dict[str, Any]) -> tuple[int, str, str]:

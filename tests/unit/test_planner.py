@@ -283,10 +283,10 @@ def test_failure_in_one_arm_stops_the_other():
     assert created(plan) == []
 
 
-def test_admission_webhook_rejects_naming_the_field():
+async def test_admission_webhook_rejects_naming_the_field():
     import kopf
     from polya_operator.handlers import Operator
 
-    Operator.validate(spec={"arms": ["vanilla"]})  # valid: no exception
+    await Operator.validate(spec={"arms": ["vanilla"]})  # valid: no exception
     with pytest.raises(kopf.AdmissionError, match=r"spec\.arms\[0\]"):
-        Operator.validate(spec={"arms": ["nope"]})
+        await Operator.validate(spec={"arms": ["nope"]})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import kubernetes_validate
 import pytest
 import yaml
@@ -126,3 +128,65 @@ def test_spec_file_floats_survive_a_yaml_1_1_loader():
     assert s.parse_run(doc).spec == sp
     weird = r.yaml_json({"a": "1e-05", "b": "x\u0000Fy", "c": 1e20, "d": [0.5]})
     assert yaml.safe_load(weird) == {"a": "1e-05", "b": "x\u0000Fy", "c": 1e20, "d": [0.5]}
+
+
+CHART_DEFAULTS = ('{"generate": {"gpus": 1, "cpu": "8", "memory": "64Gi"}, '
+                  '"rl": {"gpus": 4, "cpu": "32", "memory": "256Gi"}}')
+
+
+def test_default_resources_from_the_chart_fill_only_unset_fields(monkeypatch):
+    from polya_operator import planner as p
+
+    monkeypatch.setenv(r.DEFAULT_RESOURCES_ENV, CHART_DEFAULTS)
+    sp = p.parse({"stages": {"generate": {"resources": {"gpus": 0, "cpu": "2"}}}})
+    assert isinstance(sp, s.PolyaRunSpec)
+    gen, rl, ev = sp.stages.generate.resources, sp.stages.rl.resources, \
+        sp.stages.evaluate.resources
+    assert (gen.gpus, gen.cpu, gen.memory) == (0, "2", "64Gi")  # the run's fields win
+    assert (rl.gpus, rl.cpu, rl.memory) == (4, "32", "256Gi")  # no resources: all defaults
+    assert (ev.gpus, ev.cpu, ev.memory) == (1, None, None)  # no default for this stage
+    job = r.job(META, sp, "polya", "rl", 0)
+    validate(job)
+    res = job["spec"]["template"]["spec"]["containers"][0]["resources"]
+    assert res == {"limits": {"nvidia.com/gpu": "4", "cpu": "32", "memory": "256Gi"},
+                   "requests": {"cpu": "32", "memory": "256Gi"}}
+    # The spec file the stages read says the same as what the pods request.
+    doc = yaml.safe_load(r.configmap(META, sp)["data"]["run.yaml"])
+    assert doc["spec"]["stages"]["generate"]["resources"]["memory"] == "64Gi"
+    monkeypatch.delenv(r.DEFAULT_RESOURCES_ENV)
+    assert p.parse({}).stages.rl.resources.cpu is None  # unset: the contract's defaults
+
+
+@pytest.mark.parametrize("raw, field", [
+    ('{"train": {"gpus": 1}}', "unknown stage 'train'"),
+    ('{"rl": {"cpu": "lots"}}', "POLYA_DEFAULT_RESOURCES.rl"),
+    ('{"rl": {"gpus": "4"}}', "POLYA_DEFAULT_RESOURCES.rl"),
+    ("[1]", "must map stage names"),
+    ("{oops", "not JSON"),
+])
+def test_bad_default_resources_are_named(raw, field):
+    with pytest.raises(ValueError, match=re.escape(field)):
+        r.default_resources(raw)
+
+
+def test_operator_refuses_to_start_with_bad_default_resources(monkeypatch):
+    from polya_operator.handlers import Config
+
+    monkeypatch.setenv(r.DEFAULT_RESOURCES_ENV, '{"rl": {"memory": "a lot"}}')
+    with pytest.raises(ValueError, match=r"POLYA_DEFAULT_RESOURCES\.rl"):
+        Config()
+
+
+def test_the_charts_default_resources_are_accepted():
+    """The chart hands ``trainer.defaultResources`` to the operator as JSON (toJson)."""
+    import json
+    from pathlib import Path
+
+    values = yaml.safe_load((Path(__file__).resolve().parents[2] / "charts" / "polyarun" /
+                             "values.yaml").read_text())
+    raw = json.dumps(values["trainer"]["defaultResources"])
+    defaults = r.default_resources(raw)
+    assert set(defaults) == set(s.STAGES)
+    sp = r.with_defaults(s.parse_spec({}), defaults)
+    assert sp.stages.rl.resources.gpus == defaults["rl"]["gpus"]
+    assert sp.stages.midtrain.resources.memory == defaults["midtrain"]["memory"]

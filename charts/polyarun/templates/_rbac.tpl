@@ -1,16 +1,19 @@
 {{/*
 RBAC rules of the operator, without wildcards and without verbs it does not use. They
-follow the calls in operator/polya_operator/kube.py (create/patch/delete) and what kopf
-needs for the handlers in handlers.py: list+watch of every watched kind, patch of PolyaRuns
-(finalizers, progress annotations). kopf's scanning is disabled (handlers.py), so neither
-CRDs nor namespaces are read.
+follow the calls in operator/polya_operator/kube.py (create/patch/delete, list of PolyaRuns
+for the watch check) and what kopf needs for the handlers in handlers.py: list+watch of
+every watched kind. The handlers are raw event handlers and indexes, so kopf never patches
+PolyaRuns (no finalizers, no progress annotations); Events are core/v1. kopf's scanning is
+disabled (handlers.py), so neither CRDs nor namespaces are read.
+tests/reliability/test_rel_secrets_rbac.py checks these rules against the requests the
+operator really makes.
 */}}
 
 {{/* Rules on namespaced objects: granted cluster-wide (cluster mode) or per namespace. */}}
 {{- define "polyarun.rules.namespaced" -}}
 - apiGroups: ["polya.dev"]
   resources: ["polyaruns"]
-  verbs: ["list", "watch", "patch"]
+  verbs: ["list", "watch"]
 - apiGroups: ["polya.dev"]
   resources: ["polyaruns/status"]
   verbs: ["patch"]
@@ -27,9 +30,6 @@ CRDs nor namespaces are read.
   resources: ["persistentvolumeclaims", "services"]
   verbs: ["create"]
 - apiGroups: [""]
-  resources: ["events"]
-  verbs: ["create"]
-- apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create"]
 {{- if and .Values.operator.peering.enabled (eq .Values.watch.mode "namespace") }}
