@@ -1,0 +1,91 @@
+"""transformers backend: batched `generate` with left padding and `num_return_sequences`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import Completion, Sampling
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class HFGenerator:
+    """Generation with `model.generate`, `batch_size` prompts per call.
+
+    Determinism: `torch.manual_seed(sampling.seed)` before each `generate` call, so the same
+    prompts, batch size and seed give the same completions.
+    """
+
+    def __init__(self, model: Any, name: str | None = None, batch_size: int = 16,
+                 device: str | None = None, seed: int = 0, **_: Any) -> None:
+        from ..models import load_causal_lm, load_tokenizer
+
+        self.device = device or default_device()
+        self.batch_size = max(1, batch_size)
+        self.tokenizer = load_tokenizer(model, name)
+        self.tokenizer.padding_side = "left"
+        self.model = load_causal_lm(model, name, device=self.device)
+        self.model.eval()
+        gc = self.model.generation_config
+        eos = gc.eos_token_id if gc.eos_token_id is not None else self.tokenizer.eos_token_id
+        self.eos_ids: set[int] = set(eos if isinstance(eos, list) else [eos]) - {None}
+        self.pad_id = self.tokenizer.pad_token_id
+
+    def _kwargs(self, sampling: Sampling, n: int) -> dict[str, Any]:
+        kw: dict[str, Any] = {"max_new_tokens": sampling.max_new_tokens,
+                              "num_return_sequences": n, "pad_token_id": self.pad_id,
+                              "eos_token_id": sorted(self.eos_ids)}
+        if sampling.greedy:
+            kw.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        else:
+            kw.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p)
+        return kw
+
+    def _trim(self, row: list[int]) -> tuple[list[int], int]:
+        """Tokens up to the first end-of-sequence, and the count generated (eos included)."""
+        for i, tok in enumerate(row):
+            if tok in self.eos_ids:
+                return row[:i], i + 1
+        # No eos: drop trailing padding (only present when pad is distinct from eos).
+        end = len(row)
+        while end and row[end - 1] == self.pad_id and self.pad_id not in self.eos_ids:
+            end -= 1
+        return row[:end], end
+
+    def generate(self, prompts: list[str], sampling: Sampling) -> list[list[Completion]]:
+        import torch
+
+        # Greedy decoding gives one answer; it is repeated n times.
+        n = 1 if sampling.greedy else sampling.n
+        kwargs = self._kwargs(sampling, n)
+        out: list[list[Completion]] = []
+        torch.manual_seed(sampling.seed)
+        for start in range(0, len(prompts), self.batch_size):
+            batch = prompts[start:start + self.batch_size]
+            enc = self.tokenizer(batch, return_tensors="pt", padding=True,
+                                 add_special_tokens=False).to(self.device)
+            with torch.inference_mode():
+                seqs = self.model.generate(**enc, **kwargs)
+            new = seqs[:, enc["input_ids"].shape[1]:].tolist()
+            for i in range(len(batch)):
+                group = []
+                for row in new[i * n:(i + 1) * n]:
+                    toks, count = self._trim(row)
+                    text = self.tokenizer.decode(toks, skip_special_tokens=True)
+                    group.append(Completion(text=text, num_tokens=count))
+                out.append(group * (sampling.n // n))
+        return out
+
+    def close(self) -> None:
+        import gc
+
+        import torch
+
+        self.model = None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
