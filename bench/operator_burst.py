@@ -4,7 +4,12 @@
    to its first Job's ADDED watch event. Our operator vs a bare kopf operator that only
    creates one Job per resource (bench/bare_operator.py), alternating, ``--reps`` times,
    each on a fresh emulator.
-2. Operator RSS once all N runs have their first Job.
+   Our operator creates Jobs first and defers the rest of a run's bookkeeping (spec
+   ConfigMap, workspace claim, status, Events) while Job creations are in flight, so the
+   time until each run's status is written is measured too (ours only: the bare operator
+   writes no status of its own).
+2. Operator RSS once all N runs have their first Job, and its peak (VmHWM) once the burst
+   has settled (ours: every status written).
 3. API requests per finished four-stage run: M runs (one arm, four stages) driven to
    Succeeded by the fake Job controller; requests counted at the emulator by User-Agent
    (kopf's watches + the operator's own client), divided by M.
@@ -19,7 +24,6 @@ import asyncio
 import contextlib
 import json
 import os
-import platform
 import socket
 import statistics
 import subprocess
@@ -32,8 +36,12 @@ import aiohttp
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "operator"))
+sys.path.insert(0, str(ROOT / "bench"))
 import emu  # noqa: E402
+from common import figure, stats, write_result  # noqa: E402
 from fakecluster import FakeCluster  # noqa: E402
+
+GOAL_RATIO, GOAL_RSS, GOAL_REQUESTS = 1.25, 200, 40
 
 PY = sys.executable
 ENV = {**os.environ, "PYTHONPATH": f"{ROOT}/operator:{ROOT}/trainer:{ROOT}/bench"}
@@ -45,9 +53,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def rss_mib(pid: int) -> float:
+def rss_mib(pid: int, key: str = "VmRSS") -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{key}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -94,10 +102,13 @@ async def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 60) -> N
 
 
 async def burst(url: str, n: int, spec: dict[str, Any], proc: subprocess.Popen,
-                timeout: float) -> dict[str, Any]:
+                timeout: float, statuses: bool) -> dict[str, Any]:
+    """POST n runs at once; time each one's first Job (and, when ``statuses``, its status)."""
     created: dict[str, float] = {}
     first_job: dict[str, float] = {}
+    status_at: dict[str, float] = {}
     done = asyncio.Event()
+    settled = asyncio.Event()
     rss_at_all: list[float] = []
 
     async with aiohttp.ClientSession(headers={"User-Agent": "bench/0"}) as s:
@@ -116,7 +127,23 @@ async def burst(url: str, n: int, spec: dict[str, Any], proc: subprocess.Popen,
                             rss_at_all.append(rss_mib(proc.pid))
                             done.set()
 
-        watcher = asyncio.create_task(watch())
+        async def watch_status() -> None:
+            async with s.get(url + "/apis/polya.dev/v1alpha1/namespaces/default/polyaruns",
+                             params={"watch": "true"},
+                             timeout=aiohttp.ClientTimeout(total=None)) as r:
+                async for line in r.content:
+                    if not line.strip():
+                        continue
+                    obj = json.loads(line)["object"]
+                    name = obj["metadata"]["name"]
+                    if (obj.get("status") or {}).get("startTime") and name not in status_at:
+                        status_at[name] = time.monotonic()
+                        if len(status_at) == n:
+                            settled.set()
+
+        watchers = [asyncio.create_task(watch())]
+        if statuses:
+            watchers.append(asyncio.create_task(watch_status()))
         await asyncio.sleep(0.2)
         sem = asyncio.Semaphore(64)
 
@@ -133,14 +160,26 @@ async def burst(url: str, n: int, spec: dict[str, Any], proc: subprocess.Popen,
         await asyncio.gather(*(create(i) for i in range(n)))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(done.wait(), timeout)
-        watcher.cancel()
+        if statuses:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(settled.wait(), timeout)
+        else:
+            await asyncio.sleep(1.0)  # kopf's own bookkeeping patches
+        peak = rss_mib(proc.pid, "VmHWM")
+        for w in watchers:
+            w.cancel()
     lat = sorted(first_job[k] - created[k] for k in first_job)
+    slat = sorted(status_at[k] - created[k] for k in status_at)
     return {"runs": n, "jobs_seen": len(first_job),
             "median_s": statistics.median(lat) if lat else None,
             "p90_s": lat[int(0.9 * (len(lat) - 1))] if lat else None,
             "max_s": lat[-1] if lat else None,
             "all_first_jobs_s": (max(first_job.values()) - t0) if first_job else None,
-            "rss_mib_at_all_runs": rss_at_all[0] if rss_at_all else rss_mib(proc.pid)}
+            "statuses_seen": len(status_at) if statuses else None,
+            "status_median_s": statistics.median(slat) if slat else None,
+            "all_statuses_s": (max(status_at.values()) - t0) if status_at else None,
+            "rss_mib_at_all_runs": rss_at_all[0] if rss_at_all else rss_mib(proc.pid),
+            "peak_rss_mib": peak}
 
 
 async def requests_per_run(tmp: Path, m: int, timeout: float) -> dict[str, Any]:
@@ -200,7 +239,8 @@ async def main() -> None:
             proc = start_operator(kind, em)
             try:
                 await wait_ready(em.url, proc)
-                res = await burst(em.url, args.runs, spec, proc, args.timeout)
+                res = await burst(em.url, args.runs, spec, proc, args.timeout,
+                                  statuses=kind == "polya")
             finally:
                 proc.kill()
                 proc.wait()
@@ -209,35 +249,77 @@ async def main() -> None:
             reps[kind].append(res)
 
     def summary(kind: str, key: str) -> dict[str, Any]:
-        vals = [r[key] for r in reps[kind] if r[key] is not None]
-        return {"median": statistics.median(vals) if vals else None,
-                "min": min(vals) if vals else None, "max": max(vals) if vals else None,
-                "values": vals}
+        return stats([r[key] for r in reps[kind] if r.get(key) is not None])
 
+    keys = ("median_s", "p90_s", "max_s", "all_first_jobs_s")
     ratio = {}
     for key in ("median_s", "p90_s", "all_first_jobs_s"):
         a, b = summary("polya", key)["median"], summary("bare", key)["median"]
-        ratio[key] = (a / b) if a and b else None
+        ratio[key] = round(a / b, 4) if a and b else None
+    # Each repetition's pair (run back to back) also gives a ratio: less sensitive to the
+    # machine's load drifting between repetitions.
+    pairs = zip(reps["polya"], reps["bare"], strict=True)
+    paired = [round(o["median_s"] / b["median_s"], 4) for o, b in pairs
+              if o["median_s"] and b["median_s"]]
     finished = await requests_per_run(tmp, args.finished_runs, args.timeout)
     print("requests", json.dumps(finished), flush=True)
+    n = args.runs
+    ttfj = {k: {key: summary(k, key) for key in keys} for k in reps}
+    rss = {k: summary(k, "rss_mib_at_all_runs") for k in reps}
+    peak = {k: summary(k, "peak_rss_mib") for k in reps}
+    status = {key: summary("polya", key) for key in ("status_median_s", "all_statuses_s")}
+
+    def rng(x: dict[str, Any]) -> list[float] | None:
+        return [x["min"], x["max"]] if x["n"] else None
+
+    o, b = ttfj["polya"]["median_s"], ttfj["bare"]["median_s"]
+    figures = [
+        figure(f"median time to first Job, {n} PolyaRuns at once vs bare kopf",
+               o["median"], b["median"], unit="s", goal=GOAL_RATIO, goal_op="<=",
+               goal_on="ratio", ours_range=rng(o), baseline_range=rng(b),
+               note=f"{args.reps} interleaved repetitions; paired ratios {paired}"),
+        figure(f"time until all {n} runs have a Job vs bare kopf",
+               ttfj["polya"]["all_first_jobs_s"]["median"],
+               ttfj["bare"]["all_first_jobs_s"]["median"], unit="s",
+               ours_range=rng(ttfj["polya"]["all_first_jobs_s"]),
+               baseline_range=rng(ttfj["bare"]["all_first_jobs_s"]), note="no goal of its own"),
+        figure(f"median time to the run's status (ours only), {n} runs at once",
+               status["status_median_s"]["median"], unit="s",
+               ours_range=rng(status["status_median_s"]),
+               note="spec ConfigMap, claim, status and Event are deferred behind Job "
+                    "creations; the bare operator writes no status"),
+        figure(f"operator RSS when all {n} runs have a Job (bare kopf as baseline)",
+               rss["polya"]["median"], rss["bare"]["median"], unit="MiB", goal=GOAL_RSS,
+               goal_op="<=", goal_on="ours", ours_range=rng(rss["polya"]),
+               baseline_range=rng(rss["bare"])),
+        figure(f"operator peak RSS over the {n}-run burst (bare kopf as baseline)",
+               peak["polya"]["median"], peak["bare"]["median"], unit="MiB", goal=GOAL_RSS,
+               goal_op="<=", goal_on="ours", ours_range=rng(peak["polya"]),
+               baseline_range=rng(peak["bare"]), note="VmHWM once every status is written"),
+        figure("API requests per finished four-stage run",
+               round(finished["requests_per_finished_run"], 2), unit="requests",
+               goal=GOAL_REQUESTS, goal_op="<=", goal_on="ours",
+               note=f"{finished['finished']} of {finished['runs']} runs finished"),
+    ]
     result = {
         "benchmark": "operator_burst",
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "figures": figures,
         "params": vars(args),
-        "time_to_first_job": {k: {key: summary(k, key) for key in (
-            "median_s", "p90_s", "max_s", "all_first_jobs_s")} for k in reps},
+        "time_to_first_job": ttfj,
+        "time_to_status_polya": status,
         "ratio_polya_over_bare": ratio,
-        "goal_ratio_max": 1.25,
-        "rss_mib_at_all_runs": {k: summary(k, "rss_mib_at_all_runs") for k in reps},
-        "goal_rss_mib_max": 200,
+        "paired_ratios_median_s": paired,
+        "goal_ratio_max": GOAL_RATIO,
+        "rss_mib_at_all_runs": rss,
+        "peak_rss_mib": peak,
+        "goal_rss_mib_max": GOAL_RSS,
         "requests_per_finished_four_stage_run": finished,
-        "goal_requests_max": 40,
+        "goal_requests_max": GOAL_REQUESTS,
         "raw": reps,
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({"ratio": ratio, "rss": result["rss_mib_at_all_runs"],
-                      "requests_per_run": finished["requests_per_finished_run"]}, indent=1))
+    write_result("operator_burst", result, args.out,
+                 packages=("kopf", "kubernetes", "kmock", "aiohttp", "polyarun"))
+    print(json.dumps(figures, indent=1))
 
 
 if __name__ == "__main__":

