@@ -108,7 +108,8 @@ def process_shard(index: int, questions: list[dict[str, str]], heuristics: list[
     pairs = []
     for q in questions:
         for h in heuristics:
-            messages, prompt = build(generator.tokenizer, h, q["question"])
+            messages, prompt = build(generator.tokenizer, h, q["question"],
+                                     n_exemplars=g.exemplars)
             pairs.append(Pair(q, h, messages, prompt))
     per_round: dict[str, dict[str, int]] = {}
     tokens = candidates_total = correct_total = 0

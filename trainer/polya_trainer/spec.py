@@ -253,6 +253,8 @@ class GenerateSpec(StageBase):
     """Longest generated solution, in tokens."""
     rounds: int = Field(2, ge=1, le=16)
     """Bootstrapped rounds: pairs without a correct candidate are resampled."""
+    exemplars: int = Field(2, ge=0, le=8)
+    """Worked exemplars of the heuristic put before each question (few-shot)."""
     scorer: ScorerSpec = Field(default_factory=ScorerSpec)
     """Adherence scorer."""
     backend: Literal["vllm", "hf"] = "vllm"
