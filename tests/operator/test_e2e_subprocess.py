@@ -31,7 +31,7 @@ def tiny_spec(model: Path, data: dict[str, Path]) -> dict[str, Any]:
         "dataset": {"source": str(data["train"]), "limit": 8},
         "heuristics": {"count": 2}, "arms": ["polya"],
         "stages": {
-            "generate": {"backend": "hf", "samplesPerHeuristic": 3, "rounds": 1,
+            "generate": {"backend": "hf", "exemplars": 0, "samplesPerHeuristic": 3, "rounds": 1,
                          "maxNewTokens": 32, "temperature": 0.8, "batchSize": 16,
                          "shardSize": 4, "scorer": {"type": "none"}, "resources": {"gpus": 0},
                          "backoffLimit": 0},

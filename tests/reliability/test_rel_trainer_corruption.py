@@ -30,7 +30,8 @@ def _spec(model: Path, data: Path) -> PolyaRunSpec:
     return parse_spec({"model": {"name": str(model)}, "dataset": {"source": str(data)},
                        "heuristics": {"ids": ["working_backwards", "decomposing_recombining"]},
                        "arms": ["polya"], "seed": 11, "stages": {"generate": {
-                           "backend": "hf", "samplesPerHeuristic": 4, "rounds": 1,
+                           "backend": "hf", "exemplars": 0, "samplesPerHeuristic": 4,
+                           "rounds": 1,
                            "temperature": 1.0, "topP": 1.0,
                            "maxNewTokens": 48, "shardSize": 3, "batchSize": 16,
                            "scorer": {"type": "none"}, "resources": {"gpus": 0}}}})

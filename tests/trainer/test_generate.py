@@ -57,7 +57,7 @@ def problems(toy_gen: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from polya_trainer.prompts import build
 
     rows = [{"question": r["question"], "answer": r["answer"]} for r in word_problems(8, 21)]
-    prompts = [build(toy_gen.tokenizer, get(h), r["question"])[1]
+    prompts = [build(toy_gen.tokenizer, get(h), r["question"], n_exemplars=0)[1]
                for r in rows[:6] for h in HEURISTICS]
     outs = toy_gen.generate(prompts, Sampling(n=6, temperature=1.0, top_p=1.0,
                                               max_new_tokens=48, seed=999))
@@ -114,7 +114,8 @@ class LengthScorer:
 
 
 def make_spec(model: Path, data: Path, **generate_cfg: Any) -> PolyaRunSpec:
-    cfg = {"backend": "hf", "samplesPerHeuristic": 4, "temperature": 1.0, "topP": 1.0,
+    cfg = {"backend": "hf", "exemplars": 0, "samplesPerHeuristic": 4, "temperature": 1.0,
+           "topP": 1.0,
            "maxNewTokens": 48, "rounds": 1, "shardSize": 4, "batchSize": 16,
            "scorer": {"type": "none"}, **generate_cfg}
     return parse_spec({"model": {"name": str(model)}, "dataset": {"source": str(data)},

@@ -38,7 +38,7 @@ def reduced_run(name: str, model: Path, data: dict[str, Path], arms: list[str],
                 **stage_overrides: dict[str, Any]) -> dict[str, Any]:
     """The quickstart shrunk to seconds per stage (all stages, CPU, local files)."""
     stages: dict[str, Any] = {
-        "generate": {"backend": "hf", "samplesPerHeuristic": 3, "rounds": 1,
+        "generate": {"backend": "hf", "exemplars": 0, "samplesPerHeuristic": 3, "rounds": 1,
                      "maxNewTokens": 32, "temperature": 0.8, "batchSize": 16, "shardSize": 4,
                      "scorer": {"type": "none"}, "resources": {"gpus": 0}},
         "midtrain": {"maxSteps": 4, "saveSteps": 2, "perDeviceBatchSize": 4,

@@ -74,7 +74,7 @@ def vllm_run(toy_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> d
     spec = parse_spec({
         "model": {"name": str(toy_model_dir)}, "dataset": {"source": str(data)},
         "heuristics": {"ids": ["working_backwards", "decomposing_recombining"]}, "seed": 3,
-        "stages": {"generate": {"backend": "vllm", "samplesPerHeuristic": 4,
+        "stages": {"generate": {"backend": "vllm", "exemplars": 0, "samplesPerHeuristic": 4,
                                 "temperature": 1.0, "topP": 1.0, "maxNewTokens": 48,
                                 "rounds": 2, "shardSize": 4, "scorer": {"type": "none"},
                                 "resources": {"gpus": 0}}}})

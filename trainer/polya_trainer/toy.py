@@ -19,7 +19,7 @@ from typing import Any
 
 from .artifacts import atomic_path, read_manifest, write_manifest
 
-TOY_VERSION = 4  # bump when the recipe changes: cached models are rebuilt
+TOY_VERSION = 5  # bump when the recipe changes: cached models are rebuilt
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|pad|>"]
 CHAT_TEMPLATE = (
     "{% for message in messages %}"
@@ -41,21 +41,26 @@ FILLERS = [
 ]
 
 
+MAX_OPERAND = 9  # small numbers: a 2-layer model learns them in minutes on a CPU
+MODEL = {"hidden": 128, "layers": 2, "head_dim": 64}
+
+
 def word_problem(rng: random.Random) -> dict[str, str]:
     """One arithmetic word problem with its answer and a short worked solution."""
     name, thing = rng.choice(NAMES), rng.choice(THINGS)
     kind = rng.choice(["add", "add", "sub", "mul"])
+    top = MAX_OPERAND
     if kind == "add":
-        a, b = rng.randint(1, 30), rng.randint(1, 30)
+        a, b = rng.randint(1, top), rng.randint(1, top)
         q = f"{name} has {a} {thing} and gets {b} more. How many {thing} does {name} have now?"
         ans, work = a + b, f"{a} + {b} = {a + b}"
     elif kind == "sub":
-        a = rng.randint(5, 40)
-        b = rng.randint(1, a)
+        a = rng.randint(5, 2 * top)
+        b = rng.randint(1, min(a, top))
         q = f"{name} has {a} {thing} and gives away {b}. How many {thing} are left?"
         ans, work = a - b, f"{a} - {b} = {a - b}"
     else:
-        a, b = rng.randint(2, 9), rng.randint(2, 9)
+        a, b = rng.randint(2, 5), rng.randint(2, 5)
         q = f"{name} buys {a} bags with {b} {thing} in each. How many {thing} in total?"
         ans, work = a * b, f"{a} * {b} = {a * b}"
     solution = f"{work}. The answer is \\boxed{{{ans}}}."
@@ -68,32 +73,31 @@ def word_problems(n: int, seed: int = 0) -> list[dict[str, str]]:
 
 
 def _conversation(rng: random.Random) -> list[dict[str, str]]:
-    """A chat that ends with a solved problem, so the model learns to answer the last question
-    whatever comes before it. Three kinds, about equally often: the project's real prompts
-    (a Pólya heuristic's instruction and worked exemplars, as generation sends them), the
-    plain question (as RL and evaluation send it), and random chats with a filler system
-    prompt and toy exemplars."""
-    p = word_problem(rng)
-    answer = {"role": "assistant", "content": p["solution"]}
+    """A chat of three to five solved word problems, every answer trained.
+
+    Many short question/answer turns per sequence give the model many chances to learn to
+    copy the question's numbers. The system turn is, about equally often, a real Pólya
+    heuristic instruction (as generation sends it with `exemplars: 0`), a filler, or absent;
+    questions carry the project's answer request about half the time (as RL and evaluation
+    send them).
+    """
+    msgs: list[dict[str, str]] = []
     kind = rng.random()
     try:
         from . import heuristics as catalog
     except ImportError:  # the catalog is optional for the toy corpus
         catalog = None  # type: ignore[assignment]
     if catalog is not None and kind < 0.35:
-        h = rng.choice(catalog.CATALOG)
-        return [*catalog.build_messages(h, p["question"]), answer]
-    if catalog is not None and kind < 0.65:
-        return [*catalog.plain_messages(p["question"]), answer]
-    msgs: list[dict[str, str]] = []
-    if rng.random() < 0.5:
-        msgs.append({"role": "system", "content": " ".join(rng.sample(FILLERS, 3))})
-    for _ in range(rng.choice([0, 0, 1, 2])):
-        ex = word_problem(rng)
-        msgs += [{"role": "user", "content": ex["question"]},
-                 {"role": "assistant", "content": ex["solution"]}]
-    suffix = rng.choice(["", " Put the final answer in \\boxed{}."])
-    return [*msgs, {"role": "user", "content": p["question"] + suffix}, answer]
+        msgs = catalog.build_messages(rng.choice(catalog.CATALOG), "x", n_exemplars=0)[:-1]
+    elif kind < 0.65:
+        msgs = [{"role": "system", "content": " ".join(rng.sample(FILLERS, 3))}]
+    for _ in range(rng.randint(3, 5)):
+        p = word_problem(rng)
+        q = catalog.plain_messages(p["question"])[-1]["content"] if (
+            catalog is not None and rng.random() < 0.5) else p["question"]
+        msgs += [{"role": "user", "content": q},
+                 {"role": "assistant", "content": p["solution"]}]
+    return msgs
 
 
 def _tokenizer(texts: list[str], vocab_size: int) -> Any:
@@ -133,7 +137,7 @@ def _corpus(seed: int, n: int = 4000) -> list[str]:
 
 
 def build_tiny_model(out: str | Path, *, hidden: int = 128, layers: int = 2,
-                     vocab_size: int = 2048, seed: int = 0) -> Path:
+                     head_dim: int = 64, vocab_size: int = 2048, seed: int = 0) -> Path:
     """An untrained Qwen2-style model and tokenizer (about 0.8M parameters)."""
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
@@ -143,8 +147,8 @@ def build_tiny_model(out: str | Path, *, hidden: int = 128, layers: int = 2,
     torch.manual_seed(seed)
     config = Qwen2Config(
         vocab_size=len(tok), hidden_size=hidden, intermediate_size=4 * hidden,
-        num_hidden_layers=layers, num_attention_heads=hidden // 64, num_key_value_heads=1,
-        head_dim=64, max_position_embeddings=2048, tie_word_embeddings=True,
+        num_hidden_layers=layers, num_attention_heads=hidden // head_dim, num_key_value_heads=1,
+        head_dim=head_dim, max_position_embeddings=2048, tie_word_embeddings=True,
         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, bos_token_id=None,
     )
     model = Qwen2ForCausalLM(config)
@@ -157,7 +161,7 @@ def build_tiny_model(out: str | Path, *, hidden: int = 128, layers: int = 2,
     return out
 
 
-def build_toy_model(out: str | Path, *, steps: int = 500, batch_size: int = 32,
+def build_toy_model(out: str | Path, *, steps: int = 400, batch_size: int = 32,
                     force: bool = False, seed: int = 0) -> Path:
     """The tiny model, pretrained for `steps` on arithmetic chats (cached by manifest)."""
     out = Path(out)
@@ -172,20 +176,17 @@ def build_toy_model(out: str | Path, *, steps: int = 500, batch_size: int = 32,
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     base = out.parent / f".{out.name}.untrained"
-    build_tiny_model(base, seed=seed)
+    build_tiny_model(base, seed=seed, **MODEL)
     tok = AutoTokenizer.from_pretrained(base)
     model = AutoModelForCausalLM.from_pretrained(base)
     rng = random.Random(seed + 1)
     # Prompt/completion rows: only the final answer is trained (not the exemplars before it).
-    rows = []
-    for _ in range(steps * batch_size):
-        chat = _conversation(rng)
-        rows.append({"prompt": chat[:-1], "completion": chat[-1:]})
+    rows = [{"messages": _conversation(rng)} for _ in range(steps * batch_size)]
     args = SFTConfig(
         output_dir=str(out.parent / f".{out.name}.trainer"), max_steps=steps,
         per_device_train_batch_size=batch_size, learning_rate=3e-3, lr_scheduler_type="cosine",
-        warmup_steps=max(1, steps // 20), weight_decay=0.0, max_length=640,
-        completion_only_loss=True, use_cpu=True, bf16=False, fp16=False,
+        warmup_steps=max(1, steps // 20), weight_decay=0.0, max_length=512,
+        assistant_only_loss=True, use_cpu=True, bf16=False, fp16=False,
         gradient_checkpointing=False, save_strategy="no", report_to="none",
         logging_steps=max(1, steps // 10), dataloader_pin_memory=False, seed=seed,
         disable_tqdm=True, train_sampling_strategy="group_by_length",
@@ -239,7 +240,8 @@ def toy_accuracy(model_dir: str | Path, n: int = 64, seed: int = 1234,
         prompts["plain"] = [catalog.plain_messages(p["question"]) for p in problems]
         for hid in heuristic_ids if heuristic_ids is not None else catalog.ids()[:4]:
             h = catalog.get(hid)
-            prompts[hid] = [catalog.build_messages(h, p["question"]) for p in problems]
+            prompts[hid] = [catalog.build_messages(h, p["question"], n_exemplars=0)
+                            for p in problems]
     except ImportError:
         prompts["plain"] = [[{"role": "user", "content": p["question"]}] for p in problems]
     out: dict[str, float] = {}
