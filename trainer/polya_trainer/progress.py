@@ -114,7 +114,8 @@ class Reporter:
                 st["progress"] = round(100.0 * frac, 2)
                 elapsed = time.monotonic() - self._t0
                 st["etaSeconds"] = (round(elapsed * (1 - frac) / frac, 1) if frac > 0 else None)
-        self._publish()
+            complete = bool(st["total"]) and st["done"] >= st["total"]
+        self._publish(force=complete)  # the last update is never lost to throttling
 
     def eval_result(self, benchmark: str, checkpoint: str, k: int | str, value: float) -> None:
         PASS_AT_K.labels(self.arm, benchmark, checkpoint, str(k)).set(value)

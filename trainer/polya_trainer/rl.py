@@ -161,7 +161,7 @@ def run(spec: PolyaRunSpec, arm: str, workdir: Path, reporter: Reporter,
     rewards = [h["reward"] for h in trainer.state.log_history if "reward" in h]
     if rewards:
         metrics.update(reward_mean_first=rewards[0], reward_mean_last=rewards[-1],
-                       reward_mean=sum(rewards) / len(rewards))
+                       reward_mean=sum(rewards) / len(rewards), rewards=rewards)
     metrics["use_vllm"] = bool(trainer.args.use_vllm)
     T.save_final_model(trainer, tok, workdir, arm, STAGE,
                        start_model=rl_start_model(spec, arm, workdir))
