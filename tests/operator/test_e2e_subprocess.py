@@ -16,7 +16,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from conftest import condition, free_port, wait_for
+from opkit import condition, free_port, wait_for
 from polya_trainer.toy import write_demo_data
 
 ROOT = Path(__file__).resolve().parents[2]

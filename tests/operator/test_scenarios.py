@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import JOBS, condition, free_port, wait_for
+from opkit import JOBS, condition, free_port, wait_for
 
 TWO_ARMS = {"arms": ["vanilla", "polya"]}
 ALL = ["vanilla/rl", "vanilla/evaluate", "polya/generate", "polya/midtrain", "polya/rl",

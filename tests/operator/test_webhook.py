@@ -13,7 +13,7 @@ from typing import Any
 
 import kopf
 import pytest
-from conftest import free_port, wait_for
+from opkit import free_port, wait_for
 from polya_operator import webhook
 from polya_operator.handlers import Config, make_registry
 

@@ -20,7 +20,7 @@ from polya_trainer.models import stage_dir, trained_model_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
-from conftest import vllm_python  # noqa: E402
+from testkit import vllm_python  # noqa: E402
 
 pytestmark = pytest.mark.vllm
 
