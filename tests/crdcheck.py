@@ -25,6 +25,8 @@ def _to_jsonschema(node: Any) -> Any:
         return node
     out = {k: _to_jsonschema(v) for k, v in node.items()
            if not k.startswith("x-kubernetes-") and k != "nullable"}
+    if node.get("x-kubernetes-list-type") == "set":
+        out["uniqueItems"] = True  # the API server rejects duplicates in a set list
     if isinstance(out.get("pattern"), str) and out["pattern"].endswith("$"):
         # The API server uses RE2, where `$` is the end of the text; in Python's `re` it
         # also matches before a final newline.

@@ -38,7 +38,8 @@ PATHS = [p for p in _paths(SCHEMA["properties"]["spec"], ("spec",))]
 JUNK = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6),
                  st.floats(-1e6, 1e6, allow_nan=False), st.text(max_size=12),
                  st.lists(st.integers(-3, 3), max_size=3),
-                 st.dictionaries(st.sampled_from(["a", "name", "k"]), st.integers(), max_size=2))
+                 st.dictionaries(st.sampled_from(["a", "name", "k"]), st.integers(-10**9, 10**9),
+                                 max_size=2))
 
 
 def fitting(node: dict[str, Any]) -> st.SearchStrategy[Any]:

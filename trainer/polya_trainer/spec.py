@@ -376,7 +376,7 @@ class EvaluateSpec(StageBase):
     """Stage 4: pass@k on math benchmarks, HumanEval and MuSR, and the comparison report."""
 
     model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
-        {"rule": "!has(self.k) || self.k.all(x, x <= self.samples)",
+        {"rule": "(has(self.k) ? self.k : [1, 8, 64]).all(x, x <= self.samples)",
          "message": "every k must be at most samples"},
         {"rule": "!has(self.resources) || self.resources.nodes == 1",
          "message": "resources.nodes must be 1: this stage runs on one node"},
