@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from opkit import JOBS, condition, free_port, wait_for
 
@@ -23,6 +24,13 @@ def failed(cluster, name):
     return condition(cluster.run(name), "Failed").get("status") == "True"
 
 
+def _metrics_or_none(op: Any) -> str | None:
+    try:
+        return op.metrics()
+    except OSError:  # not listening yet
+        return None
+
+
 def _value(metrics: str, sample: str) -> float:
     """The value of one sample in a /metrics text (0 when absent)."""
     for line in metrics.splitlines():
@@ -34,7 +42,9 @@ def _value(metrics: str, sample: str) -> float:
 def test_happy_path_two_arms_all_stages(make_cluster, start_operator):
     cluster = make_cluster()
     op = start_operator()
-    before = op.metrics()  # counters are process-wide: earlier tests may have moved them
+    # Counters are process-wide (earlier tests may have moved them): read them once the
+    # operator's metrics server is up.
+    before = wait_for(lambda: _metrics_or_none(op), 30, "the metrics endpoint")
     cluster.create_run("happy", TWO_ARMS)
     wait_for(lambda: succeeded(cluster, "happy"), 60, "the run to succeed")
     run = cluster.run("happy")
