@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from matplotlib.image import imread
 from polya_trainer.artifacts import atomic_write_json
 from polya_trainer.cli import main as cli_main
-from polya_trainer.report import build_table, load_results, write_report
+from polya_trainer.report import build_table, load_questions, load_results, write_report
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -81,28 +82,38 @@ def test_report_tables_match_results(tmp_path: Path) -> None:
             for bench, figs in benches.items():
                 for metric in data["metrics"]:
                     assert data["table"][bench][arm][ckpt][metric] == pytest.approx(figs[metric])
+                assert data["questions"][bench][arm][ckpt] == figs["n"]
     avg = data["average"]["polya"]["rl"]["pass@4"]
     assert avg == pytest.approx((0.60 + 0.80) / 2)
     assert data["reference"] == "vanilla/rl"
     assert data["deltas"]["polya/rl"]["gsm8k"]["pass@4"] == pytest.approx(0.20)
-    assert data["deltas"]["polya/rl"]["average"]["pass@1"] == pytest.approx(
-        (0.25 + 0.50) / 2 - (0.20 + 0.45) / 2)
     assert "vanilla/rl" not in data["deltas"]
     # Both arms share the base model: its row is shown once.
     assert data["display_rows"] == ["vanilla/base", "vanilla/rl", "polya/midtrain", "polya/rl"]
+    # The headline is the math-only average at the largest k (no k=64 here): MuSR is apart.
+    assert data["math_benchmarks"] == ["gsm8k"]
+    assert data["apart_benchmarks"] == ["musr_team_allocation"]
+    head = data["headline"]
+    assert head["metric"] == "pass@4" and head["benchmarks"] == ["gsm8k"]
+    assert head["rows"]["polya/rl"]["pass@4"]["value"] == pytest.approx(0.60)
+    assert head["rows"]["polya/rl"]["questions"] == 4
 
     md = md_path.read_text()
-    benches = data["benchmarks"]
+    benches = data["math_benchmarks"]
     for metric in data["metrics"]:
-        rows = md_table(md, f"## {metric}")
+        rows = md_table(md, f"## Math benchmarks: {metric}")
         assert list(rows) == data["display_rows"]
         for row, cells in rows.items():
             arm, ckpt = row.split("/")
             for bench, cell in zip(benches, cells, strict=False):
-                assert float(cell) == pytest.approx(
+                assert float(cell.split()[0]) == pytest.approx(
                     100 * data["table"][bench][arm][ckpt][metric], abs=0.006)
-            assert float(cells[-1]) == pytest.approx(
-                100 * data["average"][arm][ckpt][metric], abs=0.006)
+    headline = md_table(md, "## Headline: pass@4 averaged over the math benchmarks (gsm8k)")
+    assert float(headline["polya/rl"][2]) == pytest.approx(60.0)
+    assert headline["polya/rl"][-1] == "4"  # questions behind the figure
+    apart = md_table(md, "## Reported apart (code and multiple choice): pass@1")
+    assert float(apart["polya/rl"][0]) == pytest.approx(50.0)
+    assert "gsm8k (n=4)" in md
     assert "Not repeated (identical to a base row above, the same model): polya/base." in md
     deltas = md_table(md, "### pass@4")
     assert "polya/base" not in deltas
@@ -110,11 +121,97 @@ def test_report_tables_match_results(tmp_path: Path) -> None:
     assert deltas["polya/rl"][0].startswith("+")
 
 
+def question_rows(workdir: Path, arm: str, ckpt: str, bench: str, correct: list[int],
+                  n: int = 4) -> None:
+    """Per-question rows as evaluate writes them (c of n correct; greedy = c > n/2)."""
+    from polya_trainer.passk import pass_at_k
+
+    rows = [{"id": f"q{i}", "n": n, "c": c, "greedy_correct": c > n // 2,
+             **{f"pass@{k}": pass_at_k(n, c, k) for k in (1, 2, 4)}}
+            for i, c in enumerate(correct)]
+    path = workdir / arm / "evaluate" / "questions" / ckpt / f"{bench}.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def summary_of(correct: list[int], n: int = 4) -> dict[str, float]:
+    from polya_trainer.passk import mean_pass_at_k
+
+    counts = [(n, c) for c in correct]
+    return {"pass@1": mean_pass_at_k(counts, 1), "pass@2": mean_pass_at_k(counts, 2),
+            "pass@4": mean_pass_at_k(counts, 4),
+            "greedy": sum(c > n // 2 for c in correct) / len(correct), "n": len(correct),
+            "samples": n, "kind": "math",
+            "settings": {"temperature": 0.6, "top_p": 0.95, "estimator": "unbiased"}}
+
+
+def paired_workdir(tmp_path: Path, q: int = 60) -> dict[str, list[int]]:
+    """vanilla base/rl and polya rl on one math benchmark of q questions: vanilla/rl gains
+    one correct sample on every question; polya/rl equals vanilla/rl."""
+    import random
+
+    rng = random.Random(0)
+    base = [rng.randint(0, 3) for _ in range(q)]
+    rl = [c + 1 for c in base]
+    arms = {("vanilla", "base"): base, ("vanilla", "rl"): rl, ("polya", "rl"): list(rl)}
+    results: dict = {}
+    for (arm, ckpt), correct in arms.items():
+        question_rows(tmp_path, arm, ckpt, "toymath", correct)
+        results.setdefault(arm, {})[ckpt] = {"toymath": summary_of(correct)}
+    write_results(tmp_path, results)
+    return {f"{a}/{c}": v for (a, c), v in arms.items()}
+
+
+def test_intervals_contain_the_value_and_shrink_with_questions(tmp_path: Path) -> None:
+    small, large = tmp_path / "small", tmp_path / "large"
+    paired_workdir(small, q=20)
+    paired_workdir(large, q=400)
+    widths = []
+    for wd in (small, large):
+        data = build_table(*(lambda r: (r, load_questions(wd, r)))(load_results(wd)))
+        for metric in ("pass@1", "pass@4", "greedy"):
+            lo, hi = data["ci"]["toymath"]["vanilla"]["rl"][metric]
+            assert lo <= data["table"]["toymath"]["vanilla"]["rl"][metric] <= hi
+        lo, hi = data["ci"]["toymath"]["vanilla"]["base"]["pass@1"]
+        widths.append(hi - lo)
+        h = data["headline"]["rows"]["vanilla/base"]["pass@4"]
+        assert h["ci"][0] <= h["value"] <= h["ci"][1]
+    assert widths[0] > 2 * widths[1] > 0  # ~ 1/sqrt(n): 20 vs 400 questions
+
+
+def test_paired_comparison_detects_a_real_gain_and_not_a_tie(tmp_path: Path) -> None:
+    paired_workdir(tmp_path)
+    results = load_results(tmp_path)
+    data = build_table(results, load_questions(tmp_path, results))
+    by = {(e["row"], e["versus"]): e for e in data["paired"]}
+    gain = by[("vanilla/rl", "vanilla/base")]["benchmarks"]["toymath"]["pass@1"]
+    assert gain["difference"] == pytest.approx(0.25)  # one more of 4 samples everywhere
+    assert gain["p_value"] < 0.01 and gain["ci"][0] > 0 and gain["questions"] == 60
+    tie = by[("polya/rl", "vanilla/rl")]
+    assert tie["headline"]["difference"] == 0.0 and tie["headline"]["p_value"] == 1.0
+    # The base model's curve is in the headline next to the trained rows.
+    assert {"vanilla/base", "vanilla/rl", "polya/rl"} <= set(data["headline"]["rows"])
+
+
+def test_paired_p_value_matches_a_permutation_free_reference() -> None:
+    """A noisy difference around zero is not significant; its interval covers zero."""
+    import numpy as np
+    from polya_trainer.report import paired
+
+    rng = np.random.default_rng(1)
+    noise = rng.normal(0, 1, 200)
+    out = paired([noise - noise.mean()])
+    assert out["p_value"] > 0.5 and out["ci"][0] < 0 < out["ci"][1]
+    shifted = paired([noise - noise.mean() + 0.5])
+    assert shifted["p_value"] < 0.001
+
+
 def test_report_plots_are_valid_pngs(tmp_path: Path) -> None:
     write_results(tmp_path, RESULTS)
     write_report(tmp_path)
     data = json.loads((tmp_path / "report" / "report.json").read_text())
-    assert sorted(data["plots"]) == ["delta_vs_vanilla.png", "passk_gsm8k.png",
+    # Without per-question rows there are no paired differences to plot.
+    assert sorted(data["plots"]) == ["passk_gsm8k.png", "passk_headline.png",
                                      "passk_musr_team_allocation.png"]
     md = (tmp_path / "report" / "report.md").read_text()
     for name in data["plots"]:
@@ -143,8 +240,9 @@ def test_partial_rows_are_marked_and_rebuild_picks_up_new_arms(tmp_path: Path) -
     data = json.loads((tmp_path / "report" / "report.json").read_text())
     assert data["arms"] == ["vanilla", "star", "polya"]
     md = (tmp_path / "report" / "report.md").read_text()
-    row = md_table(md, "## pass@1")["star/base"]
-    assert row[1] == "–" and row[-1].endswith("*")  # no musr result: partial average
+    row = md_table(md, "## Reported apart (code and multiple choice): pass@1")["star/base"]
+    assert row == ["–"]  # no musr result for star
+    assert md_table(md, "## Math benchmarks: pass@1")["star/base"][0] == "10.00"
 
 
 def test_cli_report_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -157,3 +255,142 @@ def test_cli_report_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
 def test_build_table_empty() -> None:
     data = build_table({})
     assert data["rows"] == [] and data["benchmarks"] == [] and data["deltas"] == {}
+
+
+def _cdp_pipe(url: str, expression: str, timeout: float = 60.0) -> Any:
+    """Evaluate `expression` in headless Chromium once `url` has loaded.
+
+    Speaks the Chrome DevTools Protocol over ``--remote-debugging-pipe`` (fd 3: commands in,
+    fd 4: replies out, each JSON message ended by a NUL byte), as documented for
+    ``Target.createTarget``, ``Target.attachToTarget`` (flatten), ``Page.navigate`` and
+    ``Runtime.evaluate`` at
+    chromedevtools.github.io/devtools-protocol. No websocket client needed.
+    """
+    import os
+    import select
+    import shutil as sh
+    import subprocess
+    import tempfile
+    import time
+
+    exe = sh.which("chromium") or sh.which("chromium-browser")
+    if exe is None:
+        pytest.skip("Debian's chromium is absent: run scripts/setup-tools.sh")
+    to_chrome_r, to_chrome_w = os.pipe()
+    from_chrome_r, from_chrome_w = os.pipe()
+    profile = tempfile.mkdtemp(prefix="chromium-")
+
+    def child() -> None:  # fds 3 and 4 as Chromium expects them
+        os.dup2(to_chrome_r, 3)
+        os.dup2(from_chrome_w, 4)
+
+    proc = subprocess.Popen(
+        [exe, "--headless", "--no-sandbox", "--disable-gpu", "--remote-debugging-pipe",
+         f"--user-data-dir={profile}", "--allow-file-access-from-files", "about:blank"],
+        preexec_fn=child, pass_fds=(3, 4, to_chrome_r, from_chrome_w), stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL)
+    os.close(to_chrome_r)
+    os.close(from_chrome_w)
+    buf = b""
+    ids = iter(range(1, 10_000))
+    deadline = time.monotonic() + timeout
+
+    def call(method: str, params: dict, session: str | None = None) -> dict:
+        nonlocal buf
+        mid = next(ids)
+        msg = {"id": mid, "method": method, "params": params}
+        if session:
+            msg["sessionId"] = session
+        os.write(to_chrome_w, json.dumps(msg).encode() + b"\0")
+        while True:
+            while b"\0" in buf:
+                raw, buf = buf.split(b"\0", 1)
+                reply = json.loads(raw)
+                if reply.get("id") == mid:
+                    assert "error" not in reply, reply
+                    return reply["result"]
+            left = deadline - time.monotonic()
+            assert left > 0, f"no reply to {method}"
+            ready, _, _ = select.select([from_chrome_r], [], [], left)
+            if ready:
+                chunk = os.read(from_chrome_r, 1 << 16)
+                assert chunk, "chromium closed the pipe"
+                buf += chunk
+
+    try:
+        target = call("Target.createTarget", {"url": "about:blank"})["targetId"]
+        session = call("Target.attachToTarget", {"targetId": target, "flatten": True})[
+            "sessionId"]
+        call("Page.navigate", {"url": url}, session)
+        while True:  # wait for the load (images decoded) to finish
+            state = call("Runtime.evaluate", {
+                "expression": "[document.readyState, location.href]", "returnByValue": True},
+                session)
+            if state["result"].get("value") == ["complete", url]:
+                break
+            assert time.monotonic() < deadline, "page never finished loading"
+            time.sleep(0.2)
+        out = call("Runtime.evaluate", {"expression": expression, "returnByValue": True},
+                   session)
+        return out["result"]["value"]
+    finally:
+        os.close(to_chrome_w)
+        os.close(from_chrome_r)
+        proc.kill()
+        proc.wait()
+        sh.rmtree(profile, ignore_errors=True)
+
+
+CHECK_PAGE = """(() => {
+  const imgs = Array.from(document.images);
+  const head = document.getElementById('headline');
+  return {images: imgs.length,
+          loaded: imgs.filter(i => i.complete && i.naturalWidth > 0).length,
+          external: imgs.filter(i => !i.src.startsWith('data:image/png;base64,')).length,
+          headline_rows: head ? head.tBodies[0].rows.length : -1,
+          headline_header: head ? Array.from(head.tHead.rows[0].cells).map(c => c.textContent)
+                                : [],
+          tables: Array.from(document.querySelectorAll('table')).map(t => t.id)};
+})()"""
+
+
+def _card(workdir: Path) -> None:
+    atomic_write_json(workdir / "polya" / "generate" / "card.json", {
+        "counts": {"pairs": 10, "accepted": 7}, "acceptance_rate": 0.7,
+        "acceptance_rate_per_heuristic": {
+            "working_backwards": {"pairs": 5, "accepted": 4, "rate": 0.8},
+            "analogy": {"pairs": 5, "accepted": 3, "rate": 0.6}}})
+
+
+def test_html_report_is_self_contained(tmp_path: Path) -> None:
+    paired_workdir(tmp_path)
+    _card(tmp_path)
+    write_report(tmp_path)
+    page = (tmp_path / "report" / "report.html").read_text()
+    assert "<table id=\"headline\">" in page and "<table id=\"paired\">" in page
+    assert "<table id=\"data-polya\">" in page and "working_backwards" in page
+    assert "http://" not in page and "https://" not in page  # nothing fetched from outside
+    assert page.count("data:image/png;base64,") == len(
+        json.loads((tmp_path / "report" / "report.json").read_text())["plots"]) >= 3
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert "## Training data of arm polya (generate stage)" in md
+
+
+@pytest.mark.slow
+def test_html_report_renders_in_headless_chromium(tmp_path: Path) -> None:
+    paired_workdir(tmp_path)
+    _card(tmp_path)
+    write_report(tmp_path)
+    page = tmp_path / "report" / "report.html"
+    got = _cdp_pipe(page.as_uri(), CHECK_PAGE)
+    data = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert got["images"] == len(data["plots"]) >= 3
+    assert got["loaded"] == got["images"] and got["external"] == 0
+    assert got["headline_rows"] == 3  # vanilla/base, vanilla/rl, polya/rl
+    assert got["headline_header"][0] == "arm/checkpoint"
+    assert {"headline", "paired", "data-polya", "settings"} <= set(got["tables"])
+    # A broken image is caught by the same check (the test can fail).
+    broken = tmp_path / "broken.html"
+    broken.write_text(page.read_text().replace("data:image/png;base64,",
+                                               "data:image/png;base64,AAAA", 1))
+    assert _cdp_pipe(broken.as_uri(), CHECK_PAGE)["loaded"] == got["images"] - 1

@@ -12,13 +12,20 @@ math500                   HuggingFaceH4/MATH-500, test    math    problem, answe
 aime24                    HuggingFaceH4/aime_2024, train  math    problem, answer, id
 aime25                    yentinglin/aime_2025, train     math    problem, answer, id
 amc23                     math-ai/amc23, test             math    question (or problem), answer
+minerva_math              math-ai/minervamath, test       math    question, answer
 humaneval                 openai/openai_humaneval, test   code    task_id, prompt, test, entry_point
 musr_murder_mysteries     TAUR-Lab/MuSR, murder_mysteries choice  narrative, question, choices,
 musr_object_placements    TAUR-Lab/MuSR, object_placements        answer_index (answer_choice)
 musr_team_allocation      TAUR-Lab/MuSR, team_allocation
 ========================  ==============================  ======  =======
 
-``musr`` names the group of its three splits (reported separately, as in the paper).
+``musr`` names the group of its three splits (reported separately, as in the paper). The six
+``math`` benchmarks are the paper's (GSM8K, MATH-500, AIME24, AIME25, AMC23, Minerva Math): the
+report's headline averages pass@k over them only; HumanEval and MuSR are reported apart.
+
+**Revisions.** Every source has a ``revision`` (hub branch, tag or commit) passed to
+``load_dataset``; ``evaluate.revisions`` in the spec pins any of them, and results record the
+revision each number came from (``None``: the hub's default branch at load time).
 
 **Local mirrors.** When ``POLYA_BENCHMARK_DIR`` is set and holds ``<name>.jsonl`` (or
 ``.json``/``.parquet``/``.csv``; for MuSR ``musr_<split>.jsonl`` or ``musr/<split>.jsonl``),
@@ -37,7 +44,7 @@ import ast
 import os
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -73,6 +80,8 @@ class Source:
     config: str | None = None
     local: str = ""
     """File stem under POLYA_BENCHMARK_DIR (defaults to the benchmark name)."""
+    revision: str | None = None
+    """Hub revision to load (None: the default branch, i.e. unpinned)."""
 
 
 Adapter = Callable[[dict[str, Any], int], Item]
@@ -99,11 +108,23 @@ class Benchmark:
             candidates += [Path(root) / group / f"{split}{s}" for s in LOCAL_SUFFIXES]
         return next((p for p in candidates if p.is_file()), None)
 
+    @property
+    def headline(self) -> bool:
+        """Whether the benchmark counts in the headline average (math benchmarks only)."""
+        return self.kind == "math"
+
+    def pinned(self, revision: str | None) -> Benchmark:
+        """This benchmark with its source pinned to `revision` (None keeps it)."""
+        if revision is None:
+            return self
+        return replace(self, source=replace(self.source, revision=revision))
+
     def load(self, limit: int | None = None) -> list[Item]:
         """The first `limit` items (all when None), from the local mirror or the source."""
         local = self.local_file()
         rows = (load_rows(str(local)) if local is not None
-                else load_rows(self.source.hub_id, self.source.split, self.source.config))
+                else load_rows(self.source.hub_id, self.source.split, self.source.config,
+                               revision=self.source.revision))
         if limit is not None:
             rows = rows.select(range(min(limit, len(rows))))
         items = [self.adapter(dict(row), i) for i, row in enumerate(rows)]
@@ -254,6 +275,8 @@ REGISTRY: dict[str, Benchmark] = {
                   _math_adapter(("problem", "question"), ("id",))),
         Benchmark("amc23", "math", Source("math-ai/amc23", "test"),
                   _math_adapter(("question", "problem"), ("id",))),
+        Benchmark("minerva_math", "math", Source("math-ai/minervamath", "test"),
+                  _math_adapter(("question", "problem"), ("id", "idx"))),
         Benchmark("humaneval", "code", Source("openai/openai_humaneval", "test"), _humaneval),
         *[Benchmark(f"musr_{s}", "choice", Source("TAUR-Lab/MuSR", s), _musr)
           for s in MUSR_SPLITS],
@@ -293,12 +316,17 @@ def custom_benchmark(c: CustomBenchmark, base: str | Path | None = None) -> Benc
         return Item(rid, choice_messages(str(row.get("narrative") or ""), str(row[qcol]),
                                          choices), {"choices": choices, "index": index_})
 
-    return Benchmark(c.name, c.kind, Source(str(path), c.split), adapt, mirrorable=False)
+    return Benchmark(c.name, c.kind, Source(str(path), c.split,
+                                            revision=getattr(c, "revision", None)),
+                     adapt, mirrorable=False)
 
 
 def resolve(names: Sequence[str], custom: Sequence[CustomBenchmark] = (),
-            base: str | Path | None = None) -> list[Benchmark]:
-    """Benchmarks for the spec's names (groups expanded, order kept) plus custom ones."""
+            base: str | Path | None = None,
+            revisions: dict[str, str] | None = None) -> list[Benchmark]:
+    """Benchmarks for the spec's names (groups expanded, order kept) plus custom ones, each
+    pinned to ``revisions[name]`` (or its group's entry) when given."""
+    revisions = revisions or {}
     out: list[Benchmark] = []
     for name in names:
         for member in GROUPS.get(name, (name,)):
@@ -306,7 +334,7 @@ def resolve(names: Sequence[str], custom: Sequence[CustomBenchmark] = (),
                 known = ", ".join(sorted({*REGISTRY, *GROUPS}))
                 raise ValueError(f"unknown benchmark {name!r}; built-in: {known}")
             if all(b.name != member for b in out):
-                out.append(REGISTRY[member])
+                out.append(REGISTRY[member].pinned(revisions.get(member, revisions.get(name))))
     for c in custom:
         if any(b.name == c.name for b in out):
             raise ValueError(f"custom benchmark {c.name!r} clashes with another benchmark")

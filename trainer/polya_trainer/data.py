@@ -87,7 +87,7 @@ def keep_verifiable(rows: list[dict[str, str]], what: str) -> tuple[list[dict[st
 
 def load_qa(ds: DatasetSpec, what: str = "spec.dataset") -> list[dict[str, str]]:
     """Rows of {"id", "question", "answer"} with clear errors for unusable data."""
-    rows = load_rows(ds.source, ds.split, ds.config)
+    rows = load_rows(ds.source, ds.split, ds.config, revision=ds.revision)
     columns = set(rows.column_names)
     for role, col in (("question", ds.question), ("answer", ds.answer)):
         if col not in columns:
