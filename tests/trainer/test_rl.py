@@ -17,7 +17,7 @@ from polya_trainer import rl
 from polya_trainer.artifacts import is_complete, read_manifest, write_manifest
 from polya_trainer.models import stage_dir, trained_model_dir
 from polya_trainer.progress import Reporter
-from polya_trainer.spec import PolyaRunSpec, SpecError
+from polya_trainer.spec import AnswersSpec, PolyaRunSpec, SpecError
 
 
 def make_spec(model_dir: Path, problems: Path, arms: list[str] | None = None,
@@ -34,7 +34,9 @@ def test_rewards_use_the_verifier() -> None:
     done = [[{"role": "assistant", "content": "3 + 4 = 7. The answer is \\boxed{7}."}],
             [{"role": "assistant", "content": "The answer is \\boxed{8}."}],
             [{"role": "assistant", "content": "it is 7"}]]
-    assert rl.correctness_reward(done, answer=["7", "7", "7"]) == [1.0, 0.0, 1.0]
+    # Only an explicit final answer is credited, unless the spec opts into the fallback.
+    assert rl.correctness_reward(done, answer=["7", "7", "7"]) == [1.0, 0.0, 0.0]
+    assert rl.fallback_correctness_reward(done, answer=["7", "7", "7"]) == [1.0, 0.0, 1.0]
     assert rl.format_reward(done) == [1.0, 1.0, 0.0]
     assert rl.correctness_reward(["\\boxed{1,000}"], answer=["1000"]) == [1.0]
 
@@ -53,6 +55,8 @@ def test_grpo_config_from_the_spec(tiny_model_dir: Path, problems_file: Path,
     assert funcs == [rl.correctness_reward, rl.format_reward] and weights == [1.0, 0.5]
     assert rl.reward_setup(make_spec(tiny_model_dir, problems_file))[0] == [
         rl.correctness_reward]
+    opted = spec.model_copy(update={"answers": AnswersSpec(last_number_fallback=True)})
+    assert rl.reward_setup(opted)[0] == [rl.fallback_correctness_reward, rl.format_reward]
     # Paper defaults.
     paper = PolyaRunSpec().stages.rl
     assert (paper.num_generations, paper.beta) == (16, 0.0)

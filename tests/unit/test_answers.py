@@ -11,8 +11,12 @@ import pytest
 from polya_trainer import answers as A
 from polya_trainer.answers import (
     Extracted,
+    Verdict,
+    check,
     check_many,
+    check_many_verdicts,
     extract_answer,
+    extraction_counts,
     has_boxed,
     is_correct,
     parse_gold,
@@ -103,17 +107,21 @@ CASES: list[tuple[str, str, bool]] = [
     (f"{B}{{\\frac{{\\sqrt{{16}}}}{{2}}}}", "2", True),
     (f"{B}{{{{12}}}}", "12", True),
     ("\\fbox{42}", "42", True),
-    (f"First {B}{{3}}, corrected: {B}{{5}}", "5", True),
+    # two boxes close together are one answer, a set, as math-verify reads them
+    (f"First {B}{{3}}, corrected: {B}{{5}}", "5", False),
     (f"First {B}{{5}}, corrected: {B}{{3}}", "5", False),
+    (f"First {B}{{3}}; {'much later reasoning, ' * 4}so {B}{{5}}", "5", True),  # far apart
+    (f"{B}{{1}}{B}{{2}}", "1, 2", True),
     (f"{B} 7", "7", True),
-    # last-number fallback (flagged) and no answer at all
-    ("The answer is 42.", "42", True),
-    ("I think 3, then 7 apples", "7", True),
+    # no explicit final answer: nothing is credited by default (the fallback is opt-in)
+    ("The answer is 42.", "42", False),
+    ("I think 3, then 7 apples", "7", False),
     ("I think 7, then 3 apples", "7", False),
     ("No idea.", "5", False),
     ("", "5", False),
     (f"{B}{{}}", "5", False),
-    (f"{B}{{5", "5", True),  # unclosed box is ignored; the fallback finds 5
+    (f"{B}{{5", "5", False),  # the box is cut off: no answer
+    (f"{B}{{3}} so far, then {B}{{5", "3", False),  # a cut-off last box is not the earlier one
     # gold with a \boxed solution (MATH style)
     (f"{B}{{\\frac{{1}}{{4}}}}", f"so the probability is {B}{{\\frac14}}.", True),
     # pathological input refused, not hung on
@@ -133,27 +141,56 @@ def test_case_count() -> None:
 
 
 @pytest.mark.parametrize(("text", "expected"), [
-    (f"a {B}{{1}} b {B}{{\\frac{{1}}{{2}}}}", Extracted("\\frac{1}{2}", "boxed")),
+    (f"a {B}{{1}} which we check again {B}{{\\frac12}}", Extracted("\\frac12", "boxed")),
+    (f"a {B}{{1}} b {B}{{\\frac{{1}}{{2}}}}", Extracted("1,\\frac{1}{2}", "boxed")),
     (f"{B}{{ 12 }}", Extracted("12", "boxed")),
     ("\\fbox{x+1}", Extracted("x+1", "boxed")),
     ("work\n#### 1,234\n", Extracted("1,234", "gsm8k")),
     ("#### 5\nmore #### 6", Extracted("6", "gsm8k")),
-    ("so -3.5 is it", Extracted("-3.5", "last_number", fallback=True)),
-    ("ratio 3/4", Extracted("3/4", "last_number", fallback=True)),
-    ("gives \\frac{5}{6}", Extracted("\\frac{5}{6}", "last_number", fallback=True)),
-    ("total 1,000 items", Extracted("1,000", "last_number", fallback=True)),
+    (f"{B}{{1}} and {B}{{2}}", Extracted("1,2", "boxed")),
+    (f"{B}{{2}}{B}{{2}}", Extracted("2", "boxed")),  # repeats in a row count once
     ("nothing here", None),
     (f"{B}{{}}", None),
+    (f"{B}{{3}} then {B}{{4", None),
     ("", None),
 ])
 def test_extract_answer(text: str, expected: Extracted | None) -> None:
     assert extract_answer(text) == expected
+    assert extract_answer(text, allow_fallback=True) == expected
 
 
-def test_fallback_can_be_refused() -> None:
-    assert is_correct("The answer is 42.", "42")
-    assert not is_correct("The answer is 42.", "42", allow_fallback=False)
-    assert is_correct(f"{B}{{42}}", "42", allow_fallback=False)
+@pytest.mark.parametrize(("text", "expected"), [
+    ("so -3.5 is it", Extracted("-3.5", "last_number", fallback=True)),
+    ("ratio 3/4", Extracted("3/4", "last_number", fallback=True)),
+    ("gives \\frac{5}{6}", Extracted("\\frac{5}{6}", "last_number", fallback=True)),
+    ("total 1,000 items", Extracted("1,000", "last_number", fallback=True)),
+])
+def test_extract_answer_fallback_is_opt_in(text: str, expected: Extracted) -> None:
+    assert extract_answer(text) is None
+    assert extract_answer(text, allow_fallback=True) == expected
+
+
+def test_fallback_is_opt_in() -> None:
+    assert not is_correct("The answer is 42.", "42")
+    assert is_correct("The answer is 42.", "42", allow_fallback=True)
+    assert is_correct(f"{B}{{42}}", "42")
+    truncated = "First 10 - 4 = 6, then we subtract 3 from"
+    assert not is_correct(truncated, "3")
+    assert is_correct(truncated, "3", allow_fallback=True)  # why the fallback is off by default
+    assert check_many([truncated, "#### 3"], ["3", "3"]) == [False, True]
+    assert check_many([truncated], ["3"], allow_fallback=True) == [True]
+
+
+def test_verdicts_record_extraction() -> None:
+    preds = [f"{B}{{7}}", "#### 7", "it is 7", f"{B}{{\\sqrt{{49}}}}", "nothing"]
+    got = check_many_verdicts(preds, ["7"] * 5)
+    assert [(v.correct, v.method, v.decided_by) for v in got] == [
+        (True, "boxed", "exact"), (True, "gsm8k", "exact"), (False, "none", "none"),
+        (True, "boxed", "math_verify"), (False, "none", "none")]
+    assert extraction_counts(got) == {"boxed": 2, "gsm8k": 1, "last_number": 0, "none": 2}
+    fb = check_many_verdicts(preds, ["7"] * 5, allow_fallback=True)
+    assert [v.method for v in fb] == ["boxed", "gsm8k", "last_number", "boxed", "none"]
+    assert check(preds[2], "7", allow_fallback=True) == Verdict(True, "last_number", "exact")
 
 
 def test_has_boxed() -> None:

@@ -1,23 +1,44 @@
 """Final-answer extraction and verification.
 
-``extract_answer`` finds the final answer in a model's response: the last ``\\boxed{...}`` (or
-``\\fbox{...}``) with balanced braces, else a GSM8K ``#### n`` line, else the last number in the
-text (flagged ``fallback=True``).
+**Extraction** (``extract_answer``) finds the final answer of a response, and says how
+(``Extracted.method``):
 
-``is_correct`` / ``check_many`` compare it with a gold answer:
+* ``boxed``: the ``\\boxed{...}`` / ``\\fbox{...}`` answers at the end of the text. Several
+  boxes count together, as math-verify counts them (``latex2sympy2_extended.
+  math_normalization.extract_boxed_content``, mode "last", which math-verify's
+  ``parser.extract_latex`` uses for its ``\\boxed{.+}`` pattern): walking back from the last
+  box, an earlier box joins when fewer than 10 characters separate them, or when it differs
+  from the box after it and fewer than 70 characters with "and", "or", "," or ";" separate
+  them. Repeats in a row are dropped. The contents are joined by "," (``\\boxed{1}\\boxed{2}``
+  reads as ``1,2``, a set). A last box left open (the response was cut off) means *no answer*
+  (math-verify would fall back to an earlier box; a cut-off response is not credited).
+* ``gsm8k``: the last ``#### n`` line (GSM8K's own format).
+* ``last_number``: the last number in the text, only when the caller asks for this fallback
+  (``allow_fallback=True``; the spec's ``answers.lastNumberFallback``). Off by default: a
+  response cut off at "... then we subtract 3 from" must not score against gold 3.
+* ``none``: nothing was found.
 
-* **Exact path.** When both sides normalise to a plain number (integers, decimals, thousands
-  commas ``1,000``, currency ``$``/``\\$``, trailing unit words ``72 dollars`` or
-  ``\\text{ cm}``, ``a/b``, ``\\frac{a}{b}``/``\\dfrac``, negatives, ``1e3``, ``1.5\\times10^{3}``,
-  ``%``) they are compared exactly with :class:`fractions.Fraction`, without math-verify.
-  If the two numbers differ and one of them has no finite decimal expansion (``1/3`` against
-  ``0.333333``), math-verify decides, so its rounding convention applies.
-* **Percent rule.** ``p%`` equals ``x`` when ``x == p`` or ``x == p/100``: ``50%`` matches both
-  ``50`` (GSM8K style, where golds for "what percent" questions are bare numbers) and ``0.5``
-  (math-verify's convention; math-verify 0.9.0 itself accepts both too). Two percents compare
-  as numbers.
-* **Everything else** goes to ``math_verify.parse``/``verify``, the gold parsed once and cached;
-  verdicts are cached per (gold text, answer text), since k samples often repeat an answer.
+**Checking** (``check`` returns a :class:`Verdict`; ``is_correct`` / ``check_many`` the bool):
+
+* **Exact path**, used only when its verdict cannot differ from math-verify's except where
+  math-verify is known to be wrong (listed below). Both sides must be single plain numbers
+  (integers, decimals, thousands commas ``1,000``, currency ``$``/``\\$``, trailing unit words
+  ``72 dollars`` or ``\\text{ cm}``, ``a/b``, ``\\frac{a}{b}``, negatives, ``1e3``,
+  ``1.5\\times10^{3}``, ``%``, an assignment ``x = 5`` on one side only). Equal values are
+  correct. Unequal values are wrong unless they are within math-verify's tolerance (it rounds
+  floats to 6 decimals, ``grader.sympy_numeric_eq``; sympy floats keep 15 digits), in which
+  case math-verify decides.
+* **Percent rule.** ``p%`` equals ``x`` when ``x == p`` or ``x == p/100`` (GSM8K golds for
+  "what percent" questions are bare numbers). math-verify agrees for integers (``50%`` vs
+  ``50``, ``get_pct_val``) and for ``p/100``, but not for ``12.5%`` vs ``12.5``.
+* **Everything else** (several answers, sets, tuples, intervals, equations, assignments on
+  both sides, symbolic LaTeX) goes to ``math_verify.parse``/``verify`` with each side written as
+  ``\\boxed{...}``; the gold is parsed once and cached, verdicts per (gold, answer) text.
+
+Where the exact path departs from math-verify on purpose (tests/unit/test_answers_regression.py
+names each case): unit words math-verify does not strip (``72 dollars``: it reads a product of
+symbols), ``1e3`` (it reads ``1*e*3``), ``12.5%`` against ``12.5``, a trailing period
+(``100.``, which it cannot parse), and cut-off boxes.
 
 **Bounded time.** Inputs that could make sympy run away are refused (answer longer than
 ``MAX_ANSWER_CHARS``, nested powers, exponents of 5+ digits, factorials of 4+ digit numbers);
@@ -36,7 +57,8 @@ import multiprocessing
 import re
 import signal
 import threading
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -44,11 +66,16 @@ from functools import lru_cache
 from typing import Any, Literal
 
 __all__ = [
+    "METHODS",
     "Extracted",
     "Gold",
+    "Verdict",
+    "check",
     "check_many",
+    "check_many_verdicts",
     "clear_caches",
     "extract_answer",
+    "extraction_counts",
     "has_boxed",
     "is_correct",
     "parse_gold",
@@ -69,16 +96,33 @@ VERDICT_CACHE_SIZE = 65536
 
 _VERDICTS: dict[tuple[str, str], bool] = {}
 
-Method = Literal["boxed", "gsm8k", "last_number"]
+Method = Literal["boxed", "gsm8k", "last_number", "none"]
+METHODS: tuple[Method, ...] = ("boxed", "gsm8k", "last_number", "none")
+"""How an answer was extracted, in the order reports list them."""
+DecidedBy = Literal["exact", "math_verify", "none"]
 
 
 @dataclass(frozen=True, slots=True)
 class Extracted:
-    """A final answer found in a response."""
+    """A final answer found in a response.
+
+    ``value`` is what is compared: for several boxes, their contents joined by ",", as
+    math-verify joins them. ``parts`` holds the boxes one by one.
+    """
 
     value: str
     method: Method
     fallback: bool = False
+    parts: tuple[str, ...] = field(default=(), compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The outcome of one check: correct or not, how the answer was found, who decided."""
+
+    correct: bool
+    method: Method
+    decided_by: DecidedBy
 
 
 # ----------------------------------------------------------------------------- extraction
@@ -89,6 +133,7 @@ _NUM_TOKEN = r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+(?:\.\d+)?)?|-?\.\d+
 _LAST_RE = re.compile(
     r"-?\\[dt]?frac\{-?\d+\}\{-?\d+\}|(?<![\w.])(?:" + _NUM_TOKEN + r")(?!\d)"
 )
+_SEPARATOR_RE = re.compile(r"\b(?:and|or)\b|,|;")
 
 
 def _box_contents(text: str, start: int) -> tuple[str, int] | None:
@@ -125,29 +170,95 @@ def last_boxed(text: str) -> str | None:
     return found
 
 
+def _closing_brace(text: str, open_at: int, stop: int) -> int | None:
+    """Index of the brace closing the one at ``open_at`` (before ``stop``), counting every
+    brace as math-verify does (``find_content_boundaries``)."""
+    depth = 1
+    for j in range(open_at + 1, stop):
+        c = text[j]
+        if c == "{":
+            depth += 1
+        elif c == "}":
+            depth -= 1
+            if depth == 0:
+                return j
+    return None
+
+
+def final_boxes(text: str) -> list[str] | None:
+    """The final group of boxed answers, in order (see the module doc); [] when the text has
+    no box, None when the last box is cut off."""
+    results: list[str] = []
+    stop = len(text)
+    later_start: int | None = None
+    pos = len(text)
+    while True:
+        b = text.rfind("\\boxed", 0, pos)
+        f = text.rfind("\\fbox", 0, pos)
+        if b < 0 and f < 0:
+            break
+        start = max(b, f)
+        j = start + (6 if b > f else 5)
+        while j < stop and text[j].isspace():
+            j += 1
+        if j >= stop:
+            if not results:
+                return None
+            break
+        if text[j] != "{":
+            if not results:  # \boxed 5: one token up to whitespace or '$'
+                m = re.match(r"[^\s$]+", text[j:stop])
+                return [m.group(0)] if m else None
+            break
+        close = _closing_brace(text, j, stop)
+        if close is None:
+            if not results:
+                return None
+            break
+        content = text[j + 1:close].strip()
+        if later_start is not None:
+            between = text[close + 1:later_start]
+            joins = len(between) < 10 or (content != results[-1] and len(between) < 70
+                                          and _SEPARATOR_RE.search(between) is not None)
+            if not joins:
+                break
+        if not results or results[-1] != content:
+            results.append(content)
+        later_start = start
+        stop = start
+        pos = start
+    return results[::-1]
+
+
 def has_boxed(text: str) -> bool:
-    """True when the text has a complete, non-empty \\boxed{...} (format reward)."""
-    got = last_boxed(text)
-    return bool(got and got.strip())
+    """True when the text ends its answer in complete, non-empty boxes (format reward)."""
+    boxes = final_boxes(text) if text else []
+    return bool(boxes) and all(b.strip() for b in boxes)
 
 
-def extract_answer(text: str) -> Extracted | None:
+def extract_answer(text: str, *, allow_fallback: bool = False) -> Extracted | None:
     """The final answer of a response; None if there is none.
 
-    An empty last ``\\boxed{}`` counts as no answer (no fallback to other numbers).
+    An empty last ``\\boxed{}`` or a cut-off last box count as no answer (nothing else is
+    looked at). The last number in the text counts only with ``allow_fallback=True``
+    (flagged ``fallback=True``).
     """
     if not text:
         return None
-    boxed = last_boxed(text)
-    if boxed is not None:
-        boxed = boxed.strip()
-        return Extracted(boxed, "boxed") if boxed else None
+    if "\\boxed" in text or "\\fbox" in text:
+        boxes = final_boxes(text)
+        if boxes is None or (boxes and not boxes[-1]):
+            return None
+        boxes = [b for b in boxes if b]
+        if boxes:
+            return Extracted(",".join(boxes), "boxed", parts=tuple(boxes))
     gsm = _GSM_RE.findall(text)
     if gsm and gsm[-1].strip():
         return Extracted(gsm[-1].strip(), "gsm8k")
-    nums = _LAST_RE.findall(text)
-    if nums:
-        return Extracted(nums[-1], "last_number", fallback=True)
+    if allow_fallback:
+        nums = _LAST_RE.findall(text)
+        if nums:
+            return Extracted(nums[-1], "last_number", fallback=True)
     return None
 
 
@@ -157,7 +268,13 @@ _WRAP_RE = re.compile(r"\\(?:text|textbf|textrm|textnormal|mathrm|mathbf|mbox|op
                       r"\{([^{}]*)\}")
 _SPACES_RE = re.compile(r"\\[,!;: ]|~|\\quad|\\qquad")
 _DEGREE_RE = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|°")
-_VAR_RE = re.compile(r"^[A-Za-z](?:_\{?\w+\}?)?\s*=\s*")
+_PERCENT_WORD_RE = re.compile(r"\s*\b(?:percent|percentage|pct)\b")
+_VAR_RE = re.compile(r"^([A-Za-z](?:_\{?\w+\}?)?)\s*=\s*")
+# Words that change a number's value: never read as a unit.
+_VALUE_WORDS = (r"pi|sqrt|root|and|or|to|times|cdot|plus|minus|over|less|squared|cubed|"
+                r"hundreds?|thousands?|millions?|billions?|trillions?|dozens?|"
+                r"half|halves|thirds?|quarters?|fourths?|fifths?|tenths?|hundredths?|"
+                r"thousandths?|percent|percentage|pct|degrees?\s+below")
 _DEC = r"(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d*)?|\.\d+"
 _NUMBER_RE = re.compile(
     r"(?P<sign>[-+]?)\s*(?:"
@@ -168,8 +285,15 @@ _NUMBER_RE = re.compile(
     r"|\s*(?:\\times|\\cdot|\*|×)\s*10\s*\^\s*(?:\{\s*(?P<texp>[-+]?\d{1,4})\s*\}|(?P<texp1>\d)))?"
     r")\s*(?P<pct>%)?"
     # trailing unit words: whitespace-separated, 2+ letters each ("72 dollars", "3 km per hour")
-    r"(?:\s+(?!(?:pi|sqrt|and|or|to|times|cdot|plus|minus|over)\b)[A-Za-z][A-Za-z]+\.?)*"
+    r"(?:\s+(?!(?:" + _VALUE_WORDS + r")\b)[A-Za-z][A-Za-z]+\.?)*"
 )
+
+
+@dataclass(frozen=True, slots=True)
+class _Scalar:
+    value: Fraction
+    percent: bool
+    variable: str | None  # "x" for "x = 5"
 
 
 def _plain(s: str) -> str:
@@ -184,19 +308,23 @@ def _plain(s: str) -> str:
             break
         s = new
     s = _DEGREE_RE.sub("", _SPACES_RE.sub(" ", s))
-    s = s.strip().lstrip("€£¥").strip().rstrip(".").strip()
-    return _VAR_RE.sub("", s, count=1)
+    s = _PERCENT_WORD_RE.sub("%", s)
+    return s.strip().lstrip("€£¥").strip().rstrip(".").strip()
 
 
 def _dec(s: str) -> Fraction:
     return Fraction(s.replace(",", "").rstrip(".") or "0")
 
 
-def to_number(text: str) -> tuple[Fraction, bool] | None:
-    """(value, is_percent) if ``text`` is a plain number as described in the module doc."""
+@lru_cache(maxsize=65536)
+def _scalar(text: str) -> _Scalar | None:
+    """The plain number ``text`` stands for (see the module doc), or None."""
     if len(text) > 200:
         return None
     s = _plain(text)
+    var = _VAR_RE.match(s)
+    if var:
+        s = s[var.end():]
     m = _NUMBER_RE.fullmatch(s)
     if not m:
         return None
@@ -216,32 +344,36 @@ def to_number(text: str) -> tuple[Fraction, bool] | None:
         return None
     if m["sign"] == "-":
         val = -val
-    return val, m["pct"] is not None
+    return _Scalar(val, m["pct"] is not None, var.group(1) if var else None)
 
 
-def _terminates(x: Fraction) -> bool:
-    """True when x has a finite decimal expansion."""
-    d = x.denominator
-    for p in (2, 5):
-        while d % p == 0:
-            d //= p
-    return d == 1
+def to_number(text: str) -> tuple[Fraction, bool] | None:
+    """(value, is_percent) if ``text`` is a plain number as described in the module doc."""
+    got = _scalar(text)
+    return None if got is None else (got.value, got.percent)
 
 
-def _numbers_equal(pred: tuple[Fraction, bool], gold: tuple[Fraction, bool]) -> bool | None:
-    """Exact comparison; None when math-verify should decide (rounded non-terminating values)."""
-    (p, p_pct), (g, g_pct) = pred, gold
-    if p_pct == g_pct:
+def _close(a: Fraction, b: Fraction) -> bool:
+    """Near enough that math-verify's float rounding (6 decimals, 15 digits) might equate."""
+    return abs(a - b) <= max(Fraction(1, 10**6), max(abs(a), abs(b)) / 10**14)
+
+
+def _numbers_equal(pred: _Scalar, gold: _Scalar) -> bool | None:
+    """Exact verdict; None when math-verify should decide."""
+    if pred.variable is not None and gold.variable is not None:
+        return None  # x = 1 against y = 1: math-verify compares the equations
+    p, g = pred.value, gold.value
+    if pred.percent == gold.percent:
         candidates = [(p, g)]
-    elif p_pct:  # pred "50%" vs gold 50 or 0.5
+    elif pred.percent:  # pred "50%" vs gold 50 or 0.5
         candidates = [(p, g), (p / 100, g)]
     else:  # gold "50%" vs pred 50 or 0.5
         candidates = [(p, g), (p, g / 100)]
     if any(a == b for a, b in candidates):
         return True
-    if all(_terminates(a) and _terminates(b) for a, b in candidates):
-        return False
-    return None
+    if any(_close(a, b) for a, b in candidates):
+        return None
+    return False
 
 
 # ----------------------------------------------------------------------------- math-verify glue
@@ -265,11 +397,12 @@ def _alarm_ok() -> bool:
 
 
 def _mv_parse(latex: str) -> list[Any]:
+    """math-verify's parse of one answer, written as a box (so its box rules apply)."""
     from math_verify import parse
 
     timeout = MV_TIMEOUT_S if _alarm_ok() else None
     try:
-        return parse(f"${latex}$", parsing_timeout=timeout)  # type: ignore[arg-type]
+        return parse(f"\\boxed{{{latex}}}", parsing_timeout=timeout)  # type: ignore[arg-type]
     except Exception as exc:  # any math-verify failure counts as "no answer"
         log.debug("math-verify parse failed: %r", exc)
         return []
@@ -298,6 +431,10 @@ class Gold:
     number: tuple[Fraction, bool] | None
     _mv: list[Any] | None = field(default=None, repr=False)
 
+    @property
+    def scalar(self) -> _Scalar | None:
+        return _scalar(self.text) if self.number is not None else None
+
     def parsed(self) -> list[Any]:
         """math-verify's parse of the gold (computed on first use, then kept)."""
         if self._mv is None:
@@ -317,9 +454,10 @@ def _gold_text(gold: str) -> str:
     if "####" in gold:
         tail = gold.rsplit("####", 1)[1].strip()
         return tail.splitlines()[0].strip() if tail else ""
-    boxed = last_boxed(gold)
-    if boxed is not None:
-        return boxed.strip()
+    if "\\boxed" in gold or "\\fbox" in gold:
+        boxes = [b for b in final_boxes(gold) or [] if b]
+        if boxes:
+            return ",".join(boxes)
     return gold.strip()
 
 
@@ -333,24 +471,26 @@ def parse_gold(gold: str) -> Gold:
 # ----------------------------------------------------------------------------- checking
 
 
-def is_correct(prediction: str, gold: str | Gold, *, allow_fallback: bool = True) -> bool:
-    """True when the prediction's final answer equals the gold answer.
+def check(prediction: str, gold: str | Gold, *, allow_fallback: bool = False) -> Verdict:
+    """Whether the prediction's final answer equals the gold answer, and how it was decided.
 
-    ``allow_fallback=False`` ignores answers found only as "the last number in the text".
+    ``allow_fallback=True`` also accepts an answer found only as "the last number in the
+    text"; by default only an explicit final answer (``\\boxed{}``, ``#### n``) counts.
     """
     g = gold if isinstance(gold, Gold) else parse_gold(gold)
+    ext = extract_answer(prediction, allow_fallback=allow_fallback)
+    if ext is None:
+        return Verdict(False, "none", "none")
     if not g.text:
-        return False
-    ext = extract_answer(prediction)
-    if ext is None or (ext.fallback and not allow_fallback):
-        return False
-    pred_num = to_number(ext.value)
-    if pred_num is not None and g.number is not None:
-        same = _numbers_equal(pred_num, g.number)
+        return Verdict(False, ext.method, "none")
+    pred_num = _scalar(ext.value) if len(ext.parts) <= 1 else None
+    gold_num = g.scalar
+    if pred_num is not None and gold_num is not None:
+        same = _numbers_equal(pred_num, gold_num)
         if same is not None:
-            return same
+            return Verdict(same, ext.method, "exact")
     if not _guarded(ext.value):
-        return False
+        return Verdict(False, ext.method, "none")
     key = (g.text, ext.value)
     verdict = _VERDICTS.get(key)
     if verdict is None:
@@ -360,28 +500,41 @@ def is_correct(prediction: str, gold: str | Gold, *, allow_fallback: bool = True
         if len(_VERDICTS) >= VERDICT_CACHE_SIZE:
             _VERDICTS.clear()
         _VERDICTS[key] = verdict
-    return verdict
+    return Verdict(verdict, ext.method, "math_verify")
+
+
+def is_correct(prediction: str, gold: str | Gold, *, allow_fallback: bool = False) -> bool:
+    """True when the prediction's final answer equals the gold answer (see :func:`check`)."""
+    return check(prediction, gold, allow_fallback=allow_fallback).correct
+
+
+def extraction_counts(verdicts: Iterable[Verdict]) -> dict[str, int]:
+    """How many answers each extraction method found (every method listed, zeros too)."""
+    seen = Counter(v.method for v in verdicts)
+    return {m: seen.get(m, 0) for m in METHODS}
 
 
 def clear_caches() -> None:
     """Forget parsed golds and cached math-verify verdicts."""
     parse_gold.cache_clear()
+    _scalar.cache_clear()
     _VERDICTS.clear()
 
 
-def _check_chunk(pairs: list[tuple[str, str]]) -> list[bool]:
-    return [is_correct(p, g) for p, g in pairs]
+def _check_chunk(pairs: list[tuple[str, str]], allow_fallback: bool) -> list[Verdict]:
+    return [check(p, g, allow_fallback=allow_fallback) for p, g in pairs]
 
 
-def check_many(
+def check_many_verdicts(
     predictions: Sequence[str],
     golds: Sequence[str | Gold],
     *,
+    allow_fallback: bool = False,
     processes: int = 0,
     chunk_size: int = 512,
     mp_context: str = "spawn",
-) -> list[bool]:
-    """``is_correct`` over pairs, in order.
+) -> list[Verdict]:
+    """:func:`check` over pairs, in order.
 
     With ``processes > 1`` and at least ``PROCESS_MIN_BATCH`` pairs, chunks run in a process
     pool (``mp_context``; spawn is safe next to threads and torch). Serial otherwise.
@@ -389,10 +542,27 @@ def check_many(
     if len(predictions) != len(golds):
         raise ValueError(f"{len(predictions)} predictions but {len(golds)} golds")
     if processes <= 1 or len(predictions) < PROCESS_MIN_BATCH:
-        return [is_correct(p, g) for p, g in zip(predictions, golds, strict=True)]
+        return [check(p, g, allow_fallback=allow_fallback)
+                for p, g in zip(predictions, golds, strict=True)]
     pairs = [(p, g.raw if isinstance(g, Gold) else g) for p, g in zip(predictions, golds,
                                                                        strict=True)]
     chunks = [pairs[i:i + chunk_size] for i in range(0, len(pairs), chunk_size)]
     ctx = multiprocessing.get_context(mp_context)
     with ProcessPoolExecutor(max_workers=processes, mp_context=ctx) as pool:
-        return [ok for part in pool.map(_check_chunk, chunks) for ok in part]
+        return [v for part in pool.map(_check_chunk, chunks, [allow_fallback] * len(chunks))
+                for v in part]
+
+
+def check_many(
+    predictions: Sequence[str],
+    golds: Sequence[str | Gold],
+    *,
+    allow_fallback: bool = False,
+    processes: int = 0,
+    chunk_size: int = 512,
+    mp_context: str = "spawn",
+) -> list[bool]:
+    """``is_correct`` over pairs, in order (see :func:`check_many_verdicts`)."""
+    return [v.correct for v in check_many_verdicts(
+        predictions, golds, allow_fallback=allow_fallback, processes=processes,
+        chunk_size=chunk_size, mp_context=mp_context)]

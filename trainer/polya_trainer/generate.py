@@ -75,6 +75,8 @@ def fingerprint(spec: PolyaRunSpec, arm: str, heuristic_ids: list[str]) -> str:
         "generate": g.model_dump(mode="json", exclude={"resources", "backoff_limit",
                                                        "active_deadline_seconds"}),
     }
+    if spec.answers.last_number_fallback:  # only when set, so older fingerprints stay valid
+        body["answers"] = spec.answers.dump()
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -113,6 +115,7 @@ def process_shard(index: int, questions: list[dict[str, str]], heuristics: list[
             pairs.append(Pair(q, h, messages, prompt))
     per_round: dict[str, dict[str, int]] = {}
     tokens = candidates_total = correct_total = 0
+    extraction: dict[str, int] = dict.fromkeys(answers.METHODS, 0)
     gen_seconds = score_seconds = 0.0
     pending = list(pairs)
     for rnd in range(1, g.rounds + 1):
@@ -127,7 +130,12 @@ def process_shard(index: int, questions: list[dict[str, str]], heuristics: list[
         flat = [(p, c) for p, group in zip(pending, outs, strict=True) for c in group]
         tokens += sum(c.num_tokens for _, c in flat)
         candidates_total += len(flat)
-        ok = answers.check_many([c.text for _, c in flat], [p.question["answer"] for p, _ in flat])
+        verdicts = answers.check_many_verdicts(
+            [c.text for _, c in flat], [p.question["answer"] for p, _ in flat],
+            allow_fallback=spec.answers.last_number_fallback)
+        for m, n in answers.extraction_counts(verdicts).items():
+            extraction[m] += n
+        ok = [v.correct for v in verdicts]
         correct: dict[int, list[Any]] = defaultdict(list)
         for (p, c), good in zip(flat, ok, strict=True):
             if good:
@@ -180,7 +188,7 @@ def process_shard(index: int, questions: list[dict[str, str]], heuristics: list[
         "dropped_questions": sum(q["id"] not in covered for q in questions),
         "dropped_question_ids": [q["id"] for q in questions if q["id"] not in covered],
         "per_heuristic": per_heuristic, "per_round": per_round, "candidates": candidates_total,
-        "correct_candidates": correct_total, "tokens": tokens,
+        "correct_candidates": correct_total, "tokens": tokens, "extraction": extraction,
         "generation_seconds": round(gen_seconds, 4), "scoring_seconds": round(score_seconds, 4),
     }
     return ShardResult(rows, stats)
@@ -260,6 +268,8 @@ def summarize(sides: list[dict[str, Any]]) -> dict[str, Any]:
             acc = per_r.setdefault(rnd, {"attempted": 0, "accepted": 0})
             acc["attempted"] += v["attempted"]
             acc["accepted"] += v["accepted"]
+    extraction = {m: sum(int(s.get("extraction", {}).get(m, 0)) for s in sides)
+                  for m in answers.METHODS}
     counts = {k: int(tot[k]) for k in ("questions", "pairs", "accepted", "dropped_pairs",
                                         "dropped_questions", "candidates", "correct_candidates",
                                         "tokens")}
@@ -273,6 +283,7 @@ def summarize(sides: list[dict[str, Any]]) -> dict[str, Any]:
             r: {**v, "rate": _rate(v["accepted"], v["attempted"])}
             for r, v in sorted(per_r.items(), key=lambda kv: int(kv[0]))},
         "candidate_accuracy": _rate(counts["correct_candidates"], counts["candidates"]),
+        "answer_extraction": extraction,
         "tokens_generated": counts["tokens"],
         "generation_seconds": round(gen_s, 3),
         "scoring_seconds": round(float(tot["scoring_seconds"]), 3),

@@ -4,7 +4,9 @@ Starts from ``models.rl_start_model`` (the mid-trained model, or the base model 
 vanilla arm). Prompts are the plain question (``heuristics.plain_messages``), the same
 prompt evaluation uses. Rewards:
 
-* ``correct``: 1.0 when ``answers.is_correct(completion, gold)`` else 0.0;
+* ``correct``: 1.0 when ``answers.is_correct(completion, gold)`` else 0.0 (only an explicit
+  final answer counts; ``spec.answers.lastNumberFallback`` switches to
+  ``fallback_correctness_reward``, which also credits the last number);
 * ``boxed`` (only when ``formatReward > 0``): 1.0 when the completion has a ``\\boxed{}``
   answer, weighted by ``formatReward`` through ``reward_weights``.
 
@@ -50,6 +52,13 @@ def correctness_reward(completions: list[Any], answer: list[str], **_: Any) -> l
     return [1.0 if is_correct(_text(c), str(a)) else 0.0 for c, a in pairs]
 
 
+def fallback_correctness_reward(completions: list[Any], answer: list[str],
+                                **_: Any) -> list[float]:
+    """Like ``correctness_reward``, also crediting the last number (opt-in)."""
+    pairs = zip(completions, answer, strict=True)
+    return [1.0 if is_correct(_text(c), str(a), allow_fallback=True) else 0.0 for c, a in pairs]
+
+
 def format_reward(completions: list[Any], **_: Any) -> list[float]:
     """1.0 when the completion gives its answer in \\boxed{}."""
     return [1.0 if has_boxed(_text(c)) else 0.0 for c in completions]
@@ -58,9 +67,11 @@ def format_reward(completions: list[Any], **_: Any) -> list[float]:
 def reward_setup(spec: PolyaRunSpec) -> tuple[list[Any], list[float]]:
     """Reward functions and their weights."""
     weight = spec.stages.rl.format_reward
+    correct = (fallback_correctness_reward if spec.answers.last_number_fallback
+               else correctness_reward)
     if weight > 0:
-        return [correctness_reward, format_reward], [1.0, float(weight)]
-    return [correctness_reward], [1.0]
+        return [correct, format_reward], [1.0, float(weight)]
+    return [correct], [1.0]
 
 
 def use_vllm(spec: PolyaRunSpec) -> bool:

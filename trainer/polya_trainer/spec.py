@@ -434,6 +434,14 @@ class Stages(Spec):
     """Stage 4: evaluation and report."""
 
 
+class AnswersSpec(Spec):
+    """How final answers are read from responses (data filter, RL reward, evaluation)."""
+
+    last_number_fallback: bool = False
+    """Also credit the last number of a response that gives no explicit final answer
+    (\\boxed{} or "#### n"). Off by default: it credits cut-off and rambling responses."""
+
+
 class StorageSpec(Spec):
     """Where stages share artifacts: an existing claim, a new claim, or an object store."""
 
@@ -476,6 +484,8 @@ class PolyaRunSpec(Spec):
     """Comparison arms: vanilla (RL only), star (STaR data then RL), polya (Pólya data then RL)."""
     stages: Stages = Field(default_factory=Stages)
     """Per-stage configuration."""
+    answers: AnswersSpec = Field(default_factory=AnswersSpec)
+    """Answer extraction, shared by every stage that checks answers."""
     storage: StorageSpec = Field(default_factory=StorageSpec,
                                  json_schema_extra=_immutable("spec.storage"))
     """The shared workspace."""
