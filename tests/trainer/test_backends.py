@@ -150,3 +150,97 @@ def test_reward_model_scorer(reward_model_dir: Path) -> None:
     assert rm.score(reqs) == pytest.approx(batched, abs=1e-4)
     text = rm.text(reqs[1])
     assert "Work backwards." in text and "<|im_start|>assistant\n2 + 2 = 4" in text
+
+
+# --------------------------------------------------------------------------- one BOS everywhere
+
+BOS_QUESTIONS = ["What is 2 + 3?", "Ava has 3 apples and gets 4 more. How many apples?"]
+
+
+@pytest.fixture(scope="module")
+def bos_model_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from testkit import build_bos_model
+
+    return build_bos_model(tiny_model_dir, tmp_path_factory.mktemp("bos") / "model")
+
+
+def trl_prompt_ids(tokenizer, prompts: list, chat_template_kwargs: dict) -> list[list[int]]:
+    """TRL's own GRPOTrainer._tokenize_prompts (trl/trainer/grpo_trainer.py, TRL 1.16) on a
+    stand-in `self` that carries only the attributes it reads for text-only conversational
+    prompts (no tools, no environments, no vision processor)."""
+    from types import SimpleNamespace
+
+    from trl import GRPOTrainer
+
+    me = SimpleNamespace(processing_class=tokenizer, chat_template=None, tools=None,
+                         chat_template_kwargs=chat_template_kwargs, environment_factories=None,
+                         _is_vlm=False)
+    ids, _, _ = GRPOTrainer._tokenize_prompts(me, prompts)
+    return [list(x) for x in ids]
+
+
+def test_one_bos_in_hf_backend_and_grpo_rollouts(bos_model_dir: Path, tmp_path: Path) -> None:
+    """With a template that writes the BOS and a tokenizer that adds one, the prompt ids that
+    reach transformers' generate and TRL's GRPO rollouts are identical and hold one BOS."""
+    from polya_trainer import rl
+    from polya_trainer.prompts import CHAT_TEMPLATE_KWARGS, message_ids
+    from polya_trainer.spec import parse_spec
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(bos_model_dir)
+    bos = tok.bos_token_id
+    assert tok("x")["input_ids"][0] == bos  # the tokenizer adds a BOS of its own...
+    messages = [build(tok, None, q)[0] for q in BOS_QUESTIONS]
+    texts = [render(tok, m) for m in messages]
+    assert all(t.startswith("<|begin_of_text|>") for t in texts)  # ...and so does the template
+    naive = tok(texts[0])["input_ids"]
+    assert naive[:2] == [bos, bos]  # the double BOS a text prompt gets when re-tokenized
+
+    expected = [message_ids(tok, m) for m in messages]
+    assert all(ids[0] == bos and ids.count(bos) == 1 for ids in expected)
+
+    gen = load_generator("hf", ModelSpec(name=str(bos_model_dir)), batch_size=2)
+    try:
+        gen.generate(texts, Sampling(n=1, temperature=0.0, max_new_tokens=2))
+        assert gen.last_prompt_ids == expected
+        gen.generate(expected, Sampling(n=1, temperature=0.0, max_new_tokens=2))  # ids as-is
+        assert gen.last_prompt_ids == expected
+    finally:
+        gen.close()
+
+    spec = parse_spec({"model": {"name": str(bos_model_dir)},
+                       "dataset": {"source": "unused.jsonl"}})
+    cfg = rl.grpo_config(spec, tmp_path / "rl")
+    assert cfg.chat_template_kwargs == CHAT_TEMPLATE_KWARGS  # the pinned date reaches TRL
+    assert trl_prompt_ids(tok, messages, cfg.chat_template_kwargs) == expected
+
+
+def test_chat_template_date_is_pinned(bos_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+                                      ) -> None:
+    """The rendered prompt does not depend on the day (the template's strftime_now)."""
+    import datetime as dt
+
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(bos_model_dir)
+    messages = [{"role": "user", "content": "Hi"}]
+    unpinned = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    assert dt.datetime.now().strftime("%d %b %Y") in unpinned  # the hazard is real
+    assert "Today Date: 26 Jul 2024" in render(tok, messages)
+
+
+def test_finish_reason_marks_completions_cut_at_the_limit(hf) -> None:
+    """`length` exactly when no end-of-sequence came within max_new_tokens."""
+    prompts = _prompts(hf)
+    short = hf.generate(prompts, Sampling(n=2, temperature=1.0, max_new_tokens=3, seed=1))
+    long = hf.generate(prompts, Sampling(n=2, temperature=0.0, max_new_tokens=64))
+    seen = set()
+    for group in [*short, *long]:
+        for c in group:
+            seen.add(c.finish_reason)
+            assert c.truncated == (c.finish_reason == "length")
+            if c.finish_reason == "length":
+                assert c.num_tokens in (3, 64)
+            else:
+                assert c.finish_reason == "stop"
+    assert "length" in seen  # three tokens cannot hold an answer and its end

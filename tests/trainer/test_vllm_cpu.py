@@ -131,3 +131,57 @@ def test_generate_stage_on_vllm(vllm_run: dict) -> None:
     for r in rows:
         assert is_correct(r["completion"], r["answer"])
         assert r["heuristic"] in ("working_backwards", "decomposing_recombining")
+
+
+BOS_JOB = """
+import json, sys
+
+def main() -> None:
+    from polya_trainer.backends import Sampling
+    from polya_trainer.backends.vllm import VLLMGenerator
+    from polya_trainer.spec import ModelSpec
+
+    model_dir, texts = sys.argv[1], json.loads(sys.argv[2])
+    gen = VLLMGenerator(ModelSpec(name=model_dir), max_model_len=256)
+    out = gen.generate(texts, Sampling(n=1, temperature=0.0, max_new_tokens=4))
+    ours = gen.last_prompt_ids
+    # What vLLM makes of the same text on its own (the old path): LLM.generate(str).
+    from vllm import SamplingParams
+    raw = gen.llm.generate(texts, SamplingParams(max_tokens=1, temperature=0.0), use_tqdm=False)
+    gen.close()
+    print("RESULT" + json.dumps({"ours": ours, "raw": [list(r.prompt_token_ids) for r in raw],
+                                 "finish": [[g[0].finish_reason, g[0].num_tokens]
+                                            for g in out]}))
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+def test_vllm_receives_the_same_prompt_ids(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """The ids reaching the real vLLM engine equal the HF backend's and TRL's (one BOS),
+    where vLLM's own text path would prepend a second BOS."""
+    from polya_trainer.prompts import build, message_ids, render
+    from testkit import build_bos_model
+    from transformers import AutoTokenizer
+
+    python = vllm_python()
+    if python is None:
+        pytest.skip(".venv-vllm is absent: run scripts/setup-vllm.sh to test the vLLM backend")
+    model = build_bos_model(tiny_model_dir, tmp_path / "bos")
+    tok = AutoTokenizer.from_pretrained(model)
+    messages = [build(tok, None, q)[0] for q in ["What is 2 + 3?", "Name a prime."]]
+    texts = [render(tok, m) for m in messages]
+    expected = [message_ids(tok, m) for m in messages]
+    script = tmp_path / "bos_job.py"
+    script.write_text(BOS_JOB)
+    proc = subprocess.run([str(python), str(script), str(model), json.dumps(texts)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-6000:]
+    got = json.loads(proc.stdout.split("RESULT", 1)[1])
+    bos = tok.bos_token_id
+    assert got["ours"] == expected
+    assert all(ids.count(bos) == 1 for ids in got["ours"])
+    assert all(ids[:2] == [bos, bos] for ids in got["raw"])  # the defect this guards against
+    for reason, count in got["finish"]:  # cut at 4 new tokens, or ended before
+        assert (reason == "length" and count == 4) or (reason == "stop" and count <= 4)

@@ -33,6 +33,7 @@ from .answers import has_boxed, is_correct
 from .data import load_qa
 from .models import load_causal_lm, load_tokenizer, rl_start_model
 from .progress import Reporter
+from .prompts import CHAT_TEMPLATE_KWARGS
 from .spec import PolyaRunSpec, SpecError
 
 log = logging.getLogger(__name__)
@@ -125,6 +126,9 @@ def grpo_config(spec: PolyaRunSpec, output_dir: str | Path) -> Any:
         "disable_tqdm": True,
         "use_vllm": use_vllm(spec),
         "vllm_mode": "colocate",
+        # The pinned template date (prompts.CHAT_TEMPLATE_KWARGS): rollouts see the prompt ids
+        # generation and evaluation see.
+        "chat_template_kwargs": dict(CHAT_TEMPLATE_KWARGS),
         **T.device_args(),
     }
     return T.build_config(STAGE, GRPOConfig, ours, user)

@@ -1,13 +1,19 @@
 """One `Generator` interface over two inference engines (transformers and vLLM).
 
-Backends take chat-formatted prompt strings (already rendered with the tokenizer's chat
-template) and return, per prompt, `n` completions. vLLM is imported lazily by its backend.
+Backends take prompts rendered with the tokenizer's chat template, either as text or as token
+ids, and return, per prompt, `n` completions. Text is tokenized once, without special tokens
+(``prompts.encode``): the template already holds the BOS, and adding another one is what
+vLLM's own text path did. Both backends therefore see exactly the ids TRL's GRPO rollouts
+see. vLLM is imported lazily by its backend.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+Prompt = str | list[int]
+"""Chat-template text (tokenized without special tokens) or its token ids."""
 
 
 @dataclass(frozen=True)
@@ -29,6 +35,13 @@ class Sampling:
 class Completion:
     text: str
     num_tokens: int
+    finish_reason: str = "stop"
+    """"stop" (end of sequence or a stop token) or "length" (cut at max_new_tokens)."""
+
+    @property
+    def truncated(self) -> bool:
+        """Cut off by the length limit: never a training target, always scored wrong."""
+        return self.finish_reason == "length"
 
 
 class Generator(Protocol):
@@ -36,7 +49,7 @@ class Generator(Protocol):
 
     tokenizer: Any
 
-    def generate(self, prompts: list[str], sampling: Sampling) -> list[list[Completion]]:
+    def generate(self, prompts: list[Prompt], sampling: Sampling) -> list[list[Completion]]:
         """For each prompt, `sampling.n` completions (order preserved)."""
         ...
 
@@ -60,3 +73,10 @@ def load_generator(backend: str, model: Any, name: str | None = None,
 
         return VLLMGenerator(model, name=name, tensor_parallel_size=max(1, gpus), **kwargs)
     raise ValueError(f"unknown backend {backend!r}; expected 'hf' or 'vllm'")
+
+
+def prompt_ids(tokenizer: Any, prompts: list[Prompt]) -> list[list[int]]:
+    """Token ids of each prompt: ids as given, text through ``prompts.encode``."""
+    from ..prompts import encode
+
+    return [list(p) if not isinstance(p, str) else encode(tokenizer, p) for p in prompts]

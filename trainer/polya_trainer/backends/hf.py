@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import Completion, Sampling
+from . import Completion, Prompt, Sampling, prompt_ids
 
 
 def default_device() -> str:
@@ -45,18 +45,19 @@ class HFGenerator:
             kw.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p)
         return kw
 
-    def _trim(self, row: list[int]) -> tuple[list[int], int]:
-        """Tokens up to the first end-of-sequence, and the count generated (eos included)."""
+    def _trim(self, row: list[int]) -> tuple[list[int], int, bool]:
+        """Tokens up to the first end-of-sequence, the count generated (eos included), and
+        whether it ended (False: cut at the length limit)."""
         for i, tok in enumerate(row):
             if tok in self.eos_ids:
-                return row[:i], i + 1
+                return row[:i], i + 1, True
         # No eos: drop trailing padding (only present when pad is distinct from eos).
         end = len(row)
         while end and row[end - 1] == self.pad_id and self.pad_id not in self.eos_ids:
             end -= 1
-        return row[:end], end
+        return row[:end], end, False
 
-    def generate(self, prompts: list[str], sampling: Sampling) -> list[list[Completion]]:
+    def generate(self, prompts: list[Prompt], sampling: Sampling) -> list[list[Completion]]:
         import torch
 
         # Greedy decoding gives one answer; it is repeated n times.
@@ -64,19 +65,22 @@ class HFGenerator:
         kwargs = self._kwargs(sampling, n)
         out: list[list[Completion]] = []
         torch.manual_seed(sampling.seed)
-        for start in range(0, len(prompts), self.batch_size):
-            batch = prompts[start:start + self.batch_size]
-            enc = self.tokenizer(batch, return_tensors="pt", padding=True,
-                                 add_special_tokens=False).to(self.device)
+        ids = prompt_ids(self.tokenizer, prompts)
+        self.last_prompt_ids = ids
+        for start in range(0, len(ids), self.batch_size):
+            batch = ids[start:start + self.batch_size]
+            enc = self.tokenizer.pad({"input_ids": batch}, return_tensors="pt",
+                                     padding=True).to(self.device)
             with torch.inference_mode():
                 seqs = self.model.generate(**enc, **kwargs)
             new = seqs[:, enc["input_ids"].shape[1]:].tolist()
             for i in range(len(batch)):
                 group = []
                 for row in new[i * n:(i + 1) * n]:
-                    toks, count = self._trim(row)
+                    toks, count, ended = self._trim(row)
                     text = self.tokenizer.decode(toks, skip_special_tokens=True)
-                    group.append(Completion(text=text, num_tokens=count))
+                    reason = "stop" if ended or count < sampling.max_new_tokens else "length"
+                    group.append(Completion(text=text, num_tokens=count, finish_reason=reason))
                 out.append(group * (sampling.n // n))
         return out
 

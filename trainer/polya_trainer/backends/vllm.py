@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from . import Completion, Sampling
+from . import Completion, Prompt, Sampling, prompt_ids
 
 ENV_UTILIZATION = "POLYA_VLLM_GPU_MEMORY_UTILIZATION"
 
@@ -39,7 +39,10 @@ def memory_utilization(default: float | None = None) -> float:
 
 
 class VLLMGenerator:
-    """Generation with `vllm.LLM.generate` on prompt strings.
+    """Generation with `vllm.LLM.generate` on token-id prompts (``TokensPrompt``).
+
+    Text prompts are tokenized here without special tokens: handing vLLM the text would make
+    it add the tokenizer's BOS before the one the chat template already wrote.
 
     Each prompt gets its own seeded `SamplingParams`, so results
     do not depend on how vLLM batches requests.
@@ -87,13 +90,18 @@ class VLLMGenerator:
                                seed=(sampling.seed + i * n) % 2**31)
                 for i in range(count)]
 
-    def generate(self, prompts: list[str], sampling: Sampling) -> list[list[Completion]]:
+    def generate(self, prompts: list[Prompt], sampling: Sampling) -> list[list[Completion]]:
         if not prompts:
             return []
-        outs = self.llm.generate(prompts, self.params(sampling, len(prompts)), use_tqdm=False)
+        ids = prompt_ids(self.tokenizer, prompts)
+        # A TokensPrompt is a dict with prompt_token_ids (vllm.inputs.TokensPrompt).
+        requests = [{"prompt_token_ids": p} for p in ids]
+        outs = self.llm.generate(requests, self.params(sampling, len(prompts)), use_tqdm=False)
+        self.last_prompt_ids = [list(r.prompt_token_ids or []) for r in outs]
         reps = 1 if not sampling.greedy else sampling.n
-        return [[Completion(text=o.text, num_tokens=len(o.token_ids)) for o in r.outputs] * reps
-                for r in outs]
+        return [[Completion(text=o.text, num_tokens=len(o.token_ids),
+                            finish_reason=str(o.finish_reason or "stop")) for o in r.outputs]
+                * reps for r in outs]
 
     def close(self) -> None:
         import contextlib
