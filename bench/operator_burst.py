@@ -194,7 +194,8 @@ async def requests_per_run(tmp: Path, m: int, timeout: float) -> dict[str, Any]:
             for i in range(m):
                 async with s.post(base, json={"apiVersion": "polya.dev/v1alpha1",
                                               "kind": "PolyaRun", "metadata": {"name": f"f{i}"},
-                                              "spec": {"arms": ["polya"]}}) as r:
+                                              "spec": {"model": {"name": "org/model"},
+                                                       "arms": ["polya"]}}) as r:
                     assert r.status == 201
             t0 = time.monotonic()
             finished = 0
@@ -231,7 +232,7 @@ async def main() -> None:
     args = ap.parse_args()
     tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"polya-bench-{os.getpid()}"
     tmp.mkdir(parents=True, exist_ok=True)
-    spec = {"arms": ["polya"]}
+    spec = {"model": {"name": "org/model"}, "arms": ["polya"]}
     reps: dict[str, list[dict[str, Any]]] = {"bare": [], "polya": []}
     for rep in range(args.reps):
         for kind in (("bare", "polya") if rep % 2 == 0 else ("polya", "bare")):

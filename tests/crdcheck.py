@@ -4,7 +4,19 @@ There is no kube-apiserver here, so this stands in for its two layers, using rea
 implementations of each: the structural OpenAPI schema through `jsonschema` (with
 `nullable` mapped to JSON Schema and unknown fields rejected, as `kubectl apply`'s default
 strict field validation does), and the `x-kubernetes-validations` CEL rules through
-`cel-python`. Transition rules (those that use `oldSelf`) need an update and are skipped.
+`cel-python`.
+
+Updates (``api_errors(obj, old=...)``) follow the API server's rules for transition rules (those
+that use ``oldSelf``), from kubernetes/kubernetes
+staging/src/k8s.io/apiextensions-apiserver/pkg/apiserver/schema/cel/validation.go:
+``Validator.validateExpressions`` skips a rule that uses ``oldSelf`` when there is no old value
+at that node (``compiled.UsesOldSelf && oldObj == nil``), unless the rule sets
+``optionalOldSelf``; ``Validator.validateMap`` pairs an object's properties with the old
+object's same properties; ``validateArray`` pairs items only in ``x-kubernetes-list-type: map``
+lists, so items of other lists never see ``oldSelf``. A rule's ``fieldPath`` is appended to the
+error's path. Left out: ``optionalOldSelf`` rules (refused here: cel-python has no optional
+types; the CRD uses none), map-list item correlation (the spec has no map lists), validation
+ratcheting of unchanged invalid values, and create-only rules never see ``oldSelf``.
 """
 
 from __future__ import annotations
@@ -61,22 +73,31 @@ def _program(rule: str) -> Any:
     return _ENV.program(_ENV.compile(rule))
 
 
-def _cel(schema: dict[str, Any], value: Any, path: str, errors: list[tuple[str, str]]) -> None:
+def _cel(schema: dict[str, Any], value: Any, path: str, errors: list[tuple[str, str]],
+         old: Any = None) -> None:
     if value is None:
         return
     for rule in schema.get("x-kubernetes-validations", []):
+        if rule.get("optionalOldSelf"):
+            raise NotImplementedError("optionalOldSelf rules are not emulated")
+        env = {"self": celpy.json_to_cel(value)}
         if "oldSelf" in rule["rule"]:
-            continue
+            if old is None:
+                continue  # a transition rule without an old value is not evaluated
+            env["oldSelf"] = celpy.json_to_cel(old)
         program = _program(rule["rule"])
-        result = program.evaluate({"self": celpy.json_to_cel(value)})
+        result = program.evaluate(env)
         if result is not True and not (isinstance(result, celpy.celtypes.BoolType) and result):
-            errors.append((path, rule["message"]))
+            where = path + rule.get("fieldPath", "") if path or not rule.get("fieldPath") \
+                else rule["fieldPath"].lstrip(".")
+            errors.append((where, rule["message"]))
     if isinstance(value, dict):
         for name, sub in schema.get("properties", {}).items():
             if name in value:
-                _cel(sub, value[name], f"{path}.{name}" if path else name, errors)
+                prev = old.get(name) if isinstance(old, dict) else None
+                _cel(sub, value[name], f"{path}.{name}" if path else name, errors, prev)
     elif isinstance(value, list) and "items" in schema:
-        for i, item in enumerate(value):
+        for i, item in enumerate(value):  # only map lists correlate items: none here
             _cel(schema["items"], item, f"{path}[{i}]", errors)
 
 
@@ -93,14 +114,19 @@ def _default(schema: dict[str, Any], value: Any) -> None:
             _default(schema["items"], item)
 
 
-def api_errors(obj: dict[str, Any]) -> list[tuple[str, str]]:
-    """(field path, message) for every way the API server would reject `obj` on create."""
+def api_errors(obj: dict[str, Any], old: dict[str, Any] | None = None,
+               ) -> list[tuple[str, str]]:
+    """(field path, message) for every way the API server would reject `obj` on create, or
+    on an update of the stored object `old` (then transition rules run too)."""
     raw, validator = _schemas()
     obj = copy.deepcopy(obj)
     _default(raw, obj)
+    if old is not None:  # the stored object was defaulted when it was written
+        old = copy.deepcopy(old)
+        _default(raw, old)
     errors = [(_path(e.absolute_path), e.message) for e in validator.iter_errors(obj)]
     if not errors:  # CEL runs only on schema-valid objects, as in the API server
-        _cel(raw, obj, "", errors)
+        _cel(raw, obj, "", errors, old)
     return errors
 
 

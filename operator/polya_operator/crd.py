@@ -114,6 +114,14 @@ def crd() -> dict[str, Any]:
             "rule": "size(self.metadata.name) <= 40",
             "message": "metadata.name must be at most 40 characters (child Job names append "
                        "arm, stage and attempt)",
+        }, {
+            # The API server checks a custom resource's name only as a DNS subdomain, which
+            # allows "2024-exp" and "a.b"; its Services and Indexed-Job hostnames need an
+            # RFC 1035 label (apimachinery validation.IsDNS1035Label).
+            "rule": f"self.metadata.name.matches('{s.DNS_1035}')",
+            "message": "metadata.name must be an RFC 1035 label (lower-case letters, digits "
+                       "and '-', starting with a letter, no dots): it names the run's "
+                       "Services and pod hostnames",
         }],
     }
     columns = [

@@ -282,11 +282,17 @@ class Operator:
         self.kick(namespace, labels[r.LABEL_RUN])
 
     @staticmethod
-    async def validate(spec: dict[str, Any], **_: Any) -> None:
+    async def validate(spec: dict[str, Any], name: str | None = None, **_: Any) -> None:
+        errors: list[tuple[str, str]] = []
+        bad_name = p.name_error(name) if name else None  # (generateName: no name yet)
+        if bad_name:
+            errors.append(("metadata.name", bad_name))
         try:
             s.parse_spec(dict(spec))
         except s.SpecError as exc:
-            raise kopf.AdmissionError(str(exc), code=422) from None
+            errors += exc.errors
+        if errors:
+            raise kopf.AdmissionError(str(s.SpecError(errors)), code=422)
 
     # ------------------------------------------------------------------ reconcile
     def _run(self, namespace: str, name: str) -> dict[str, Any] | None:

@@ -6,7 +6,14 @@ restarted at any moment (or a duplicated event) reaches the same decision:
 * child names are deterministic (``<run>-<arm>-<stage>-<attempt>``) and a Job that exists is
   never created again; the next attempt index is one past the highest one ever seen (in the
   Jobs or in ``status.stages[].attempts``);
-* stages run in order per arm (``spec.stages_for(arm)``), arms run in parallel;
+* stages run in order per arm (``spec.stages_for(arm)``); arms run in parallel only when
+  their pods may mount the workspace at once (``resources.parallel_arms``: a ReadWriteMany
+  claim or an object store), else one arm after another (a ReadWriteOnce volume attaches to
+  one node: pods elsewhere would hang in ContainerCreating with a Multi-Attach error);
+* a failed attempt (``FailureTarget``) is followed by the next one only once its pods have
+  terminated, so two attempts never write the workspace at once;
+* a pod that cannot start (image pull, a missing Secret, unschedulable) is named in the
+  stage's status message and in a Warning Event (``pod_problem``);
 * a stage's failures are the attempts whose Job failed; after ``backoffLimit`` retries the
   stage and the run fail with the reason of the last failure (``BackoffLimitExceeded``,
   ``DeadlineExceeded``, ``OOMKilled``, ...). Disruptions (preemption) never fail the Job (see
@@ -26,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import re
 from collections.abc import Container
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -157,6 +165,62 @@ def parse_progress(text: str | None) -> dict[str, Any] | None:
     return data if isinstance(data, dict) and "stage" in data else None
 
 
+def _cond_false(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:
+    for c in (obj.get("status") or {}).get("conditions") or []:
+        if c.get("type") == kind and c.get("status") == "False":
+            return c
+    return None
+
+
+# Container waiting reasons that do not clear by waiting, as the kubelet reports them:
+# kubernetes pkg/kubelet/images/types.go (ErrImagePullBackOff "ImagePullBackOff",
+# ErrImagePull "ErrImagePull", ErrImageNeverPull, ErrInvalidImageName "InvalidImageName")
+# and pkg/kubelet/kuberuntime/kuberuntime_container.go (ErrCreateContainerConfig
+# "CreateContainerConfigError", e.g. a secretKeyRef to a missing Secret;
+# ErrCreateContainer "CreateContainerError").
+STUCK_REASONS = frozenset({"ImagePullBackOff", "ErrImagePull", "ErrImageNeverPull",
+                           "InvalidImageName", "CreateContainerConfigError",
+                           "CreateContainerError"})
+
+
+def pod_problem(pods: list[dict[str, Any]]) -> tuple[str, str] | None:
+    """Why a pod of the Job cannot start, as (reason, message), or None.
+
+    A container waiting with one of STUCK_REASONS, or the scheduler's ``PodScheduled=False``
+    condition (reason ``Unschedulable``, message such as "0/3 nodes are available: 3
+    Insufficient nvidia.com/gpu."; kubernetes pkg/scheduler/schedule_one.go
+    ``handleSchedulingFailure`` sets it). The newest pod wins.
+    """
+    for pod in reversed(pods):
+        st = pod.get("status") or {}
+        if st.get("phase") not in (None, "Pending"):
+            continue
+        for cs in [*(st.get("initContainerStatuses") or []),
+                   *(st.get("containerStatuses") or [])]:
+            waiting = (cs.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") in STUCK_REASONS:
+                return waiting["reason"], f"container {cs.get('name', '?')}: " + \
+                    str(waiting.get("message") or waiting["reason"])
+        sched = _cond_false(pod, "PodScheduled")
+        if sched and sched.get("reason") == "Unschedulable":  # not SchedulingGated
+            return "Unschedulable", str(sched.get("message") or "")
+    return None
+
+
+def _problem_kind(reason: str | None) -> str | None:
+    """The kind of a stuck pod's reason (the kubelet alternates ErrImagePull and
+    ImagePullBackOff while it backs off: one kind, one Event); None for no problem."""
+    if reason in ("ErrImagePull", "ImagePullBackOff"):
+        return "image"
+    if reason in STUCK_REASONS or reason in ("Unschedulable", "Terminating"):
+        return reason
+    return None
+
+
+def _alive(pod: dict[str, Any]) -> bool:
+    return (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
+
+
 def _terminated(pod: dict[str, Any]) -> dict[str, Any] | None:
     for cs in (pod.get("status") or {}).get("containerStatuses") or []:
         term = (cs.get("state") or {}).get("terminated") or \
@@ -186,7 +250,17 @@ def observe_job(job: dict[str, Any], pods: list[dict[str, Any]] = ()) -> JobInfo
                 preemptions=len(preempted), progress=progress)
     if _cond(job, "Complete") or _cond(job, "SuccessCriteriaMet"):
         return JobInfo(phase="Succeeded", finished=st.get("completionTime"), **base)
-    failed = _cond(job, "Failed") or _cond(job, "FailureTarget")
+    failed = _cond(job, "Failed")
+    target = None if failed else _cond(job, "FailureTarget")
+    if target and (any(_alive(p) for p in pods) or st.get("active") or st.get("terminating")):
+        # The Job controller adds FailureTarget first and Failed once every pod has
+        # terminated (kubernetes pkg/controller/job/job_controller.go, syncJob: the
+        # finished condition waits for pods to terminate; status.terminating counts them).
+        # The next attempt would write the same workspace: wait.
+        return JobInfo(phase="Pending", reason="Terminating",
+                       message="the attempt failed; waiting for its pods to terminate",
+                       **base)
+    failed = failed or target
     if failed:
         reason = failed.get("reason") or "Failed"
         message = failed.get("message") or ""
@@ -204,6 +278,9 @@ def observe_job(job: dict[str, Any], pods: list[dict[str, Any]] = ()) -> JobInfo
     running = any((p.get("status") or {}).get("phase") == "Running" for p in pods)
     if running or (st.get("ready") or 0) > 0:
         return JobInfo(phase="Running", **base)
+    problem = pod_problem(pods)
+    if problem:
+        return JobInfo(phase="Pending", reason=problem[0], message=problem[1][:2048], **base)
     return JobInfo(phase="Pending", reason="PodPending", **base)
 
 
@@ -290,6 +367,21 @@ def parse(raw: Any) -> s.PolyaRunSpec | s.SpecError:
         return exc
 
 
+def name_error(name: str) -> str | None:
+    """Why a run name cannot name its children (Services, pod hostnames), or None.
+
+    The API server checks a custom resource's name as a DNS subdomain only
+    (apimachinery pkg/api/validation NameIsDNSSubdomain); a Service name must be an RFC 1035
+    label (pkg/apis/core/validation ValidateServiceName = IsDNS1035Label).
+    """
+    if len(name) > 40:
+        return "must be at most 40 characters (child Job names append arm, stage, attempt)"
+    if not re.fullmatch(s.DNS_1035, name):
+        return ("must be an RFC 1035 label (lower-case letters, digits and '-', starting "
+                "with a letter, no dots): it names the run's Services and pod hostnames")
+    return None
+
+
 def plan(run: dict[str, Any], jobs: list[JobInfo], now: datetime,
          live: dict[str, dict[str, Any]] | None = None, image: str | None = None,
          known: Container[str] = frozenset(),
@@ -309,6 +401,9 @@ def plan(run: dict[str, Any], jobs: list[JobInfo], now: datetime,
     live = live or {}
     if parsed is None:
         parsed = parse(run.get("spec"))
+    bad_name = name_error(meta.get("name") or "")
+    if bad_name:  # stored before the CRD rule existed, or the rule was bypassed
+        parsed = s.SpecError([("metadata.name", bad_name)])
     if isinstance(parsed, s.SpecError):
         return _invalid(meta, old, parsed, tnow)
     spec = parsed
@@ -348,8 +443,12 @@ def plan(run: dict[str, Any], jobs: list[JobInfo], now: datetime,
 
     stages: list[dict[str, Any]] = []
     failure: tuple[str, str] | None = None  # (reason, message)
+    parallel = r.parallel_arms(spec)
     for arm in spec.arms:
-        blocked = False  # an earlier stage of this arm has not succeeded
+        # An earlier stage of this arm has not succeeded (or, when the arms take turns on a
+        # ReadWriteOnce workspace, an earlier arm has not finished).
+        blocked = not parallel and not all(x["state"] in ("Succeeded", "Skipped")
+                                           for x in stages)
         for stage in spec.stages_for(arm):
             cfg: s.StageBase = getattr(spec.stages, stage)
             prev = old_stages.get((arm, stage), {})
@@ -479,8 +578,18 @@ def plan(run: dict[str, Any], jobs: list[JobInfo], now: datetime,
                     st.update(state="Suspended",
                               reason="RunSuspended" if spec.suspend else "QueuedInKueue",
                               message="" if spec.suspend else "waiting for Kueue admission")
+                elif latest.phase == "Pending" and latest.reason not in ("PodPending", ""):
+                    # Stuck (image, Secret, scheduling) or a failed attempt's pods still
+                    # terminating: say why, once per new reason or message.
+                    if latest.reason != "Terminating" and \
+                            _problem_kind(prev.get("reason")) != _problem_kind(latest.reason):
+                        out.actions.append(Event(
+                            latest.reason, f"{arm}/{stage}: Job {latest.name} cannot start: "
+                            f"{latest.message}", "Warning", arm, stage))
+                    st.update(state="Pending", reason=latest.reason, message=latest.message)
                 elif latest.phase == "Pending" and old_state == "Pending" and \
-                        prev.get("jobName") == latest.name:
+                        prev.get("jobName") == latest.name and \
+                        _problem_kind(prev.get("reason")) is None:
                     pass  # still waiting for its pod: keep why it was created (one patch less)
                 else:
                     st.update(state=latest.phase, reason=latest.reason or "PodRunning",

@@ -160,6 +160,25 @@ def _meta(meta: dict[str, Any], name: str, component: str, **extra: str) -> dict
             "ownerReferences": [owner_reference(meta)]}
 
 
+def access_mode(spec: s.PolyaRunSpec) -> str:
+    """The workspace's access mode: ``spec.storage.accessMode``, else ReadWriteMany when a
+    stage's pods span several nodes and ReadWriteOnce otherwise."""
+    if spec.storage.access_mode:
+        return spec.storage.access_mode
+    multi_node = any(getattr(spec.stages, st).resources.nodes > 1 for st in s.STAGES)
+    return "ReadWriteMany" if multi_node else "ReadWriteOnce"
+
+
+def parallel_arms(spec: s.PolyaRunSpec) -> bool:
+    """Whether the arms may run at once: their pods may land on different nodes, and a
+    ReadWriteOnce volume attaches to one node only (kubernetes
+    pkg/controller/volume/attachdetach/reconciler/reconciler.go: a second attach of a
+    non-multi-attachable volume is refused with a "Multi-Attach error" event and the pod
+    hangs in ContainerCreating). An object store (``storage.uri``) gives each pod its own
+    emptyDir, so its arms run in parallel too."""
+    return spec.storage.uri is not None or access_mode(spec) == "ReadWriteMany"
+
+
 def creates_claim(spec: s.PolyaRunSpec) -> bool:
     """A `<run>-workspace` claim is created unless an existing claim or a URI is given."""
     return spec.storage.pvc is None and spec.storage.uri is None
@@ -176,15 +195,20 @@ def configmap(meta: dict[str, Any], spec: s.PolyaRunSpec) -> dict[str, Any]:
 
 
 def pvc(meta: dict[str, Any], spec: s.PolyaRunSpec) -> dict[str, Any]:
-    multi_node = any(getattr(spec.stages, st).resources.nodes > 1 for st in s.STAGES)
+    """The workspace claim. It holds the trained models, so by default
+    (``storage.whenDeleted: Retain``) it has no ownerReference and outlives the run, like a
+    StatefulSet's claims under ``persistentVolumeClaimRetentionPolicy.whenDeleted: Retain``;
+    with ``Delete`` the run owns it and garbage collection removes it with the run."""
     body: dict[str, Any] = {
-        "accessModes": ["ReadWriteMany" if multi_node else "ReadWriteOnce"],
+        "accessModes": [access_mode(spec)],
         "resources": {"requests": {"storage": spec.storage.size or DEFAULT_STORAGE}},
     }
     if spec.storage.storage_class:
         body["storageClassName"] = spec.storage.storage_class
-    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-            "metadata": _meta(meta, workspace_claim_name(meta["name"]), "workspace"),
+    metadata = _meta(meta, workspace_claim_name(meta["name"]), "workspace")
+    if spec.storage.when_deleted == "Retain":
+        del metadata["ownerReferences"]
+    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": metadata,
             "spec": body}
 
 
@@ -261,7 +285,7 @@ def job(meta: dict[str, Any], spec: s.PolyaRunSpec, arm: str, stage: str, attemp
     run = meta["name"]
     workdir = f"{spec.storage.mount_path.rstrip('/')}/{run}"
     command = launch_command(stage, SPEC_FILE, workdir, arm, gpus=res.gpus, nodes=res.nodes,
-                             job_name=name)
+                             job_name=name, processes=res.processes_per_node)
     child = {LABEL_ARM: arm, LABEL_STAGE: stage, LABEL_ATTEMPT: str(attempt)}
     pod_labels = labels(run, "trainer", **child)
     if spec.queue_name:

@@ -83,6 +83,9 @@ class Cluster:
             return exc.code, json.loads(exc.read() or b"null")
 
     def create_run(self, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+        """POST a PolyaRun; a spec without a model gets a placeholder one (spec.model is
+        required; the fake controller never loads it)."""
+        spec = {"model": {"name": "org/model"}, **spec}
         code, body = self.call("POST", RUNS, {"apiVersion": "polya.dev/v1alpha1",
                                               "kind": "PolyaRun", "metadata": {"name": name},
                                               "spec": spec})

@@ -21,7 +21,7 @@ def _job(stage: str, progress: dict | None) -> p.JobInfo:
 
 def test_outputs_arriving_after_the_run_finished_are_kept() -> None:
     run = {"metadata": {"name": "r", "namespace": "default", "uid": "u", "generation": 1},
-           "spec": {"arms": ["vanilla"]}, "status": {}}
+           "spec": {"model": {"name": "org/model"}, "arms": ["vanilla"]}, "status": {}}
     jobs = [_job("rl", {"stage": "rl", "outputs": {"model": "m"}}), _job("evaluate", None)]
     first = p.plan(run, jobs, NOW)  # both Jobs complete; evaluate's pod event not yet seen
     conds = {c["type"]: c["status"] for c in first.status["conditions"]}

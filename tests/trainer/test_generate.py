@@ -354,4 +354,4 @@ def test_resume_after_kill_gives_identical_dataset(toy_model_dir: Path, problems
 
 def test_vanilla_arm_has_no_generate_stage(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="vanilla"):
-        generate.run(PolyaRunSpec(), "vanilla", tmp_path)
+        generate.run(PolyaRunSpec(model={"name": "m"}), "vanilla", tmp_path)

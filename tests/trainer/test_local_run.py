@@ -87,7 +87,7 @@ def data(tmp_path: Path) -> dict[str, Path]:
 
 def test_status_of_a_fresh_workdir_lists_every_arm_stage_pending(tmp_path: Path) -> None:
     run = s.parse_run({"apiVersion": s.API_VERSION, "kind": s.KIND, "metadata": {"name": "x"},
-                       "spec": {"arms": ["vanilla", "polya"]}})
+                       "spec": {"model": {"name": "m"}, "arms": ["vanilla", "polya"]}})
     book = StatusBook(run, tmp_path, generation=1)
     assert book.refresh() is True
     st = status_of(tmp_path)
@@ -107,7 +107,7 @@ def test_status_of_a_fresh_workdir_lists_every_arm_stage_pending(tmp_path: Path)
 
 def test_snapshot_feeds_progress_eta_and_metrics(tmp_path: Path) -> None:
     run = s.parse_run({"apiVersion": s.API_VERSION, "kind": s.KIND, "metadata": {"name": "x"},
-                       "spec": {"arms": ["vanilla"]}})
+                       "spec": {"model": {"name": "m"}, "arms": ["vanilla"]}})
     book = StatusBook(run, tmp_path, generation=3)
     e = book.entry("vanilla", "rl")
     e.state = s.StageState.RUNNING

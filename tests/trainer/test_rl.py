@@ -58,7 +58,7 @@ def test_grpo_config_from_the_spec(tiny_model_dir: Path, problems_file: Path,
     opted = spec.model_copy(update={"answers": AnswersSpec(last_number_fallback=True)})
     assert rl.reward_setup(opted)[0] == [rl.fallback_correctness_reward, rl.format_reward]
     # Paper defaults.
-    paper = PolyaRunSpec().stages.rl
+    paper = PolyaRunSpec(model={"name": "m"}).stages.rl
     assert (paper.num_generations, paper.beta) == (16, 0.0)
 
 

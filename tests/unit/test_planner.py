@@ -14,6 +14,10 @@ T0 = datetime(2025, 1, 1, tzinfo=UTC)
 
 
 def make_run(name: str = "r1", status: dict | None = None, **spec: Any) -> dict[str, Any]:
+    spec.setdefault("model", {"name": "org/model"})
+    # Parallel arms unless a test says otherwise (the default ReadWriteOnce claim makes the
+    # arms take turns: see test_arms_take_turns_on_a_read_write_once_workspace).
+    spec.setdefault("storage", {"accessMode": "ReadWriteMany"})
     return {"apiVersion": s.API_VERSION, "kind": s.KIND,
             "metadata": {"name": name, "namespace": "default", "uid": "u-1", "generation": 1},
             "spec": spec, "status": status or {}}
@@ -287,6 +291,141 @@ async def test_admission_webhook_rejects_naming_the_field():
     import kopf
     from polya_operator.handlers import Operator
 
-    await Operator.validate(spec={"arms": ["vanilla"]})  # valid: no exception
+    model = {"name": "org/model"}
+    await Operator.validate(spec={"model": model, "arms": ["vanilla"]}, name="r1")  # valid
     with pytest.raises(kopf.AdmissionError, match=r"spec\.arms\[0\]"):
-        await Operator.validate(spec={"arms": ["nope"]})
+        await Operator.validate(spec={"model": model, "arms": ["nope"]})
+    with pytest.raises(kopf.AdmissionError, match=r"spec\.model"):
+        await Operator.validate(spec={"arms": ["vanilla"]})
+    with pytest.raises(kopf.AdmissionError, match=r"metadata\.name"):
+        await Operator.validate(spec={"model": model}, name="2024-exp")
+
+
+# --------------------------------------------------------------------------- issue 13
+
+
+def _active(plan: p.Plan) -> list[str]:
+    return [x["jobName"] for x in plan.status["stages"]
+            if x["state"] in p.ACTIVE and x.get("jobName")]
+
+
+def test_arms_take_turns_on_a_read_write_once_workspace():
+    """The double is the attach/detach controller's rule (kubernetes
+    pkg/controller/volume/attachdetach/reconciler/reconciler.go: a volume that is not
+    multi-attachable and already attached to one node is not attached to another: "Multi-Attach
+    error", the pod stays in ContainerCreating). The scheduler may put two Jobs' pods on
+    different nodes, so on a ReadWriteOnce claim at most one Job may be active at a time.
+    Left out: two pods on the same node may share a ReadWriteOnce volume; we never rely on it."""
+    run = make_run(arms=["vanilla", "polya"], storage={})
+    jobs: list[dict] = []
+    order = []
+    for _ in range(10):
+        plan = step(run, [dict(j) for j in jobs])
+        assert len(_active(plan)) <= 1, _active(plan)  # never two Jobs on the RWO claim
+        order += created(plan)
+        if not created(plan):
+            break
+        jobs = [job(n, "Succeeded") for n in order]
+    assert order == ["r1-vanilla-rl-0", "r1-vanilla-evaluate-0", "r1-polya-generate-0",
+                     "r1-polya-midtrain-0", "r1-polya-rl-0", "r1-polya-evaluate-0"]
+    assert cond(run["status"], "Succeeded")["status"] == "True"
+    # ReadWriteMany (or an object store) lets the arms run at once.
+    for storage in ({"accessMode": "ReadWriteMany"}, {"uri": "s3://b/x"}):
+        plan = step(make_run(arms=["vanilla", "polya"], storage=storage), [])
+        assert created(plan) == ["r1-vanilla-rl-0", "r1-polya-generate-0"], storage
+
+
+def _pending_pod(**status: Any) -> dict:
+    return {"metadata": {"name": "pod-1", "creationTimestamp": p.iso(T0)},
+            "status": {"phase": "Pending", **status}}
+
+
+STUCK = [
+    ("ImagePullBackOff", {"containerStatuses": [{"name": "trainer", "state": {"waiting": {
+        "reason": "ImagePullBackOff",
+        "message": 'Back-off pulling image "trainer:typo"'}}}]}, "trainer:typo"),
+    ("CreateContainerConfigError", {"containerStatuses": [{"name": "trainer", "state": {
+        "waiting": {"reason": "CreateContainerConfigError",
+                    "message": 'secret "hf-token" not found'}}}]}, "hf-token"),
+    ("Unschedulable", {"conditions": [{"type": "PodScheduled", "status": "False",
+                                       "reason": "Unschedulable",
+                                       "message": "0/3 nodes are available: 3 Insufficient "
+                                                  "nvidia.com/gpu."}]}, "nvidia.com/gpu"),
+]
+
+
+@pytest.mark.parametrize(("reason", "status", "detail"), STUCK, ids=[c[0] for c in STUCK])
+def test_a_stuck_pod_is_named_in_status_and_a_warning_event(reason, status, detail):
+    """Pod status as the kubelet (pkg/kubelet/images/types.go, kuberuntime_container.go:
+    waiting reasons) and the scheduler (schedule_one.go handleSchedulingFailure: PodScheduled
+    False, reason Unschedulable) write it; the pod watch event triggers the reconcile."""
+    run = make_run(arms=["vanilla"])
+    step(run, [])
+    pending = job("r1-vanilla-rl-0", "Pending")
+    pending["_pods"] = [_pending_pod(**status)]
+    plan = step(run, [pending])
+    rl = run["status"]["stages"][0]
+    assert rl["state"] == "Pending" and rl["reason"] == reason and detail in rl["message"]
+    warnings = [e for e in plan.of(p.Event) if e.type == "Warning"]
+    assert [e.reason for e in warnings] == [reason] and detail in warnings[0].message
+    # The next reconcile with the same problem posts no second Event.
+    pending = job("r1-vanilla-rl-0", "Pending")
+    pending["_pods"] = [_pending_pod(**status)]
+    assert step(run, [pending]).of(p.Event) == []
+    # Once the pod runs, the problem is gone from the status.
+    step(run, [job("r1-vanilla-rl-0", "Running")])
+    rl = run["status"]["stages"][0]
+    assert rl["state"] == "Running" and rl["reason"] == "PodRunning" and rl["message"] == ""
+
+
+def test_image_pull_back_off_flapping_is_one_event():
+    """The kubelet alternates ErrImagePull and ImagePullBackOff while backing off."""
+    run = make_run(arms=["vanilla"])
+    step(run, [])
+    events = []
+    for why in ("ErrImagePull", "ImagePullBackOff", "ErrImagePull", "ImagePullBackOff"):
+        pending = job("r1-vanilla-rl-0", "Pending")
+        pending["_pods"] = [_pending_pod(containerStatuses=[{"name": "trainer", "state": {
+            "waiting": {"reason": why, "message": "pull access denied"}}}])]
+        events += step(run, [pending]).of(p.Event)
+        assert run["status"]["stages"][0]["reason"] == why
+    assert len(events) == 1
+
+
+def test_next_attempt_waits_for_the_failed_attempts_pods():
+    """kubernetes pkg/controller/job/job_controller.go (syncJob): with a pod failure policy
+    the Job gets FailureTarget at once and Failed only when its pods have terminated
+    (status.terminating counts those still going). A new attempt before that would write
+    the workspace next to a pod still checkpointing."""
+    run = make_run(arms=["vanilla"])
+    step(run, [])
+    dying = job("r1-vanilla-rl-0", "Running")
+    dying["status"]["conditions"] = [{"type": "FailureTarget", "status": "True",
+                                      "reason": "BackoffLimitExceeded", "message": "boom"}]
+    dying["status"].update(active=0, ready=0, terminating=1)
+    dying["_pods"] = [{"metadata": {"name": "pod-1", "creationTimestamp": p.iso(T0),
+                                    "deletionTimestamp": p.iso(T0)},
+                       "status": {"phase": "Running"}}]
+    plan = step(run, [dying])
+    assert created(plan) == []
+    assert run["status"]["stages"][0]["reason"] == "Terminating"
+    # The pod is gone: the Job controller adds Failed; now the retry starts.
+    gone = job("r1-vanilla-rl-0", "Failed")
+    plan = step(run, [gone])
+    assert created(plan) == ["r1-vanilla-rl-1"]
+    # FailureTarget with no pod left (terminating 0) is final too.
+    run2 = make_run(arms=["vanilla"])
+    step(run2, [])
+    done = job("r1-vanilla-rl-0", "Running")
+    done["status"] = {"startTime": p.iso(T0), "active": 0, "terminating": 0, "conditions": [
+        {"type": "FailureTarget", "status": "True", "reason": "BackoffLimitExceeded"}]}
+    assert created(step(run2, [done])) == ["r1-vanilla-rl-1"]
+
+
+@pytest.mark.parametrize("name", ["2024-exp", "a.b"])
+def test_a_name_children_cannot_carry_is_an_invalid_spec(name):
+    run = make_run(name=name, arms=["vanilla"])
+    plan = step(run, [])
+    assert created(plan) == [] and plan.of(p.CreatePVC) == []
+    failed = cond(run["status"], "Failed")
+    assert failed["reason"] == "InvalidSpec" and "metadata.name" in failed["message"]

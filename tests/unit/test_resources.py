@@ -20,6 +20,7 @@ def validate(manifest: dict) -> None:
 
 
 def spec(**kw) -> s.PolyaRunSpec:
+    kw.setdefault("model", {"name": "org/model"})
     return s.parse_spec(kw)
 
 
@@ -74,6 +75,30 @@ def test_storage_variants():
     validate(claim)
     assert claim["spec"]["resources"]["requests"]["storage"] == "5Gi"
     assert claim["spec"]["storageClassName"] == "fast"
+
+
+def test_the_workspace_claim_outlives_the_run_unless_asked():
+    """Garbage collection deletes a dependent whose owners are all gone (kubernetes
+    pkg/controller/garbagecollector/garbagecollector.go, attemptToDeleteItem): a claim with
+    no ownerReference is never collected. Retain is the default; Delete is opt-in."""
+    kept = r.pvc(META, spec())
+    assert "ownerReferences" not in kept["metadata"]
+    assert kept["metadata"]["labels"][r.LABEL_RUN] == META["name"]  # still findable
+    owned = r.pvc(META, spec(storage={"whenDeleted": "Delete"}))
+    assert owned["metadata"]["ownerReferences"][0]["uid"] == META["uid"]
+    # The other children are always owned by the run.
+    assert r.configmap(META, spec())["metadata"]["ownerReferences"][0]["uid"] == META["uid"]
+
+
+def test_workspace_access_mode():
+    assert r.pvc(META, spec())["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert not r.parallel_arms(spec())
+    rwx = spec(storage={"accessMode": "ReadWriteMany"})
+    assert r.pvc(META, rwx)["spec"]["accessModes"] == ["ReadWriteMany"] and r.parallel_arms(rwx)
+    multi = spec(stages={"rl": {"resources": {"nodes": 2, "gpus": 1}}})
+    assert r.pvc(META, multi)["spec"]["accessModes"] == ["ReadWriteMany"]
+    assert r.parallel_arms(spec(storage={"uri": "s3://b/x"}))
+    assert not r.parallel_arms(spec(storage={"pvc": "shared"}))  # undeclared: assume RWO
 
 
 def test_kueue_jobs_start_suspended_with_the_queue_label():
@@ -138,7 +163,8 @@ def test_default_resources_from_the_chart_fill_only_unset_fields(monkeypatch):
     from polya_operator import planner as p
 
     monkeypatch.setenv(r.DEFAULT_RESOURCES_ENV, CHART_DEFAULTS)
-    sp = p.parse({"stages": {"generate": {"resources": {"gpus": 0, "cpu": "2"}}}})
+    sp = p.parse({"model": {"name": "org/model"},
+                 "stages": {"generate": {"resources": {"gpus": 0, "cpu": "2"}}}})
     assert isinstance(sp, s.PolyaRunSpec)
     gen, rl, ev = sp.stages.generate.resources, sp.stages.rl.resources, \
         sp.stages.evaluate.resources
@@ -154,7 +180,8 @@ def test_default_resources_from_the_chart_fill_only_unset_fields(monkeypatch):
     doc = yaml.safe_load(r.configmap(META, sp)["data"]["run.yaml"])
     assert doc["spec"]["stages"]["generate"]["resources"]["memory"] == "64Gi"
     monkeypatch.delenv(r.DEFAULT_RESOURCES_ENV)
-    assert p.parse({}).stages.rl.resources.cpu is None  # unset: the contract's defaults
+    # unset: the contract's defaults
+    assert p.parse({"model": {"name": "m"}}).stages.rl.resources.cpu is None
 
 
 @pytest.mark.parametrize("raw, field", [
@@ -187,6 +214,6 @@ def test_the_charts_default_resources_are_accepted():
     raw = json.dumps(values["trainer"]["defaultResources"])
     defaults = r.default_resources(raw)
     assert set(defaults) == set(s.STAGES)
-    sp = r.with_defaults(s.parse_spec({}), defaults)
+    sp = r.with_defaults(spec(), defaults)
     assert sp.stages.rl.resources.gpus == defaults["rl"]["gpus"]
     assert sp.stages.midtrain.resources.memory == defaults["midtrain"]["memory"]

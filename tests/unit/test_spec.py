@@ -111,6 +111,18 @@ INVALID = [
     ("spec-unknown", with_("spec.stagez", {}), "spec.stagez"),
     ("stage-unknown", with_("spec.stages.distill", {}), "spec.stages.distill"),
     ("name-too-long", with_("metadata.name", "r" * 41), "metadata.name"),
+    # Bad input found early (issue 13): names a Service/hostname cannot carry, an unknown
+    # benchmark (it used to fail hours later in the evaluate stage), no model at all.
+    ("name-digit-first", with_("metadata.name", "2024-exp"), "metadata.name"),
+    ("name-dot", with_("metadata.name", "a.b"), "metadata.name"),
+    ("eval-benchmark-unknown", with_("spec.stages.evaluate.benchmarks", ["not-a-benchmark"]),
+     "spec.stages.evaluate.benchmarks"),
+    ("model-missing", {**base(), "spec": {"arms": ["polya"]}}, "spec.model"),
+    ("model-name-missing", with_("spec.model", {"dtype": "auto"}), "spec.model.name"),
+    ("storage-when-deleted", with_("spec.storage.whenDeleted", "Orphan"),
+     "spec.storage.whenDeleted"),
+    ("storage-access-mode", with_("spec.storage.accessMode", "ReadWriteOncePod"),
+     "spec.storage.accessMode"),
 ]
 
 
@@ -211,9 +223,74 @@ def test_validate_cli(tmp_path: Path) -> None:
     assert _cli("validate", str(broken)).returncode == 1
 
 
+def test_builtin_benchmarks_match_the_trainer_registry() -> None:
+    """The CRD's enum of benchmark names is exactly what the evaluate stage can resolve."""
+    import typing
+
+    from polya_trainer import benchmarks as bm
+
+    assert set(s.BUILTIN_BENCHMARKS) == {*bm.REGISTRY, *bm.GROUPS}
+    assert set(typing.get_args(s.BuiltinBenchmark)) == set(s.BUILTIN_BENCHMARKS)
+    spec = crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    items = spec["properties"]["stages"]["properties"]["evaluate"]["properties"]["benchmarks"]
+    assert set(items["items"]["enum"]) == set(s.BUILTIN_BENCHMARKS)
+    assert "model" in spec["required"]
+
+
+def _updated(old: dict[str, Any], change: Any) -> dict[str, Any]:
+    new = copy.deepcopy(old)
+    change(new["spec"])
+    return new
+
+
+# (case, stored object, change to its spec). Each update must be rejected naming the field.
+IMMUTABLE = [
+    ("storage-added", base(), lambda sp: sp.update(storage={"size": "1Gi"})),
+    ("storage-removed", with_("spec.storage", {"size": "1Gi"}), lambda sp: sp.pop("storage")),
+    ("storage-changed", with_("spec.storage", {"size": "1Gi"}),
+     lambda sp: sp.update(storage={"size": "2Gi"})),
+    ("dataset-added", base(), lambda sp: sp.update(dataset={"source": "x/y"})),
+    ("dataset-removed", with_("spec.dataset", {"source": "x/y"}), lambda sp: sp.pop("dataset")),
+    ("arms-removed", base(), lambda sp: sp.pop("arms")),
+    ("arms-added", {**base(), "spec": {"model": {"name": "org/model"}}},
+     lambda sp: sp.update(arms=["vanilla"])),
+    ("arms-changed", base(), lambda sp: sp.update(arms=["polya"])),
+    ("model-changed", base(), lambda sp: sp.update(model={"name": "org/other"})),
+]
+
+
+@pytest.mark.parametrize(("case", "old", "change"), IMMUTABLE, ids=[c[0] for c in IMMUTABLE])
+def test_immutable_fields_on_update(case: str, old: dict[str, Any], change: Any) -> None:
+    """Transition rules see oldSelf only where the old value exists (tests/crdcheck.py cites
+    the API server's code): adding or removing a field is caught by the rules on `spec`."""
+    new = _updated(old, change)
+    field = "spec." + case.split("-")[0]
+    errors = api_errors(new, old=old)
+    assert names_field(errors, field), (case, errors)
+    assert api_errors(new) == []  # valid as a new object: only the transition is refused
+
+
+def test_mutable_fields_update_freely() -> None:
+    old = base()
+    new = _updated(old, lambda sp: sp.update(suspend=True, stages={"rl": {"beta": 0.1}}))
+    assert api_errors(new, old=old) == []
+
+
+def test_transition_rules_need_an_old_value() -> None:
+    """The double itself: a field-level `self == oldSelf` is skipped when the old value is
+    absent (validation.go: `compiled.UsesOldSelf && oldObj == nil`), so only the spec-level
+    rules catch an added field; without them the update would pass."""
+    old = base()
+    new = _updated(old, lambda sp: sp.update(storage={"size": "1Gi"}))
+    errors = api_errors(new, old=old)
+    assert [m for _, m in errors if "added or removed" in m]
+    assert not [m for _, m in errors if m == "spec.storage is immutable; create a new PolyaRun"]
+
+
 def test_defaults_follow_the_paper() -> None:
-    spec = s.parse_spec({})
-    assert spec.model.name == "meta-llama/Llama-3.2-3B-Instruct"
+    with pytest.raises(s.SpecError, match=r"spec\.model"):
+        s.parse_spec({})  # there is no default model
+    spec = s.parse_spec({"model": {"name": "meta-llama/Llama-3.2-3B-Instruct"}})
     assert spec.model.trust_remote_code is False
     assert spec.stages.rl.num_generations == 16 and spec.stages.rl.beta == 0.0
     assert spec.heuristics.selected_count() == 16
@@ -224,7 +301,8 @@ def test_defaults_follow_the_paper() -> None:
 
 
 def test_camel_case_round_trip() -> None:
-    spec = s.parse_spec({"stages": {"rl": {"numGenerations": 8, "perDeviceBatchSize": 8}}})
+    spec = s.parse_spec({"model": {"name": "org/m"},
+                         "stages": {"rl": {"numGenerations": 8, "perDeviceBatchSize": 8}}})
     dumped = spec.dump()
     assert dumped["stages"]["rl"]["numGenerations"] == 8
     assert s.parse_spec(dumped) == spec

@@ -35,10 +35,20 @@ QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|Ki|Mi|Gi|Ti|Pi)?$"
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 HEURISTIC_ID = r"^[a-z][a-z0-9_]*$"
+# RFC 1035 label: what a Service name needs (a letter first, no dots). A run's name becomes
+# part of its Services' and Indexed-Job pods' hostnames, so run names follow it.
+DNS_1035 = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+# The built-in benchmarks (benchmarks.REGISTRY and its groups; a unit test keeps them equal).
+BUILTIN_BENCHMARKS: tuple[str, ...] = (
+    "gsm8k", "math500", "aime24", "aime25", "amc23", "minerva_math", "humaneval", "musr",
+    "musr_murder_mysteries", "musr_object_placements", "musr_team_allocation")
 
 Arm = Literal["vanilla", "star", "polya"]
 StageName = Literal["generate", "midtrain", "rl", "evaluate"]
 Benchmark = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_\-]*$", max_length=63)]
+BuiltinBenchmark = Literal["gsm8k", "math500", "aime24", "aime25", "amc23", "minerva_math",
+                           "humaneval", "musr", "musr_murder_mysteries", "musr_object_placements",
+                           "musr_team_allocation"]
 Quantity = Annotated[str, Field(pattern=QUANTITY, max_length=32)]
 FreeForm = dict[str, Any]
 
@@ -82,8 +92,9 @@ class SecretKeyRef(Spec):
 class ModelSpec(Spec):
     """The base model: the same model generates the data and is then trained."""
 
-    name: str = Field("meta-llama/Llama-3.2-3B-Instruct", min_length=1, max_length=512)
-    """Hub id (org/name), a local directory, or a path inside the workspace volume."""
+    name: str = Field(min_length=1, max_length=512)
+    """Hub id (org/name), a local directory, or a path inside the workspace volume.
+    Required: there is no default model."""
     revision: str | None = Field(None, max_length=128)
     """Hub revision (branch, tag or commit) to pin."""
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
@@ -384,10 +395,13 @@ class EvaluateSpec(StageBase):
                  " || (has(self.custom) && size(self.custom) > 0)",
          "message": "name at least one benchmark in benchmarks or custom"}]})
 
-    benchmarks: list[Benchmark] = Field(
+    benchmarks: list[BuiltinBenchmark] = Field(
         default_factory=lambda: ["gsm8k", "math500", "aime24", "aime25", "amc23",
-                                 "humaneval", "musr"], max_length=32)
-    """Built-in benchmarks: gsm8k, math500, aime24, aime25, amc23, humaneval, musr."""
+                                 "minerva_math", "humaneval", "musr"], max_length=32)
+    """Built-in benchmarks: gsm8k, math500, aime24, aime25, amc23, minerva_math (the six math
+    benchmarks of the headline average), humaneval, musr (reported apart, at pass@1 and greedy;
+    or one MuSR split: musr_murder_mysteries, musr_object_placements, musr_team_allocation);
+    files of your own go in `custom`."""
     custom: list[CustomBenchmark] = Field(default_factory=list, max_length=16)
     """Extra benchmarks from local files."""
     k: list[Annotated[int, Field(ge=1, le=1024)]] = Field(
@@ -459,6 +473,15 @@ class StorageSpec(Spec):
     """Object-store prefix (s3://, gs://, az://) synced before and after each stage."""
     mount_path: str = Field("/workspace", pattern=r"^/.*$", max_length=256)
     """Where the workspace is mounted in the pods."""
+    access_mode: Literal["ReadWriteOnce", "ReadWriteMany"] | None = None
+    """Access mode of the workspace claim. ReadWriteMany lets the arms run in parallel (pods
+    on different nodes mount it at once); with ReadWriteOnce the arms run one after another.
+    Unset: ReadWriteMany when a stage spans several nodes, else ReadWriteOnce. For an
+    existing `pvc`, declare the claim's mode here."""
+    when_deleted: Literal["Retain", "Delete"] = "Retain"
+    """What happens to the created `<run>-workspace` claim (the trained models) when the
+    PolyaRun is deleted: Retain keeps it (delete it with kubectl when done), Delete lets
+    garbage collection remove it with the run."""
 
     @model_validator(mode="after")
     def _one_backend(self) -> StorageSpec:
@@ -467,12 +490,26 @@ class StorageSpec(Spec):
         return self
 
 
+def _kept(fields: tuple[str, ...]) -> list[dict[str, str]]:
+    """Transition rules on the spec object: a field may be neither added nor removed.
+
+    A rule on the field itself (``self == oldSelf``) is skipped when the old or the new
+    object lacks the field, so it cannot catch those two changes; ``spec`` is required, so
+    rules here always see both versions on an update.
+    """
+    return [{"rule": f"has(self.{f}) == has(oldSelf.{f})", "fieldPath": f".{f}",
+             "message": f"spec.{f} is immutable (it may not be added or removed); "
+                        "create a new PolyaRun"} for f in fields]
+
+
 class PolyaRunSpec(Spec):
     """Desired state of a PolyaRun: model, data, heuristics, arms and the four stages."""
 
-    model: ModelSpec = Field(default_factory=ModelSpec,
-                             json_schema_extra=_immutable("spec.model"))
-    """The base model."""
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": _kept(
+        ("model", "dataset", "arms", "storage"))})
+
+    model: ModelSpec = Field(json_schema_extra=_immutable("spec.model"))
+    """The base model (required)."""
     dataset: DatasetSpec = Field(default_factory=DatasetSpec,
                                  json_schema_extra=_immutable("spec.dataset"))
     """Seed questions for generation (GSM8K train in the paper)."""
@@ -611,7 +648,7 @@ class ObjectMeta(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    name: str = Field(pattern=DNS_LABEL, max_length=40)
+    name: str = Field(pattern=DNS_1035, max_length=40)
     namespace: str | None = Field(None, pattern=DNS_LABEL, max_length=63)
 
 
