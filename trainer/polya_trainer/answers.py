@@ -28,9 +28,10 @@
   correct. Unequal values are wrong unless they are within math-verify's tolerance (it rounds
   floats to 6 decimals, ``grader.sympy_numeric_eq``; sympy floats keep 15 digits), in which
   case math-verify decides.
-* **Percent rule.** ``p%`` equals ``x`` when ``x == p`` or ``x == p/100`` (GSM8K golds for
-  "what percent" questions are bare numbers). math-verify agrees for integers (``50%`` vs
-  ``50``, ``get_pct_val``) and for ``p/100``, but not for ``12.5%`` vs ``12.5``.
+* **Percent rule.** ``p%`` equals ``x`` when ``x == p`` (GSM8K golds for "what percent"
+  questions are bare numbers) or ``x == p/100`` (``50%`` is ``0.5``). math-verify agrees
+  (for integers through ``grader.get_pct_val`` or ``simplify``; for floats by value) except
+  for ``12.5%`` against ``12.5``, which it rejects.
 * **Everything else** (several answers, sets, tuples, intervals, equations, assignments on
   both sides, symbolic LaTeX) goes to ``math_verify.parse``/``verify`` with each side written as
   ``\\boxed{...}``; the gold is parsed once and cached, verdicts per (gold, answer) text.
@@ -363,22 +364,25 @@ def _numbers_equal(pred: _Scalar, gold: _Scalar) -> bool | None:
     if pred.variable is not None and gold.variable is not None:
         return None  # x = 1 against y = 1: math-verify compares the equations
     p, g = pred.value, gold.value
-    if pred.percent == gold.percent:
-        candidates = [(p, g)]
-    elif pred.percent:  # pred "50%" vs gold 50 or 0.5
-        candidates = [(p, g), (p / 100, g)]
-    else:  # gold "50%" vs pred 50 or 0.5
-        candidates = [(p, g), (p, g / 100)]
-    if any(a == b for a, b in candidates):
+    if pred.percent != gold.percent:
+        pct, bare = (p, g) if pred.percent else (g, p)
+        if pct == bare:  # 50% against 50 (GSM8K "what percent" golds are bare numbers)
+            return True
+        if pct / 100 == bare:  # 50% against 0.5
+            return True
+        if _close(pct, bare) or _close(pct / 100, bare):
+            return None
+        return False
+    if p == g:
         return True
-    if any(_close(a, b) for a, b in candidates):
-        return None
-    return False
+    return None if _close(p, g) else False
 
 
 # ----------------------------------------------------------------------------- math-verify glue
 
-_RISKY_RE = re.compile(r"\^\s*\{[^{}]*\^|\^\s*\(?[^{}]*\^|\^\s*\{?\s*[-+]?\d{5,}|\d{4,}\s*!")
+# Towers of powers (a^{b^c}, a^(b^c), a^b^c), exponents of 5+ digits, factorials of 4+ digits.
+_RISKY_RE = re.compile(r"\^\s*\{[^{}]*\^|\^\s*\([^()]*\^|\^\s*(?:\\?\w+|\{[^{}]*\})\s*\^"
+                       r"|\^\s*\{?\s*[-+]?\d{5,}|\d{4,}\s*!")
 
 
 def _guarded(s: str) -> bool:
