@@ -112,7 +112,11 @@ def test_rbac_cluster_mode(renders: dict[str, dict[str, str]]) -> None:
     assert _verbs(rules, "polya.dev", "polyaruns") == {"list", "watch"}
     assert _verbs(rules, "polya.dev", "polyaruns/status") == {"patch"}
     assert _verbs(rules, "", "pods") == {"list", "watch"}
-    assert _verbs(rules, "", "configmaps") == {"create", "patch"}
+    assert _verbs(rules, "", "configmaps") == {"create", "patch", "delete"}
+    # OwnerReferencesPermissionEnforcement (OpenShift): blockOwnerDeletion on the children
+    # needs update on the owner's finalizers, an ownerReference needs delete on the child.
+    assert _verbs(rules, "polya.dev", "polyaruns/finalizers") == {"update"}
+    assert _verbs(rules, "", "persistentvolumeclaims") == {"create", "delete"}
     # kopf's scanning is off (handlers.py): no CRD or namespace access.
     assert not _verbs(rules, "apiextensions.k8s.io", "customresourcedefinitions")
     assert not _verbs(rules, "", "namespaces")

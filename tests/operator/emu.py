@@ -14,6 +14,13 @@ answers the operator's requests (User-Agents in ``fault_agents``) with the given
 ``stall_agents`` makes watches of those agents accept the connection but deliver no events.
 Every request is also recorded by (agent, verb, group, resource) in ``requests`` (the verbs the
 operator really uses, for the RBAC check), and successful creations per object in ``created``.
+``authorized`` records, the same way, the permissions the OwnerReferencesPermissionEnforcement
+admission plugin checks on top of the request's own verb (enabled on hardened clusters such
+as OpenShift; kubernetes plugin/pkg/admission/gc/gc_admission.go,
+``gcPermissionsEnforcement.Admit``): setting or changing ownerReferences needs ``delete`` on
+the object itself, and each newly blocking reference (``blockOwnerDeletion: true``) needs
+``update`` on the owner's ``<resource>/finalizers``. They are recorded, not enforced: the
+emulator has no authorizer.
 
 It is a test double: there is no admission, no schema validation (the CRD's CEL rules are
 not evaluated) and no controllers. Run in a separate process with
@@ -162,6 +169,7 @@ class Emu(kmock.KubernetesEmulator):
         # Fault injection and request records (see the module docstring).
         self.requests: collections.Counter[tuple[str, str, str, str]] = collections.Counter()
         self.created: collections.Counter[tuple[str, str, str]] = collections.Counter()
+        self.authorized: collections.Counter[tuple[str, str, str, str]] = collections.Counter()
         self.fault_agents: tuple[str, ...] = ("kopf", "polya-operator")
         self.fault_codes: tuple[int, ...] = ()
         self.fault_until = 0.0  # loop time
@@ -250,6 +258,29 @@ class Emu(kmock.KubernetesEmulator):
         self._emit(rk, "MODIFIED", copy.deepcopy(new))
         return new
 
+    def _owner_checks(self, agent: str, rk: str, new: Obj, old: Obj | None,
+                      sub: str | None = None) -> None:
+        """Record what OwnerReferencesPermissionEnforcement authorizes (module docstring):
+        ``isChangingOwnerReference`` -> delete on the object; ``newBlockingOwnerDeletionRefs``
+        -> update on each owner's finalizers (found by kind, as its RESTMapper would)."""
+        refs = (new.get("metadata") or {}).get("ownerReferences") or []
+        before = ((old or {}).get("metadata") or {}).get("ownerReferences") or []
+        if (rk == "v1/pods" and sub == "status") or refs == before:
+            return  # pods/status is whitelisted upstream; or nothing changed
+        group, _, plural = rk.rpartition("/")
+        group = group.rpartition("/")[0] if "/" in group else ""
+        self.authorized[(agent, "delete", group, plural)] += 1
+        was_blocking = {r.get("uid") for r in before if r.get("blockOwnerDeletion")}
+        for ref in refs:
+            if not ref.get("blockOwnerDeletion") or ref.get("uid") in was_blocking:
+                continue
+            ref_group = ref.get("apiVersion", "").rpartition("/")[0]
+            for key, (kind, _n, _s) in RESOURCES.items():
+                if kind == ref.get("kind") and key.startswith(f"{ref_group}/" if ref_group
+                                                              else "v1/"):
+                    self.authorized[(agent, "update", ref_group,
+                                     key.rsplit("/", 1)[1] + "/finalizers")] += 1
+
     # ------------------------------------------------------------------ fault injection
     def fail(self, codes: tuple[int, ...] = (500, 429), seconds: float = 0.0,
              count: int = 0) -> None:
@@ -310,6 +341,7 @@ class Emu(kmock.KubernetesEmulator):
                 "counts": dict(self.counts), "agents": dict(self.agents),
                 "total": sum(self.counts.values()),
                 "created": [[*k, n] for k, n in self.created.items()],
+                "authorized": [[*k, n] for k, n in self.authorized.items()],
                 "requests": [[*k, n] for k, n in self.requests.items()],
                 "faults": {str(k): n for k, n in self.faults_served.items()}})
         res = request.resource
@@ -360,6 +392,7 @@ class Emu(kmock.KubernetesEmulator):
             if not meta.get("name") and not meta.get("generateName"):
                 return self._error(422, "Invalid", "metadata.name: Required value")
             made = self.put_object(rk, body, ns)
+            self._owner_checks(agent, rk, made, None)
             self.created[(rk, made["metadata"].get("namespace") or "",
                           made["metadata"]["name"])] += 1
             return aiohttp.web.json_response(made, status=201)
@@ -392,6 +425,7 @@ class Emu(kmock.KubernetesEmulator):
             else:
                 new["status"] = current.get("status")
         new = {k: v for k, v in new.items() if v is not None}
+        self._owner_checks(agent, rk, new, current, sub)
         return aiohttp.web.json_response(self._update(rk, key, new))
 
     def _error(self, code: int, reason: str, message: str) -> aiohttp.web.Response:

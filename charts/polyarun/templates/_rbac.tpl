@@ -5,8 +5,11 @@ for the watch check) and what kopf needs for the handlers in handlers.py: list+w
 every watched kind. The handlers are raw event handlers and indexes, so kopf never patches
 PolyaRuns (no finalizers, no progress annotations); Events are core/v1. kopf's scanning is
 disabled (handlers.py), so neither CRDs nor namespaces are read.
+Hardened clusters (OpenShift) run the OwnerReferencesPermissionEnforcement admission plugin
+(kubernetes plugin/pkg/admission/gc/gc_admission.go): creating a child with ownerReferences
+needs `delete` on the child, and blockOwnerDeletion needs `update` on polyaruns/finalizers.
 tests/reliability/test_rel_secrets_rbac.py checks these rules against the requests the
-operator really makes.
+operator really makes plus the permissions that plugin checks (recorded by the emulator).
 */}}
 
 {{/* Rules on namespaced objects: granted cluster-wide (cluster mode) or per namespace. */}}
@@ -17,6 +20,9 @@ operator really makes.
 - apiGroups: ["polya.dev"]
   resources: ["polyaruns/status"]
   verbs: ["patch"]
+- apiGroups: ["polya.dev"]
+  resources: ["polyaruns/finalizers"]
+  verbs: ["update"]
 - apiGroups: ["batch"]
   resources: ["jobs"]
   verbs: ["list", "watch", "create", "patch", "delete"]
@@ -25,10 +31,10 @@ operator really makes.
   verbs: ["list", "watch"]
 - apiGroups: [""]
   resources: ["configmaps"]
-  verbs: ["create", "patch"]
+  verbs: ["create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["persistentvolumeclaims", "services"]
-  verbs: ["create"]
+  verbs: ["create", "delete"]
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
