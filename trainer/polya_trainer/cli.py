@@ -2,7 +2,8 @@
 
     polya validate FILE...        check PolyaRun files, naming each bad field
     polya crd                     print the CustomResourceDefinition
-    polya plan FILE               show the stages and Jobs a PolyaRun would create
+    polya plan FILE [-o yaml|json] show the stages and Jobs, or every object the operator
+                                  would create (--image, --default-resources)
     polya run FILE [--workdir]    run a whole PolyaRun on this machine
     polya stage STAGE --spec FILE --workdir DIR --arm ARM   one stage (the pod entrypoint)
     polya toy-model DIR           build the small CPU-trainable base model
@@ -48,13 +49,32 @@ def _cmd_crd(args: argparse.Namespace) -> int:
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
-    for run in s.load_runs(args.file):
-        print(f"PolyaRun {run.metadata.name}: arms {', '.join(run.spec.arms)}")
-        for arm in run.spec.arms:
-            for stage in run.spec.stages_for(arm):
-                res = getattr(run.spec.stages, stage).resources
-                print(f"  {arm:8s} {stage:9s} job {run.metadata.name}-{arm}-{stage}-0  "
-                      f"gpus={res.gpus} nodes={res.nodes}")
+    runs = s.load_runs(args.file)
+    if not args.output:
+        for run in runs:
+            print(f"PolyaRun {run.metadata.name}: arms {', '.join(run.spec.arms)}")
+            for arm in run.spec.arms:
+                for stage in run.spec.stages_for(arm):
+                    res = getattr(run.spec.stages, stage).resources
+                    print(f"  {arm:8s} {stage:9s} job {run.metadata.name}-{arm}-{stage}-0  "
+                          f"gpus={res.gpus} nodes={res.nodes}")
+        return 0
+    from polya_operator.preview import planned_objects
+    from polya_operator.resources import default_resources
+
+    try:
+        defaults = default_resources(args.default_resources)
+    except ValueError as exc:
+        print(f"--default-resources: {exc}", file=sys.stderr)
+        return 2
+    objects = [obj for run in runs for obj in planned_objects(
+        run, image=args.image, defaults=defaults, namespace=args.namespace)]
+    if args.output == "json":
+        print(json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}, indent=2))
+    else:
+        import yaml
+
+        sys.stdout.write(yaml.safe_dump_all(objects, sort_keys=False))
     return 0
 
 
@@ -111,8 +131,19 @@ def parser() -> argparse.ArgumentParser:
 
     sub.add_parser("crd", help="print the CRD").set_defaults(func=_cmd_crd)
 
-    pl = sub.add_parser("plan", help="show the stages and Jobs of a PolyaRun")
+    pl = sub.add_parser("plan", help="show the stages and Jobs of a PolyaRun, or (-o) every "
+                        "object the operator would create")
     pl.add_argument("file")
+    pl.add_argument("-o", "--output", choices=("yaml", "json"),
+                    help="print the ConfigMap, PVC, Services and Jobs (a table without -o)")
+    pl.add_argument("--image", default=None, help="trainer image of runs without spec.image "
+                    "(default: $POLYA_TRAINER_IMAGE or the operator's default)")
+    pl.add_argument("--default-resources", default=None, metavar="JSON",
+                    help="per-stage resource defaults as the operator's "
+                    "$POLYA_DEFAULT_RESOURCES, e.g. '{\"rl\": {\"gpus\": 4}}' "
+                    "(default: that variable)")
+    pl.add_argument("--namespace", default="default",
+                    help="namespace of runs whose file names none")
     pl.set_defaults(func=_cmd_plan)
 
     st = sub.add_parser("stage", help="run one stage (pod entrypoint)")
