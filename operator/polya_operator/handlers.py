@@ -201,6 +201,12 @@ class Operator:
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
             prefix="polya.dev")
         settings.persistence.diffbase_storage = _NoDiffBase()
+        # Server-side filtering: the handlers' ``labels=`` filters are applied by kopf on the
+        # client after the API server sent every Job and Pod of the watched namespaces; with
+        # these selectors the list and watch requests carry ``labelSelector`` and only our
+        # children are ever sent (kopf _cogs/clients/watching.py and fetching.py add them).
+        for key in (("batch/v1", "jobs"), ("v1", "pods")):
+            settings.watching.label_selectors[key] = r.LABEL_RUN
         if self.config.webhook:
             webhook.configure(settings, {**os.environ,
                                          "POLYA_WEBHOOK_PORT": str(self.config.webhook_port)},

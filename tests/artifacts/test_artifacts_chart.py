@@ -157,8 +157,12 @@ def test_webhook_values(renders: dict[str, dict[str, str]]) -> None:
     assert env["POLYA_WEBHOOK"] == "1"
     assert env["POLYA_WEBHOOK_HOST"] == "polyarun-webhook.polyarun-system.svc"
     assert c["image"] == "ghcr.io/polyarun/operator@sha256:" + "0" * 64
+    assert (env["POLYA_WEBHOOK_SERVICE"], env["POLYA_WEBHOOK_SERVICE_NAMESPACE"],
+            env["POLYA_WEBHOOK_SERVICE_PORT"]) == ("polyarun-webhook", "polyarun-system", "9443")
     (netpol,) = _kind(objs, "NetworkPolicy")
-    assert {p["port"] for p in netpol["spec"]["ingress"][0]["ports"]} == {8080, 9443}
+    ports = [{p["port"] for p in rule["ports"]} for rule in netpol["spec"]["ingress"]]
+    assert ports == [{8080}, {9443}]  # the webhook rule has no `from`: the API server calls
+    assert "from" not in netpol["spec"]["ingress"][1]
 
 
 def test_monitoring_values(renders: dict[str, dict[str, str]]) -> None:

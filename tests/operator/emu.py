@@ -170,6 +170,10 @@ class Emu(kmock.KubernetesEmulator):
         self.requests: collections.Counter[tuple[str, str, str, str]] = collections.Counter()
         self.created: collections.Counter[tuple[str, str, str]] = collections.Counter()
         self.authorized: collections.Counter[tuple[str, str, str, str]] = collections.Counter()
+        # labelSelector of every list/watch by (agent, verb, plural), and the names of the
+        # objects each agent was sent by list/watch, by (agent, plural).
+        self.selectors: dict[tuple[str, str, str], set[str]] = collections.defaultdict(set)
+        self.served: dict[tuple[str, str], set[str]] = collections.defaultdict(set)
         self.fault_agents: tuple[str, ...] = ("kopf", "polya-operator")
         self.fault_codes: tuple[int, ...] = ()
         self.fault_until = 0.0  # loop time
@@ -342,6 +346,8 @@ class Emu(kmock.KubernetesEmulator):
                 "total": sum(self.counts.values()),
                 "created": [[*k, n] for k, n in self.created.items()],
                 "authorized": [[*k, n] for k, n in self.authorized.items()],
+                "selectors": [[*k, sorted(v)] for k, v in self.selectors.items()],
+                "served": [[*k, sorted(v)] for k, v in self.served.items()],
                 "requests": [[*k, n] for k, n in self.requests.items()],
                 "faults": {str(k): n for k, n in self.faults_served.items()}})
         res = request.resource
@@ -370,6 +376,8 @@ class Emu(kmock.KubernetesEmulator):
             if code == 429:
                 resp.headers["Retry-After"] = "1"
             return resp
+        if verb in ("list", "watch"):
+            self.selectors[(agent, verb, res.plural)].add(params.get("labelSelector") or "")
         if verb == "watch":
             return await self._watch(raw, rk, ns, params, agent)
         if verb == "list":
@@ -378,6 +386,7 @@ class Emu(kmock.KubernetesEmulator):
                      and _selector_ok(o["metadata"].get("labels") or {},
                                       params.get("labelSelector"))
                      and _fields_ok(o, params.get("fieldSelector"))]
+            self.served[(agent, res.plural)].update(o["metadata"]["name"] for o in items)
             return aiohttp.web.json_response({
                 "apiVersion": rk.rsplit("/", 1)[0], "kind": f"{kind}List",
                 "metadata": {"resourceVersion": str(self.last_rv)}, "items": items})
@@ -453,16 +462,19 @@ class Emu(kmock.KubernetesEmulator):
         self.watchers[rk].append(entry)
         stream = (agent, raw)
         self._watch_streams.append(stream)
+        served = self.served[(agent, rk.rsplit("/", 1)[1])]
         resp = aiohttp.web.StreamResponse(headers={"Content-Type": "application/json"})
         try:
             await resp.prepare(raw)
             for ev in backlog:
                 if agent not in self.stall_agents:
+                    served.add(ev["object"]["metadata"]["name"])
                     await resp.write(json.dumps(ev).encode() + b"\n")
             while True:
                 ev = await queue.get()
                 if agent in self.stall_agents:
                     continue  # a stalled watch: connected, but silent
+                served.add(ev["object"]["metadata"]["name"])
                 await resp.write(json.dumps(ev).encode() + b"\n")
         except (ConnectionError, asyncio.CancelledError):
             pass

@@ -155,14 +155,85 @@ def test_stage_deadline_is_a_failure_with_its_reason(make_cluster, start_operato
 def test_deletion_mid_run_removes_children(make_cluster, start_operator):
     cluster = make_cluster(outcomes=lambda n: ["hang"])
     start_operator()
-    cluster.create_run("gone", TWO_ARMS)
-    wait_for(lambda: len(cluster.jobs("gone")) == 2, 30, "two Jobs")
+    cluster.create_run("gone", {**TWO_ARMS, "storage": {"accessMode": "ReadWriteMany"}})
+    wait_for(lambda: len(cluster.jobs("gone")) == 2, 30, "two Jobs (parallel arms)")
+    wait_for(lambda: cluster.list("/api/v1/namespaces/default/persistentvolumeclaims"), 30,
+             "the claim (created after the Jobs)")
     code, _ = cluster.call("DELETE", "/apis/polya.dev/v1alpha1/namespaces/default/"
                            "polyaruns/gone")
     assert code == 200
     wait_for(lambda: cluster.jobs("gone") == [], 30, "Jobs removed")
     wait_for(lambda: cluster.list("/api/v1/namespaces/default/pods") == [], 30, "pods removed")
     assert cluster.list("/api/v1/namespaces/default/configmaps") == []
+    # The workspace claim (the trained models) outlives the run: storage.whenDeleted Retain.
+    claims = cluster.list("/api/v1/namespaces/default/persistentvolumeclaims")
+    assert [c["metadata"]["name"] for c in claims] == ["gone-workspace"]
+    assert "ownerReferences" not in claims[0]["metadata"]
+
+
+def test_deleting_the_claim_with_the_run_is_opt_in(make_cluster, start_operator):
+    cluster = make_cluster(outcomes=lambda n: ["hang"])
+    start_operator()
+    cluster.create_run("drop", {"arms": ["vanilla"], "storage": {"whenDeleted": "Delete"}})
+    claims = "/api/v1/namespaces/default/persistentvolumeclaims"
+    wait_for(lambda: cluster.list(claims), 30, "the claim")
+    cluster.call("DELETE", "/apis/polya.dev/v1alpha1/namespaces/default/polyaruns/drop")
+    wait_for(lambda: cluster.list(claims) == [], 30, "the claim collected with its run")
+
+
+def test_only_our_children_are_listed_and_watched(make_cluster, start_operator):
+    """kopf filters handlers' ``labels=`` on the client; the operator sets
+    settings.watching.label_selectors so the API server filters (the emulator applies
+    labelSelector to list and watch as the API server does and records what it sent)."""
+    cluster = make_cluster()
+    for i in range(3):  # somebody else's workloads in the same namespace
+        cluster.call("POST", "/api/v1/namespaces/default/pods",
+                     {"metadata": {"name": f"other-{i}", "labels": {"app": "web"}}})
+        cluster.call("POST", JOBS, {"metadata": {"name": f"other-job-{i}"}, "spec": {}})
+    start_operator()
+    cluster.create_run("ours", {"arms": ["vanilla"]})
+    wait_for(lambda: succeeded(cluster, "ours"), 60, "the run to succeed")
+    state = cluster.counts()
+    sels = {(agent, verb, plural): set(v) for agent, verb, plural, v in state["selectors"]}
+    for plural in ("jobs", "pods"):
+        for verb in ("list", "watch"):
+            got = sels.get(("kopf", verb, plural))
+            if got is not None:
+                assert got == {"polya.dev/run"}, (verb, plural, got)
+        assert ("kopf", "watch", plural) in sels
+    served = {(agent, plural): set(v) for agent, plural, v in state["served"]}
+    for plural in ("jobs", "pods"):
+        names = served.get(("kopf", plural), set())
+        assert names and not {n for n in names if n.startswith("other-")}, names
+
+
+def test_a_stuck_pod_shows_in_status_and_events(make_cluster, start_operator):
+    """A pod the kubelet cannot start (its status as pkg/kubelet/images/types.go writes it:
+    waiting ImagePullBackOff) is named in the stage's message and a Warning Event."""
+    cluster = make_cluster(outcomes=lambda n: ["hang"])
+    start_operator(resync=30.0)  # the pod's watch event alone must be enough
+    cluster.create_run("stuck", {"arms": ["vanilla"]})
+    wait_for(lambda: "stuck-vanilla-rl-0" in cluster.fake.started, 30, "the pod")
+    pods = cluster.list("/api/v1/namespaces/default/pods")
+    pod = next(p["metadata"]["name"] for p in pods if p["metadata"]["name"].startswith(
+        "stuck-vanilla-rl-0"))
+    cluster.call("PATCH", f"{JOBS}/stuck-vanilla-rl-0/status",
+                 {"status": {"active": 1, "ready": 0}}, "application/merge-patch+json")
+    cluster.call("PATCH", f"/api/v1/namespaces/default/pods/{pod}/status", {"status": {
+        "phase": "Pending", "containerStatuses": [{"name": "trainer", "ready": False,
+                                                   "state": {"waiting": {
+                                                       "reason": "ImagePullBackOff",
+                                                       "message": 'Back-off pulling image '
+                                                                  '"trainer:typo"'}}}]}},
+                 "application/merge-patch+json")
+
+    def stage() -> dict:
+        return (cluster.run("stuck").get("status") or {}).get("stages", [{}])[0]
+
+    wait_for(lambda: stage().get("reason") == "ImagePullBackOff", 20, "the stage's reason")
+    assert "trainer:typo" in stage()["message"]
+    events = cluster.list("/api/v1/namespaces/default/events")
+    assert [e for e in events if e["reason"] == "ImagePullBackOff" and e["type"] == "Warning"]
 
 
 def test_invalid_spec_creates_no_job(make_cluster, start_operator):

@@ -1,14 +1,28 @@
 """The validating admission webhook (POLYA_WEBHOOK=1): kopf serves it over HTTPS with our
 self-signed certificate and manages the ValidatingWebhookConfiguration in the emulator; the
-test then plays the API server and sends AdmissionReviews to the URL and CA kopf wrote there."""
+test then plays the API server and sends AdmissionReviews to the client config and CA kopf
+wrote there.
+
+With the chart's configuration the client config is a ``service:`` reference. The API
+server's side is played as kubernetes staging/src/k8s.io/apiserver/pkg/util/webhook/client.go
+(``ClientManager.HookClient``) does it: TLS server name ``<name>.<namespace>.svc`` verified
+against the caBundle, path ``service.path``, port ``service.port`` (443 when unset) mapped
+to the endpoint through the Service (here the chart-rendered Service's targetPort, the
+operator container's named port; the "endpoint" is 127.0.0.1). Left out: the API server's
+real service resolver (EndpointSlices) and its network path, which the NetworkPolicy test
+covers only as rendered rules."""
 
 from __future__ import annotations
 
 import base64
+import http.client
 import json
+import socket
 import ssl
+import sys
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import kopf
@@ -21,6 +35,7 @@ CONFIG = "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations"
 
 
 def review(spec: dict[str, Any], uid: str = "r-1") -> dict[str, Any]:
+    spec = {"model": {"name": "org/model"}, **spec}
     obj = {"apiVersion": "polya.dev/v1alpha1", "kind": "PolyaRun",
            "metadata": {"name": "w", "namespace": "default"}, "spec": spec}
     return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
@@ -103,3 +118,97 @@ def test_webhook_rejects_invalid_run_naming_the_field(make_cluster, start_operat
     # Plain HTTP or an unknown CA is refused: the server is HTTPS with its own certificate.
     with pytest.raises(urllib.error.URLError):
         post(url, review({"arms": ["vanilla"]}), ssl.create_default_context())
+
+
+# --------------------------------------------------------------------------- the chart's way
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _chart(values: dict[str, Any]) -> list[dict[str, Any]]:
+    sys.path.insert(0, str(ROOT / "tools"))
+    import helm_render
+
+    return helm_render.objects(helm_render.render(values))
+
+
+class _ServiceConnection(http.client.HTTPSConnection):
+    """Dial the resolved endpoint, but verify TLS for ``<name>.<namespace>.svc`` (client.go:
+    cfg.Host is the Service's DNS name, cfg.Dial swaps in the endpoint's address)."""
+
+    def __init__(self, endpoint: tuple[str, int], server_name: str, ctx: ssl.SSLContext):
+        super().__init__(server_name, endpoint[1], context=ctx, timeout=10)
+        self.endpoint, self.server_name, self.ctx = endpoint, server_name, ctx
+
+    def connect(self) -> None:
+        raw = socket.create_connection(self.endpoint, timeout=10)
+        self.sock = self.ctx.wrap_socket(raw, server_hostname=self.server_name)
+
+
+def _call_service(config: dict[str, Any], endpoint: tuple[str, int],
+                  body: dict[str, Any]) -> dict[str, Any]:
+    svc = config["service"]
+    ctx = ssl.create_default_context(cadata=base64.b64decode(config["caBundle"]).decode())
+    conn = _ServiceConnection(endpoint, f"{svc['name']}.{svc['namespace']}.svc", ctx)
+    try:
+        conn.request("POST", svc.get("path") or "/", json.dumps(body),
+                     {"Content-Type": "application/json"})
+        return json.loads(conn.getresponse().read())
+    finally:
+        conn.close()
+
+
+@pytest.mark.timeout(120)
+def test_the_chart_configures_a_service_webhook_the_api_server_can_call(
+        make_cluster, start_operator, monkeypatch):
+    port = free_port()
+    objs = _chart({"webhook": {"enabled": True, "port": port},
+                   "networkPolicy": {"metricsFrom": [{"namespaceSelector": {
+                       "matchLabels": {"name": "monitoring"}}}]}})
+    (dep,) = [o for o in objs if o["kind"] == "Deployment"]
+    container = dep["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    for name, value in env.items():
+        if name.startswith("POLYA_WEBHOOK_"):
+            monkeypatch.setenv(name, value)
+    cluster = make_cluster()
+    start_operator(webhook=True, webhook_port=int(env["POLYA_WEBHOOK_PORT"]),
+                   webhook_addr="127.0.0.1")
+
+    def configured() -> dict[str, Any] | None:
+        code, body = cluster.call("GET", f"{CONFIG}/polyaruns.polya.dev")
+        return body if code == 200 and body.get("webhooks") else None
+
+    [hook] = wait_for(configured, 60, "the ValidatingWebhookConfiguration")["webhooks"]
+    config = hook["clientConfig"]
+    assert "url" not in config  # the API server cannot resolve in-cluster DNS names
+    services = {o["metadata"]["name"]: o for o in objs if o["kind"] == "Service"}
+    svc = config["service"]
+    assert svc["name"] in services and svc["namespace"] == "polyarun-system"
+    assert svc["path"].endswith("/validate-spec")
+    # The Service's port -> targetPort -> the container's named port: the "endpoint".
+    [sport] = [x for x in services[svc["name"]]["spec"]["ports"] if x["port"] == svc["port"]]
+    [cport] = [x for x in container["ports"] if x["name"] == sport["targetPort"]]
+    endpoint = ("127.0.0.1", cport["containerPort"])
+
+    bad = _call_service(config, endpoint, review({"stages": {"rl": {"numGenerations": 0}}}))
+    assert bad["response"]["allowed"] is False
+    assert "spec.stages.rl.numGenerations" in bad["response"]["status"]["message"]
+    missing = _call_service(config, endpoint, {**review({}), "request": {
+        **review({})["request"], "object": {**review({})["request"]["object"], "spec": {}}}})
+    assert missing["response"]["allowed"] is False
+    assert "spec.model" in missing["response"]["status"]["message"]
+    good = _call_service(config, endpoint, review({"arms": ["vanilla"]}, uid="r-2"))
+    assert good["response"]["allowed"] is True
+    # A certificate for another name is refused, as the API server would.
+    with pytest.raises(ssl.SSLCertVerificationError):
+        _call_service({**config, "service": {**svc, "name": "elsewhere"}}, endpoint,
+                      review({}))
+    # The NetworkPolicy admits the API server (no pod/namespace selector can match it) to
+    # the webhook port, while metricsFrom still restricts the metrics port.
+    (netpol,) = [o for o in objs if o["kind"] == "NetworkPolicy"]
+    rules = netpol["spec"]["ingress"]
+    webhook_rules = [r for r in rules if {p["port"] for p in r["ports"]} == {port}]
+    assert webhook_rules and all("from" not in r for r in webhook_rules)
+    metrics_rules = [r for r in rules if 8080 in {p["port"] for p in r["ports"]}]
+    assert metrics_rules and all(r.get("from") for r in metrics_rules)
