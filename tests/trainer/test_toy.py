@@ -71,3 +71,125 @@ def test_smollm2_from_gguf_exports_and_answers(tmp_path: Path) -> None:
         gen = model.generate(**enc, max_new_tokens=24, do_sample=False)
     reply = tok.decode(gen[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
     assert any(ch.isdigit() for ch in reply), reply
+
+
+# --------------------------------------------------------------------------- the demo's world
+
+
+def test_demo_world_strategies_are_as_reliable_as_designed() -> None:
+    """Each strategy is right where the README says: worked strategies that only add or
+    subtract are always right, one-step facts are wrong exactly on the HARD products, and a
+    guess is right about GUESS_RIGHT of the time."""
+    import random
+
+    from polya_trainer.answers import is_correct
+    from polya_trainer.toy import GUESS_RIGHT, WORKED, solve, strategy_of, strategy_problems
+
+    problems = strategy_problems(600, seed=9)
+    rng = random.Random(0)
+    assert {p["kind"] for p in problems} == {"add", "sub", "mul"}
+    assert 0.05 < sum(p["hard"] for p in problems) / len(problems) < 0.25
+    for p in problems:
+        for s in WORKED:
+            text = solve(p, s, rng)
+            assert strategy_of(text) == s, text
+            ok = is_correct(text, p["answer"], allow_fallback=False)
+            expected = s in ("decompose", "steps") or not p["hard"]
+            assert ok == expected, (s, p, text)
+    guesses = [solve(p, "guess", rng) for p in problems]
+    assert all(strategy_of(g) == "guess" for g in guesses)
+    right = sum(is_correct(g, p["answer"], allow_fallback=False)
+                for g, p in zip(guesses, problems, strict=True)) / len(problems)
+    assert abs(right - GUESS_RIGHT) < 0.06, right
+
+
+def test_demo_world_prompts_pick_their_strategies() -> None:
+    """The corpus: heuristic system turns get their own strategy (or a guess), plain prompts
+    the plain mix, so the model can only learn the worked strategies under heuristics."""
+    import random
+
+    from polya_trainer.heuristics import CATALOG
+    from polya_trainer.toy import HEURISTIC_STYLE, _strategy_conversation, strategy_of
+
+    rng = random.Random(3)
+    by_prompt: dict[str, dict[str, int]] = {}
+    for _ in range(800):
+        chat = _strategy_conversation(rng)
+        system = chat[0]["content"] if chat[0]["role"] == "system" else ""
+        key = next((h.id for h in CATALOG[:4] if h.name in system), "other")
+        for m in chat:
+            if m["role"] == "assistant":
+                counts = by_prompt.setdefault(key, {})
+                s = strategy_of(m["content"])
+                counts[s] = counts.get(s, 0) + 1
+    for hid, style in HEURISTIC_STYLE.items():
+        assert set(by_prompt[hid]) == {style, "guess"}, (hid, by_prompt[hid])
+        assert by_prompt[hid][style] > 3 * by_prompt[hid]["guess"]
+    # Without a demo heuristic: mostly guesses, some one-step facts, few worked steps.
+    other = by_prompt["other"]
+    assert other["guess"] > other["direct"] > other.get("steps", 0) > 0, other
+
+
+def test_strategy_data_sets_are_disjoint(tmp_path: Path) -> None:
+    import json
+
+    from polya_trainer.toy import write_strategy_data
+
+    files = write_strategy_data(tmp_path, train=16, rl=32, evaluation=48)
+    rows = {k: [json.loads(line) for line in p.read_text().splitlines()]
+            for k, p in files.items()}
+    assert [len(rows[k]) for k in ("train", "rl", "eval")] == [16, 32, 48]
+    assert all(set(r) == {"question", "answer"} for v in rows.values() for r in v)
+    assert [r["question"] for r in rows["eval"]] != [r["question"] for r in rows["rl"]]
+
+
+def _fake_eval(workdir: Path, arm: str, ckpt: str, cs: list[int], n: int = 8) -> None:
+    import json
+
+    d = workdir / arm / "evaluate" / "questions" / ckpt
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "toy-arithmetic.jsonl").write_text("".join(
+        json.dumps({"id": i, "n": n, "c": c}) + "\n" for i, c in enumerate(cs)))
+
+
+def test_demo_summary_intervals_and_paired_differences(tmp_path: Path) -> None:
+    """Bootstrap over questions: the interval holds the mean, narrows with more questions,
+    and a paired difference that is the same on every question has a zero-width interval."""
+    import random
+
+    from polya_trainer.toy import demo_summary
+
+    rng = random.Random(1)
+    base = [rng.randint(0, 6) for _ in range(400)]
+    _fake_eval(tmp_path, "vanilla", "base", base)
+    _fake_eval(tmp_path, "vanilla", "rl", [c + 2 for c in base])
+    s = demo_summary(tmp_path, k=1)
+    assert s["questions"] == 400
+    b, r = s["pass"]["vanilla/base"], s["pass"]["vanilla/rl"]
+    assert b["low"] < b["mean"] < b["high"] and r["low"] < r["mean"] < r["high"]
+    assert abs(r["mean"] - b["mean"] - 25.0) < 1e-9  # 2 more right out of 8
+    d = s["differences"]["vanilla/rl - vanilla/base"]
+    assert abs(d["low"] - 25.0) < 1e-9 and abs(d["high"] - 25.0) < 1e-9
+    small = tmp_path / "small"
+    _fake_eval(small, "vanilla", "base", base[:50])
+    sb = demo_summary(small, k=1)["pass"]["vanilla/base"]
+    assert sb["high"] - sb["low"] > b["high"] - b["low"]
+    assert demo_summary(tmp_path / "nothing") == {}
+
+
+@pytest.mark.slow
+def test_demo_model_picks_strategies_by_prompt() -> None:
+    """The demo's base model (built by `make demo`, or here): plain prompts mostly get guesses
+    and decomposition is rare, the decomposition heuristic's prompt mostly gets
+    decomposition, which solves the HARD products that plain answers mostly miss."""
+    from polya_trainer.toy import DEMO_VERSION, build_demo_model, strategy_mix
+
+    root = Path(__file__).resolve().parents[2]
+    model = build_demo_model(root / ".cache" / f"demo-model-v{DEMO_VERSION}")
+    plain = strategy_mix(model, n=64, samples=4)
+    decomp = strategy_mix(model, n=64, samples=4, heuristic_id="decomposing_recombining")
+    share = {k: v["share"] for k, v in plain["strategies"].items()}
+    assert share.get("guess", 0) > 0.4 and share.get("decompose", 0) < 0.1, plain
+    assert 0.2 < plain["accuracy"] < 0.8, plain  # room for RL to improve
+    assert decomp["strategies"].get("decompose", {}).get("share", 0) > 0.6, decomp
+    assert decomp["hard_accuracy"] > plain["hard_accuracy"], (plain, decomp)

@@ -325,3 +325,340 @@ def export_smollm2(out: str | Path, force: bool = False) -> Path:
         tok.save_pretrained(tmp)
         write_manifest(tmp, kind="smollm2", source=f"{SMOLLM2_PACKAGE}/{SMOLLM2_GGUF}")
     return out
+
+
+# --------------------------------------------------------------------------- the demo's world
+#
+# `make demo` uses a second toy world built so that every stage has something to do (the
+# model above, shared with the tests, is kept as it is). Its problems can be solved by several
+# strategies of different reliability, and which strategy the base model uses depends on the
+# prompt, as the pretraining corpus below makes it:
+#
+# * "guess": the answer alone, right only GUESS_RIGHT of the time (a careless habit);
+# * "direct" and "equation": one stated fact ("4 * 5 = 15"); right for additions and
+#   subtractions, but the corpus has a wrong fact (one group short) for the HARD products;
+# * "backwards": works back from the result with the same facts (also wrong on HARD products);
+# * "decompose" and "steps": split a number, or add one group at a time, so they only ever use
+#   addition and subtraction facts and are right on every problem.
+#
+# Plain prompts (what RL and evaluation send) get mostly "guess", some "direct" and rarely
+# "steps"; a Pólya heuristic's prompt gets its own strategy. So GRPO on plain prompts can make
+# the vanilla arm stop guessing, but it can hardly find the strategies that solve the HARD
+# products; the polya arm's generate stage finds them under heuristic prompts and mid-training
+# puts them under plain prompts, where GRPO can reinforce them.
+
+DEMO_VERSION = 1  # bump when the demo world or its recipe changes: cached models are rebuilt
+DEMO_MODEL = {"hidden": 128, "layers": 2, "head_dim": 64}
+GUESS_RIGHT = 0.3
+PLAIN_MIX = {"guess": 0.66, "direct": 0.3, "steps": 0.04}
+HEURISTIC_STYLE = {
+    "decomposing_recombining": "decompose", "working_backwards": "backwards",
+    "setting_up_equations": "equation", "logical_step_by_step": "steps",
+}
+HEURISTIC_GUESS = 0.15  # under a heuristic prompt the base model still guesses sometimes
+WORKED = ("direct", "equation", "backwards", "decompose", "steps")
+
+
+def is_hard(a: int, b: int) -> bool:
+    """The products the demo model's one-step facts get wrong (3 or 4 groups of 4 to 6)."""
+    return a >= 3 and b >= 4
+
+
+def strategy_problem(rng: random.Random) -> dict[str, Any]:
+    """One problem of the demo world: question, answer, kind and operands."""
+    name, thing = rng.choice(NAMES), rng.choice(THINGS)
+    kind = rng.choice(["add", "sub", "mul"])
+    if kind == "add":
+        a, b = rng.randint(2, 9), rng.randint(2, 9)
+        q = f"{name} has {a} {thing} and gets {b} more. How many {thing} does {name} have now?"
+        ans = a + b
+    elif kind == "sub":
+        a = rng.randint(6, 18)
+        b = rng.randint(2, min(9, a - 1))
+        q = f"{name} has {a} {thing} and gives away {b}. How many {thing} are left?"
+        ans = a - b
+    else:
+        a, b = rng.randint(2, 4), rng.randint(2, 6)
+        q = f"{name} buys {a} bags with {b} {thing} in each. How many {thing} in total?"
+        ans = a * b
+    return {"question": q, "answer": str(ans), "kind": kind, "a": a, "b": b,
+            "hard": kind == "mul" and is_hard(a, b)}
+
+
+def strategy_problems(n: int, seed: int = 0) -> list[dict[str, Any]]:
+    rng = random.Random(seed)
+    return [strategy_problem(rng) for _ in range(n)]
+
+
+def _fact(p: dict[str, Any]) -> tuple[str, int]:
+    """The one-step fact the base model believes: ("a op b", value)."""
+    a, b = p["a"], p["b"]
+    if p["kind"] == "add":
+        return f"{a} + {b}", a + b
+    if p["kind"] == "sub":
+        return f"{a} - {b}", a - b
+    return f"{a} * {b}", a * b - b if p["hard"] else a * b
+
+
+def _groups(a: int, b: int) -> list[str]:
+    """Adding one group of `b` at a time, `a` groups."""
+    lines, total = [], b
+    for _ in range(2, a + 1):
+        lines.append(f"{total} + {b} = {total + b}")
+        total += b
+    return lines
+
+
+def solve(p: dict[str, Any], strategy: str, rng: random.Random) -> str:
+    """A solution of `p` in `strategy`, ending with a boxed answer (right or not, as the
+    strategy is on this problem)."""
+    a, b, kind = p["a"], p["b"], p["kind"]
+    fact, value = _fact(p)
+    right = int(p["answer"])
+    if strategy == "guess":
+        if rng.random() < GUESS_RIGHT:
+            value = right
+        else:
+            value = max(0, right + rng.choice([-3, -2, -1, 1, 2, 3]))
+            value = value if value != right else right + 1
+        return f"The answer is \\boxed{{{value}}}."
+    if strategy == "direct":
+        return f"{fact} = {value}. The answer is \\boxed{{{value}}}."
+    if strategy == "equation":
+        return f"Let x be the answer. x = {fact} = {value}. The answer is \\boxed{{{value}}}."
+    if strategy == "backwards":
+        undo = {"add": f"x - {b} = {a}", "sub": f"x + {b} = {a}", "mul": f"x / {a} = {b}"}[kind]
+        return (f"Work back from the answer x: {undo}. So x = {fact} = {value}. "
+                f"The answer is \\boxed{{{value}}}.")
+    if kind == "mul":  # decompose and steps: one group at a time
+        if strategy == "decompose":
+            work = ". ".join(_groups(a, b))
+            return f"Split into {a} groups of {b}. {work}. The answer is \\boxed{{{right}}}."
+        steps = [f"Step {i}: {line}" for i, line in enumerate(_groups(a, b), start=1)]
+        return f"{'. '.join(steps)}. The answer is \\boxed{{{right}}}."
+    op = "+" if kind == "add" else "-"
+    if strategy == "decompose":
+        b1 = rng.randint(1, b - 1)
+        b2 = b - b1
+        t = a + b1 if kind == "add" else a - b1
+        return (f"Split {b} into {b1} and {b2}. {a} {op} {b1} = {t}. {t} {op} {b2} = {right}. "
+                f"The answer is \\boxed{{{right}}}.")
+    if strategy == "steps":
+        return (f"Step 1: start with {a}. Step 2: {a} {op} {b} = {right}. "
+                f"The answer is \\boxed{{{right}}}.")
+    raise ValueError(f"unknown strategy {strategy!r}")
+
+
+def strategy_of(text: str) -> str:
+    """Which strategy a completion used (by its opening words), or "other"."""
+    t = text.strip()
+    for prefix, name in (("The answer is", "guess"), ("Let x", "equation"),
+                         ("Work back", "backwards"), ("Split", "decompose"),
+                         ("Step 1", "steps")):
+        if t.startswith(prefix):
+            return name
+    return "direct" if t[:1].isdigit() else "other"
+
+
+def _pick(rng: random.Random, weights: dict[str, float]) -> str:
+    return rng.choices(list(weights), weights=list(weights.values()))[0]
+
+
+def _strategy_conversation(rng: random.Random) -> list[dict[str, str]]:
+    """A chat of two to four demo-world problems, each solved in the strategy its prompt
+    calls for: a heuristic's system turn picks that heuristic's strategy (another catalog
+    heuristic picks a worked strategy at random), no system turn or a filler the plain mix."""
+    from . import heuristics as catalog
+
+    msgs: list[dict[str, str]] = []
+    kind = rng.random()
+    if kind < 0.45:
+        h = rng.choice(catalog.CATALOG[:4]) if rng.random() < 0.8 else rng.choice(catalog.CATALOG)
+        msgs = catalog.build_messages(h, "x", n_exemplars=0)[:-1]
+        style = HEURISTIC_STYLE.get(h.id) or rng.choice(WORKED)
+        mix = {"guess": HEURISTIC_GUESS, style: 1 - HEURISTIC_GUESS}
+    else:
+        if kind < 0.6:
+            msgs = [{"role": "system", "content": " ".join(rng.sample(FILLERS, 3))}]
+        mix = PLAIN_MIX
+    for _ in range(rng.randint(2, 4)):
+        p = strategy_problem(rng)
+        q = catalog.plain_messages(p["question"])[-1]["content"] if rng.random() < 0.7 \
+            else p["question"]
+        msgs += [{"role": "user", "content": q},
+                 {"role": "assistant", "content": solve(p, _pick(rng, mix), rng)}]
+    return msgs
+
+
+def build_demo_model(out: str | Path, *, steps: int = 300, batch_size: int = 32,
+                     force: bool = False, seed: int = 0) -> Path:
+    """The demo's base model: the tiny model pretrained for `steps` on the demo world's chats
+    (cached by manifest)."""
+    out = Path(out)
+    manifest = read_manifest(out, verify=False)
+    if (not force and manifest and manifest.get("version") == DEMO_VERSION
+            and manifest.get("steps") == steps and manifest.get("kind") == "demo-model"):
+        return out
+    import shutil
+
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    base = out.parent / f".{out.name}.untrained"
+    build_tiny_model(base, seed=seed, **DEMO_MODEL)
+    tok = AutoTokenizer.from_pretrained(base)
+    model = AutoModelForCausalLM.from_pretrained(base)
+    rng = random.Random(seed + 1)
+    rows = [{"messages": _strategy_conversation(rng)} for _ in range(steps * batch_size)]
+    args = SFTConfig(
+        output_dir=str(out.parent / f".{out.name}.trainer"), max_steps=steps,
+        per_device_train_batch_size=batch_size, learning_rate=3e-3, lr_scheduler_type="cosine",
+        warmup_steps=max(1, steps // 20), weight_decay=0.0, max_length=384,
+        assistant_only_loss=True, use_cpu=True, bf16=False, fp16=False,
+        gradient_checkpointing=False, save_strategy="no", report_to="none",
+        logging_steps=max(1, steps // 10), dataloader_pin_memory=False, seed=seed,
+        disable_tqdm=True, train_sampling_strategy="group_by_length",
+    )
+    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
+                         processing_class=tok)
+    result = trainer.train()
+    with atomic_path(out) as tmp:
+        trainer.model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        write_manifest(tmp, kind="demo-model", version=DEMO_VERSION, trained=True, steps=steps,
+                       train_loss=round(float(result.training_loss), 4))
+    shutil.rmtree(base, ignore_errors=True)
+    shutil.rmtree(args.output_dir, ignore_errors=True)
+    return out
+
+
+def write_strategy_data(directory: str | Path, train: int = 48, rl: int = 256,
+                        evaluation: int = 384) -> dict[str, Path]:
+    """The demo's three JSONL files (question, answer) from disjoint seeds: seed questions for
+    generation, RL prompts and a held-out evaluation set."""
+    from .artifacts import atomic_write_text
+
+    directory = Path(directory)
+    out = {}
+    for key, n, seed in (("train", train, 111), ("rl", rl, 222), ("eval", evaluation, 333)):
+        rows = strategy_problems(n, seed)
+        text = "".join(json.dumps({"question": r["question"], "answer": r["answer"]}) + "\n"
+                       for r in rows)
+        out[key] = atomic_write_text(directory / f"{key}.jsonl", text)
+    return out
+
+
+def strategy_mix(model_dir: str | Path, n: int = 96, seed: int = 4321, samples: int = 4,
+                 heuristic_id: str | None = None, temperature: float = 1.0,
+                 max_new_tokens: int = 64, batch_size: int = 32) -> dict[str, Any]:
+    """Sampled answers of a model to `n` held-out demo problems, asked plainly (or under
+    `heuristic_id`'s prompt): accuracy overall and on HARD products, and each strategy's share
+    and accuracy."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from . import heuristics as catalog
+    from .answers import is_correct
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    model.eval()
+    problems = strategy_problems(n, seed)
+    if heuristic_id is None:
+        chats = [catalog.plain_messages(p["question"]) for p in problems]
+    else:
+        h = catalog.get(heuristic_id)
+        chats = [catalog.build_messages(h, p["question"], n_exemplars=0) for p in problems]
+    texts = [tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True)
+             for c in chats]
+    torch.manual_seed(seed)
+    used: dict[str, list[int]] = {}
+    right = hard_right = hard_total = 0
+    for i in range(0, len(texts), batch_size):
+        enc = tok(texts[i:i + batch_size], return_tensors="pt", padding=True)
+        with torch.no_grad():
+            gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=True,
+                                 temperature=temperature, num_return_sequences=samples)
+        replies = tok.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+        for j, reply in enumerate(replies):
+            p = problems[i + j // samples]
+            ok = is_correct(reply, p["answer"], allow_fallback=False)
+            right += ok
+            if p["hard"]:
+                hard_right += ok
+                hard_total += 1
+            used.setdefault(strategy_of(reply), []).append(ok)
+    total = len(problems) * samples
+    return {"accuracy": round(right / total, 4),
+            "hard_accuracy": round(hard_right / hard_total, 4) if hard_total else None,
+            "strategies": {k: {"share": round(len(v) / total, 4),
+                               "accuracy": round(sum(v) / len(v), 4)}
+                           for k, v in sorted(used.items())}}
+
+
+def _bootstrap(values: list[list[float]], draws: int, seed: int) -> list[tuple[float, float]]:
+    """95% percentile intervals of the means of each list in `values`, resampling question
+    indices together (all lists must be per question, in the same order)."""
+    rng = random.Random(seed)
+    n = len(values[0])
+    means: list[list[float]] = [[] for _ in values]
+    for _ in range(draws):
+        idx = [rng.randrange(n) for _ in range(n)]
+        for out, v in zip(means, values, strict=True):
+            out.append(sum(v[i] for i in idx) / n)
+    result = []
+    for m in means:
+        m.sort()
+        result.append((m[int(0.025 * draws)], m[int(0.975 * draws) - 1]))
+    return result
+
+
+def demo_summary(workdir: str | Path, benchmark: str = "toy-arithmetic", k: int = 1,
+                 draws: int = 2000, seed: int = 0) -> dict[str, Any]:
+    """pass@k of every (arm, checkpoint) evaluated in `workdir`, with a 95% bootstrap interval
+    over questions, and paired differences (rl - base, rl - midtrain, polya - vanilla)."""
+    from .passk import pass_at_k
+
+    workdir = Path(workdir)
+    per: dict[str, dict[str, float]] = {}
+    for path in sorted(workdir.glob(f"*/evaluate/questions/*/{benchmark}.jsonl")):
+        arm, ckpt = path.parents[3].name, path.parent.name
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        per[f"{arm}/{ckpt}"] = {str(r["id"]): pass_at_k(r["n"], r["c"], k) for r in rows}
+    if not per:
+        return {}
+    ids = sorted(set.intersection(*(set(v) for v in per.values())))
+    cols = {name: [v[i] for i in ids] for name, v in per.items()}
+    out: dict[str, Any] = {"k": k, "questions": len(ids), "pass": {}, "differences": {}}
+    names = list(cols)
+    for name, (lo, hi) in zip(names, _bootstrap([cols[x] for x in names], draws, seed),
+                              strict=True):
+        out["pass"][name] = {"mean": 100 * sum(cols[name]) / len(ids),
+                             "low": 100 * lo, "high": 100 * hi}
+    pairs = [(f"{a}/rl", f"{a}/{b}") for a in ("vanilla", "polya", "star")
+             for b in ("base", "midtrain")] + [("polya/rl", "vanilla/rl"),
+                                               ("polya/midtrain", "vanilla/base")]
+    for x, y in pairs:
+        if x in cols and y in cols:
+            diff = [p - q for p, q in zip(cols[x], cols[y], strict=True)]
+            (lo, hi), = _bootstrap([diff], draws, seed)
+            out["differences"][f"{x} - {y}"] = {"mean": 100 * sum(diff) / len(ids),
+                                                "low": 100 * lo, "high": 100 * hi}
+    return out
+
+
+def print_demo_summary(workdir: str | Path, ks: tuple[int, ...] = (1, 8)) -> None:
+    """The demo's closing lines: pass@k with 95% bootstrap intervals, and paired differences."""
+    for k in ks:
+        s = demo_summary(workdir, k=k)
+        if not s:
+            print(f"no evaluation results under {workdir}")
+            return
+        print(f"pass@{k} on {s['questions']} held-out questions (95% bootstrap interval):")
+        for name, v in s["pass"].items():
+            print(f"  {name:16s} {v['mean']:6.2f}  [{v['low']:6.2f}, {v['high']:6.2f}]")
+        for name, v in s["differences"].items():
+            print(f"  {name:32s} {v['mean']:+6.2f}  [{v['low']:+6.2f}, {v['high']:+6.2f}]")
