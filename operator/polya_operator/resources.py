@@ -109,8 +109,11 @@ def with_defaults(spec: s.PolyaRunSpec,
 
     A field the PolyaRun sets in ``stages.<stage>.resources`` wins; a field it leaves unset
     takes the default (a stage without ``resources`` at all takes every default field, over
-    the contract's built-in GPU count). The result is what the Jobs request and what the
-    spec ConfigMap carries, so the trainer sees the same GPU count as the scheduler.
+    the contract's built-in GPU count). A stage that asks for ``gpus: 0`` where the default
+    has GPUs runs on CPU and takes none of that stage's defaults: they describe a GPU node
+    (the chart's are 32 CPUs and 256Gi), and a CPU pod sized like that would never schedule
+    on a small node. The result is what the Jobs request and what the spec ConfigMap
+    carries, so the trainer sees the same GPU count as the scheduler.
     """
     defaults = default_resources() if defaults is None else defaults
     if not defaults:
@@ -122,6 +125,8 @@ def with_defaults(spec: s.PolyaRunSpec,
         user_set = "resources" in cfg.model_fields_set
         keep = {s.Resources.model_fields[f].alias or f for f in res.model_fields_set} \
             if user_set else set()
+        if "gpus" in keep and res.gpus == 0 and (extra.get("gpus") or 0) > 0:
+            continue  # a CPU stage: the GPU-sized defaults do not apply
         full = res.model_dump(mode="json", by_alias=True, exclude_none=True)
         full.update({k: v for k, v in extra.items() if k not in keep})
         data.setdefault("stages", {}).setdefault(stage, {})["resources"] = full

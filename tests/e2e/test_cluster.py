@@ -90,10 +90,42 @@ BROKEN = {"model": {"name": "/workspace/does-not-exist"}, "arms": ["vanilla"],
                      "evaluate": {"resources": {"gpus": 0}}}}
 
 
+def _refused(call: Callable[[], Any], k8s: Any) -> str:
+    try:
+        call()
+    except k8s.exceptions.ApiException as exc:
+        assert exc.status in (400, 422), exc
+        return str(exc.body)
+    raise AssertionError("the API server accepted it")
+
+
+def test_bad_input_is_refused_at_admission(k8s):
+    """The CRD's schema and CEL rules, evaluated by the real API server (issue 13)."""
+    api = k8s.CustomObjectsApi()
+    model = {"name": "org/model"}
+    assert "metadata.name" in _refused(lambda: create(k8s, "2024-exp", {"model": model}), k8s)
+    assert "spec.model" in _refused(lambda: create(k8s, run_name("nomodel"), {}), k8s)
+    body = _refused(lambda: create(k8s, run_name("bench"), {"model": model, "stages": {
+        "evaluate": {"benchmarks": ["not-a-benchmark"]}}}), k8s)
+    assert "benchmarks" in body
+    # Immutable fields, also when added or removed (transition rules on spec).
+    name = run_name("immut")
+    create(k8s, name, {"model": model, "arms": ["vanilla"], "suspend": True})
+    try:
+        for change in ({"spec": {"storage": {"size": "1Gi"}}},
+                       {"spec": {"dataset": {"source": "x/y"}}}):
+            body = _refused(lambda c=change: api.patch_namespaced_custom_object(
+                G, V, NS, P, name, c), k8s)
+            assert "immutable" in body, body
+    finally:
+        api.delete_namespaced_custom_object(G, V, NS, P, name)
+
+
 def test_invalid_spec_is_rejected_or_reported(k8s):
     name = run_name("bad")
     try:
-        create(k8s, name, {"stages": {"evaluate": {"k": [128], "samples": 4}}})
+        create(k8s, name, {"model": {"name": "org/model"},
+                           "stages": {"evaluate": {"k": [128], "samples": 4}}})
     except k8s.exceptions.ApiException as exc:  # CEL rule or the webhook
         assert exc.status in (400, 422) and "samples" in exc.body
         return

@@ -164,11 +164,11 @@ def test_default_resources_from_the_chart_fill_only_unset_fields(monkeypatch):
 
     monkeypatch.setenv(r.DEFAULT_RESOURCES_ENV, CHART_DEFAULTS)
     sp = p.parse({"model": {"name": "org/model"},
-                 "stages": {"generate": {"resources": {"gpus": 0, "cpu": "2"}}}})
+                 "stages": {"generate": {"resources": {"gpus": 2, "cpu": "2"}}}})
     assert isinstance(sp, s.PolyaRunSpec)
     gen, rl, ev = sp.stages.generate.resources, sp.stages.rl.resources, \
         sp.stages.evaluate.resources
-    assert (gen.gpus, gen.cpu, gen.memory) == (0, "2", "64Gi")  # the run's fields win
+    assert (gen.gpus, gen.cpu, gen.memory) == (2, "2", "64Gi")  # the run's fields win
     assert (rl.gpus, rl.cpu, rl.memory) == (4, "32", "256Gi")  # no resources: all defaults
     assert (ev.gpus, ev.cpu, ev.memory) == (1, None, None)  # no default for this stage
     job = r.job(META, sp, "polya", "rl", 0)
@@ -179,6 +179,15 @@ def test_default_resources_from_the_chart_fill_only_unset_fields(monkeypatch):
     # The spec file the stages read says the same as what the pods request.
     doc = yaml.safe_load(r.configmap(META, sp)["data"]["run.yaml"])
     assert doc["spec"]["stages"]["generate"]["resources"]["memory"] == "64Gi"
+    # A CPU stage (gpus: 0) takes none of the GPU-sized defaults (issue 13: the CPU samples
+    # asked for 32 CPUs and 256Gi and never scheduled).
+    cpu = p.parse({"model": {"name": "org/model"},
+                   "stages": {"generate": {"resources": {"gpus": 0}},
+                              "rl": {"resources": {"gpus": 0, "memory": "4Gi"}}}})
+    assert isinstance(cpu, s.PolyaRunSpec)
+    gen, rl = cpu.stages.generate.resources, cpu.stages.rl.resources
+    assert (gen.gpus, gen.cpu, gen.memory) == (0, None, None)
+    assert (rl.gpus, rl.cpu, rl.memory) == (0, None, "4Gi")
     monkeypatch.delenv(r.DEFAULT_RESOURCES_ENV)
     # unset: the contract's defaults
     assert p.parse({"model": {"name": "m"}}).stages.rl.resources.cpu is None
@@ -217,3 +226,34 @@ def test_the_charts_default_resources_are_accepted():
     sp = r.with_defaults(spec(), defaults)
     assert sp.stages.rl.resources.gpus == defaults["rl"]["gpus"]
     assert sp.stages.midtrain.resources.memory == defaults["midtrain"]["memory"]
+
+
+def test_cpu_samples_fit_a_small_node(monkeypatch):
+    """Every stage of the CPU samples, under the chart's default resources, asks for no GPU
+    and at most 4 CPUs and 16Gi (a kind node or a laptop)."""
+    import sys
+    from pathlib import Path
+
+    from polya_operator import planner as p
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
+    import helm_render
+
+    objs = helm_render.objects(helm_render.render({}))
+    (dep,) = [o for o in objs if o["kind"] == "Deployment"]
+    env = {e["name"]: e.get("value") for e in dep["spec"]["template"]["spec"]["containers"][0][
+        "env"]}
+    monkeypatch.setenv(r.DEFAULT_RESOURCES_ENV, env[r.DEFAULT_RESOURCES_ENV])
+    root = Path(__file__).resolve().parents[2] / "manifests" / "samples"
+    for sample in ("toy-cpu.yaml", "smollm2-cpu.yaml"):
+        for doc in yaml.safe_load_all((root / sample).read_text()):
+            sp = p.parse(doc["spec"])
+            assert isinstance(sp, s.PolyaRunSpec), sp
+            for stage in s.STAGES:
+                job = r.job({**META, "name": doc["metadata"]["name"]}, sp, "polya", stage, 0)
+                res = job["spec"]["template"]["spec"]["containers"][0]["resources"]
+                limits = res.get("limits", {})
+                assert "nvidia.com/gpu" not in limits, (sample, stage, res)
+                assert float(limits.get("cpu", "0")) <= 4, (sample, stage, res)
+                memory = limits.get("memory", "0Gi")
+                assert memory.endswith("Gi") and float(memory[:-2]) <= 16, (sample, stage, res)
