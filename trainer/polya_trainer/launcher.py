@@ -2,14 +2,17 @@
 
 * one process (CPU, one GPU, or an inference stage that shards itself, e.g. vLLM tensor
   parallelism): ``python -m polya_trainer STAGE --spec F --workdir D --arm A``;
-* one node, several GPUs, training stage: ``accelerate launch --num_processes N
-  --num_machines 1 --multi_gpu ... -m polya_trainer STAGE ...`` (one process per GPU);
+* one node, several processes, training stage: ``accelerate launch --num_processes N
+  --num_machines 1 --multi_gpu ... -m polya_trainer STAGE ...``. N is
+  ``resources.processesPerNode`` (Kubeflow TrainJob's numProcPerNode), by default one process
+  per GPU, or 1 without GPUs. Several processes without GPUs train on CPU over gloo (the
+  stage's TrainingArguments set ``use_cpu``, so accelerate picks MULTI_CPU);
 * several nodes: the same with a static rendezvous. The operator runs such a stage as an
   Indexed Job; each pod's machine rank is its completion index (``$(JOB_COMPLETION_INDEX)``:
   the Job controller injects that variable into the container env and Kubernetes expands
   ``$(VAR)`` in command/args) and the main process is pod 0, reached through the headless
   Service named like the Job (``<job>-0.<job>``, i.e. hostname.subdomain).
-  ``--num_processes`` is the total over all machines (nodes x GPUs).
+  ``--num_processes`` is the total over all machines (nodes x processes per node).
 
 Why ``accelerate launch`` (for both cases, one launcher): it is what TRL and the HF Trainer
 document, so its options and environment are the ones they are tested with; it runs the torch
@@ -32,24 +35,36 @@ def stage_args(stage: str, spec_path: str, workdir: str, arm: str) -> list[str]:
     return [stage, "--spec", spec_path, "--workdir", workdir, "--arm", arm]
 
 
+def processes_per_node(gpus: int, processes: int | None = None) -> int:
+    """``resources.processesPerNode``, defaulting to the GPU count, or 1 without GPUs."""
+    if processes is not None and processes < 1:
+        raise ValueError(f"need processesPerNode >= 1 (got {processes})")
+    return processes or max(gpus, 1)
+
+
 def stage_command(stage: str, arm: str, spec_path: str, workdir: str, gpus: int = 0,
                   nodes: int = 1, job_name: str | None = None, port: int = MASTER_PORT,
-                  python: str = "python") -> list[str]:
-    """The container command for one stage attempt (see the module docstring)."""
+                  python: str = "python", processes: int | None = None) -> list[str]:
+    """The container command for one stage attempt (see the module docstring).
+
+    ``processes`` is ``resources.processesPerNode`` (None: the GPU count, or 1).
+    """
     if gpus < 0 or nodes < 1:
         raise ValueError(f"need gpus >= 0 and nodes >= 1 (got gpus={gpus}, nodes={nodes})")
     args = stage_args(stage, spec_path, workdir, arm)
-    distributed = stage in TRAINING_STAGES and (nodes > 1 or gpus > 1)
+    per_node = processes_per_node(gpus, processes)
+    distributed = stage in TRAINING_STAGES and (nodes > 1 or per_node > 1)
     if not distributed:
         if nodes > 1:
             raise ValueError(f"stage {stage!r} runs in one process; it cannot use {nodes} nodes")
         return [python, "-m", "polya_trainer", *args]
-    per_node = max(gpus, 1)
+    # --multi_gpu selects accelerate's torch-elastic launcher; without GPUs the workers still
+    # run on CPU with gloo, because the stage's TrainingArguments say use_cpu.
     launch = ["accelerate", "launch", "--num_processes", str(per_node * nodes),
               "--num_machines", str(nodes), "--multi_gpu", "--mixed_precision", "no",
               "--dynamo_backend", "no"]
     if nodes == 1:
-        return [*launch, "-m", "polya_trainer", *args]
+        return [*launch, "--main_process_port", str(port), "-m", "polya_trainer", *args]
     if not job_name:
         raise ValueError("a multi-node stage needs the Job name for its rendezvous address")
     return [*launch, "--machine_rank", "$(JOB_COMPLETION_INDEX)",
@@ -59,7 +74,8 @@ def stage_command(stage: str, arm: str, spec_path: str, workdir: str, gpus: int 
 
 def launch_command(stage: str, spec_path: str, workdir: str, arm: str, *, gpus: int = 0,
                    nodes: int = 1, job_name: str | None = None,
-                   master_port: int = MASTER_PORT, python: str = "python") -> list[str]:
+                   master_port: int = MASTER_PORT, python: str = "python",
+                   processes: int | None = None) -> list[str]:
     """Same as :func:`stage_command` with the earlier argument order (kept for callers)."""
     return stage_command(stage, arm, spec_path, workdir, gpus, nodes, job_name, master_port,
-                         python)
+                         python, processes)

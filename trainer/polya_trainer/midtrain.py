@@ -106,7 +106,7 @@ def sft_config(spec: PolyaRunSpec, output_dir: str | Path) -> Any:
         "completion_only_loss": True,
         "report_to": "none",
         "disable_tqdm": True,
-        **T.device_args(),
+        **T.device_args(spec.model, lora=cfg.lora is not None),
     }
     return T.build_config(STAGE, SFTConfig, ours, user)
 
@@ -135,7 +135,7 @@ def build_trainer(spec: PolyaRunSpec, arm: str, workdir: str | Path, reporter: R
     if not getattr(tok, "chat_template", None):
         raise ValueError(f"the tokenizer of {spec.model.name!r} has no chat template; "
                          "mid-training formats prompts as chat messages")
-    model = load_causal_lm(T.training_model_spec(spec.model))
+    model = load_causal_lm(T.training_model_spec(spec.model, lora=cfg.lora is not None))
     callback = T.make_callback(reporter, flag)
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tok,
                          peft_config=lora_config(cfg) if cfg.lora else None,

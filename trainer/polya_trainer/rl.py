@@ -129,7 +129,7 @@ def grpo_config(spec: PolyaRunSpec, output_dir: str | Path) -> Any:
         # The pinned template date (prompts.CHAT_TEMPLATE_KWARGS): rollouts see the prompt ids
         # generation and evaluation see.
         "chat_template_kwargs": dict(CHAT_TEMPLATE_KWARGS),
-        **T.device_args(),
+        **T.device_args(spec.model),
     }
     return T.build_config(STAGE, GRPOConfig, ours, user)
 

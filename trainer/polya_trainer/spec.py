@@ -198,6 +198,10 @@ class Resources(Spec):
     """GPUs per node (`nvidia.com/gpu`). Several GPUs start one process per GPU."""
     nodes: int = Field(1, ge=1, le=64)
     """Nodes for the stage; more than one makes an Indexed Job with a rendezvous."""
+    processes_per_node: int | None = Field(None, ge=1, le=64)
+    """Processes per node of a training stage (midtrain, rl), like Kubeflow TrainJob's
+    numProcPerNode. Unset: the GPU count, or 1 without GPUs; more than 1 without GPUs trains on
+    CPU with the gloo backend. generate and evaluate always run one process."""
     gpu_resource: str = Field("nvidia.com/gpu", max_length=253)
     """Extended resource name for the accelerator."""
     cpu: Quantity | None = None

@@ -4,9 +4,12 @@
   unknown keys are refused with the field path and close matches; keys the stage derives from
   the spec (``PROTECTED``) are refused with the spec field to use instead. Keys in
   ``OVERRIDABLE`` are defaults we choose and a user may change.
-* **Device arguments**: CPU gets ``use_cpu``, no bf16, no gradient checkpointing, no pinned
-  memory (TRL defaults to bf16 and gradient checkpointing); a GPU gets bf16 where supported,
-  else fp16 autocast over float32 weights.
+* **Device arguments and precision** (:func:`precision_plan`): CPU gets ``use_cpu``, float32,
+  no bf16, no gradient checkpointing, no pinned memory (TRL defaults to bf16 and gradient
+  checkpointing). On a GPU a full fine-tune loads float32 master weights and computes under
+  bf16 autocast (fp16 where bf16 is unsupported), so AdamW's state and updates stay float32;
+  several GPUs shard weights, gradients and optimizer state with FSDP
+  (:func:`sharding_args`). LoRA keeps half-precision frozen weights and float32 adapters.
 * **Checkpoints**: HF Trainer's own ``checkpoint-N`` directories under
   ``<workdir>/<arm>/<stage>/checkpoints``. The Trainer writes ``trainer_state.json`` last but
   not atomically, so after each save :class:`StageCallback` also writes a marker
@@ -85,7 +88,8 @@ GRPO_PROTECTED: dict[str, str] = {
 OVERRIDABLE = ("lr_scheduler_type", "warmup_steps", "logging_steps",
                "save_total_limit", "bf16", "fp16", "gradient_checkpointing",
                "dataloader_pin_memory", "report_to", "completion_only_loss", "loss_type",
-               "scale_rewards", "use_vllm", "vllm_mode", "vllm_gpu_memory_utilization")
+               "scale_rewards", "use_vllm", "vllm_mode", "vllm_gpu_memory_utilization",
+               "fsdp", "fsdp_config")
 
 
 class Preempted(SystemExit):
@@ -168,27 +172,81 @@ def cuda_bf16() -> tuple[bool, bool]:
     return True, bool(torch.cuda.is_bf16_supported())
 
 
-def device_args() -> dict[str, Any]:
-    """Trainer arguments that depend on the hardware."""
+@dataclasses.dataclass(frozen=True)
+class Precision:
+    """How a training stage holds and computes its weights.
+
+    ``load_dtype``: the dtype the trainable model is loaded in (the optimizer's master weights
+    for a full fine-tune). ``bf16``/``fp16``: the Trainer's autocast (mixed precision) flags.
+    """
+
+    load_dtype: str
+    bf16: bool
+    fp16: bool
+
+
+def precision_plan(dtype: str, *, lora: bool, cuda: bool, bf16_supported: bool) -> Precision:
+    """Precision of a training stage (pure, so the GPU decision is testable anywhere).
+
+    A full fine-tune keeps float32 master weights and computes under autocast: AdamW then
+    keeps its state and applies its updates in float32, so a 1e-6 learning rate is not
+    rounded away (a bf16 weight near 1 moves only in steps of 2^-8). ``spec.model.dtype``
+    chooses the compute dtype: ``auto``/``bfloat16`` -> bf16 autocast where the GPU supports
+    it, else fp16 autocast (with loss scaling); ``float32`` -> no autocast. A LoRA stage
+    trains float32 adapters over frozen base weights, which may stay in the compute dtype.
+    On CPU: float32 and no autocast.
+    """
+    if not cuda:
+        keep = lora and dtype in ("bfloat16", "float32")
+        return Precision(dtype if keep else "float32", False, False)
+    if dtype == "float32":
+        return Precision("float32", False, False)
+    half = "bfloat16" if dtype in ("auto", "bfloat16") and bf16_supported else "float16"
+    if lora:
+        return Precision(half, half == "bfloat16", half == "float16")
+    return Precision("float32", half == "bfloat16", half == "float16")
+
+
+def stage_precision(model: ModelSpec, lora: bool = False) -> Precision:
+    """:func:`precision_plan` on this machine's hardware."""
     cuda, bf16 = cuda_bf16()
+    return precision_plan(model.dtype, lora=lora, cuda=cuda, bf16_supported=bf16)
+
+
+def device_args(model: ModelSpec, lora: bool = False) -> dict[str, Any]:
+    """Trainer arguments that depend on the hardware (and the precision plan)."""
+    cuda, _ = cuda_bf16()
     if not cuda:
         return {"use_cpu": True, "bf16": False, "fp16": False, "gradient_checkpointing": False,
                 "dataloader_pin_memory": False}
-    return {"bf16": bf16, "fp16": not bf16}
+    plan = stage_precision(model, lora)
+    return {"bf16": plan.bf16, "fp16": plan.fp16, **sharding_args(lora)}
 
 
-def training_model_spec(model: ModelSpec) -> ModelSpec:
-    """The model spec to load trainable weights with.
+def sharding_args(lora: bool, processes: int | None = None) -> dict[str, Any]:
+    """FSDP (through the Trainer's accelerate integration) for multi-GPU full fine-tunes.
 
-    ``auto`` means bf16 weights on a bf16 GPU and float32 elsewhere; float16 weights are
-    trained as float32 under fp16 autocast (pure fp16 weights cannot be unscaled).
+    Each rank then holds 1/N of the float32 weights, gradients and AdamW state (FULL_SHARD,
+    one FSDP unit per decoder layer), which is what makes float32 master weights fit beside
+    a colocated vLLM engine (docs/memory-plan.md). Activation checkpointing is FSDP's own
+    (``fsdp_config.activation_checkpointing``), so the Trainer's gradient_checkpointing is
+    off. LoRA stages and single-process stages stay plain (DDP or one process).
+    trainerArgs may override ``fsdp``/``fsdp_config`` (``fsdp: false`` turns it off).
     """
-    cuda, bf16 = cuda_bf16()
-    if model.dtype == "float16" or (model.dtype == "auto" and not (cuda and bf16)):
-        return model.model_copy(update={"dtype": "float32"})
-    if model.dtype == "auto":
-        return model.model_copy(update={"dtype": "bfloat16"})
-    return model
+    n = world_size() if processes is None else processes
+    if lora or n < 2:
+        return {}
+    return {"fsdp": True,
+            "fsdp_config": {"version": 2, "auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
+                            "reshard_after_forward": True,
+                            "activation_checkpointing": True, "cpu_ram_efficient_loading": True,
+                            "state_dict_type": "FULL_STATE_DICT"},
+            "gradient_checkpointing": False}
+
+
+def training_model_spec(model: ModelSpec, lora: bool = False) -> ModelSpec:
+    """The model spec to load trainable weights with (see :func:`precision_plan`)."""
+    return model.model_copy(update={"dtype": stage_precision(model, lora).load_dtype})
 
 
 def world_size() -> int:
@@ -449,7 +507,18 @@ def finish_stage(workdir: str | Path, arm: str, stage: str, metrics: dict[str, A
         write_manifest(directory, files=[METRICS_FILE], outputs=outputs,
                        metrics={k: v for k, v in metrics.items()
                                 if isinstance(v, (int, float)) and not isinstance(v, bool)})
+    process_barrier()  # the other ranks return only once the manifest exists
     return outputs
+
+
+def process_barrier() -> None:
+    """Wait for every process of the stage (no-op without torch.distributed)."""
+    try:
+        import torch.distributed as dist
+    except ImportError:  # pragma: no cover
+        return
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.barrier()
 
 
 def summary(result: Any, trainer: Any, callback: Any, resumed: int | None) -> dict[str, Any]:
@@ -459,6 +528,7 @@ def summary(result: Any, trainer: Any, callback: Any, resumed: int | None) -> di
         "train_loss": float(result.training_loss),
         "resumed_from_step": resumed,
         "steps_this_run": int(callback.steps_this_run),
+        "processes": world_size(),
         "train_runtime": float(result.metrics.get("train_runtime", 0.0)),
         "first_log": callback.first_logs,
         "last_log": callback.last_logs,
