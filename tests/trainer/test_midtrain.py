@@ -335,3 +335,85 @@ def test_incomplete_checkpoints_are_ignored_and_pruned(tmp_path: Path) -> None:
     assert removed == {"checkpoint-6", "checkpoint-8", "checkpoint-10"}
     assert T.newest_checkpoint(tmp_path) == good
     assert T.newest_checkpoint(tmp_path / "absent") is None
+
+
+# --------------------------------------------------------------------------- precision
+
+
+@pytest.mark.parametrize(("dtype", "lora", "cuda", "bf16", "want"), [
+    # A full fine-tune on a GPU: float32 master weights, half-precision autocast.
+    ("auto", False, True, True, ("float32", True, False)),
+    ("bfloat16", False, True, True, ("float32", True, False)),
+    ("auto", False, True, False, ("float32", False, True)),  # e.g. V100/T4: fp16 autocast
+    ("float16", False, True, True, ("float32", False, True)),
+    ("float32", False, True, True, ("float32", False, False)),
+    # LoRA: frozen base weights may stay half precision; adapters are float32 (peft).
+    ("auto", True, True, True, ("bfloat16", True, False)),
+    ("auto", True, True, False, ("float16", False, True)),
+    # CPU: float32, no autocast.
+    ("auto", False, False, False, ("float32", False, False)),
+    ("bfloat16", False, False, False, ("float32", False, False)),
+])
+def test_precision_plan(dtype: str, lora: bool, cuda: bool, bf16: bool,
+                        want: tuple[str, bool, bool]) -> None:
+    plan = T.precision_plan(dtype, lora=lora, cuda=cuda, bf16_supported=bf16)
+    assert (plan.load_dtype, plan.bf16, plan.fp16) == want
+
+
+def test_gpu_decision_loads_float32_and_shards_with_fsdp(tiny_model_dir: Path,
+                                                          monkeypatch: pytest.MonkeyPatch,
+                                                          ) -> None:
+    """What a bf16 GPU would get, with the hardware probe answered as on an A100/H100."""
+    monkeypatch.setattr(T, "cuda_bf16", lambda: (True, True))
+    spec = make_spec(tiny_model_dir).model.model_copy(update={"dtype": "auto"})
+    assert T.training_model_spec(spec).dtype == "float32"
+    assert T.training_model_spec(spec, lora=True).dtype == "bfloat16"
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    args = T.device_args(spec)
+    assert (args["bf16"], args["fp16"], args["fsdp"]) == (True, False, True)
+    assert args["fsdp_config"]["version"] == 2 and not args["gradient_checkpointing"]
+    assert "fsdp" not in T.device_args(spec, lora=True)  # LoRA stays DDP
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert "fsdp" not in T.device_args(spec)
+
+
+def _one_step(spec: PolyaRunSpec, workdir: Path) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """(trainer, weights before, weights after) of one real SFTTrainer step."""
+    from polya_trainer import midtrain
+
+    trainer, _, _ = midtrain.build_trainer(spec, "polya", workdir, Reporter("midtrain"))
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    trainer.train()
+    after = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    return trainer, before, after
+
+
+def _changed(before: dict[str, Any], after: dict[str, Any]) -> float:
+    moved = sum(int((after[n] != before[n]).sum()) for n in before)
+    return moved / sum(t.numel() for t in before.values())
+
+
+def test_master_weights_and_optimizer_state_are_float32_under_bf16_autocast(
+        tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real SFTTrainer step with bf16 autocast (on CPU) at the paper's RL learning rate,
+    1e-6: the weights and AdamW's exp_avg/exp_avg_sq are float32 and nearly every weight moves.
+    Loaded in bf16 (the old behaviour), the same step rounds almost every update away."""
+    import torch
+
+    write_generated(tmp_path / "a", "polya", n=8)
+    spec = make_spec(tiny_model_dir, learningRate=1e-6, maxSteps=1, perDeviceBatchSize=4,
+                     trainerArgs={"bf16": True, "warmup_steps": 0})
+    spec.model.dtype = "bfloat16"  # the compute dtype asked for; the plan keeps fp32 masters
+    trainer, before, after = _one_step(spec, tmp_path / "a")
+    assert trainer.args.bf16
+    assert {p.dtype for p in trainer.model.parameters()} == {torch.float32}
+    state = [s for s in trainer.optimizer.state.values() if s]
+    assert state and {s[k].dtype for s in state for k in ("exp_avg", "exp_avg_sq")} == {
+        torch.float32}
+    assert _changed(before, after) > 0.9
+
+    write_generated(tmp_path / "b", "polya", n=8)
+    monkeypatch.setattr(T, "training_model_spec", lambda model, lora=False: model)
+    trainer, before, after = _one_step(spec, tmp_path / "b")
+    assert {p.dtype for p in trainer.model.parameters()} == {torch.bfloat16}
+    assert _changed(before, after) < 0.1
