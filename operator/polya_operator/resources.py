@@ -33,7 +33,10 @@ KUEUE_QUEUE = "kueue.x-k8s.io/queue-name"
 SPEC_DIR = "/etc/polya"
 SPEC_FILE = f"{SPEC_DIR}/run.yaml"
 PROGRESS_DIR = "/polya/progress"
-PROGRESS_FILE = f"{PROGRESS_DIR}/progress.json"
+PROGRESS_FILE = f"{PROGRESS_DIR}/progress.json"  # live progress, replaced atomically
+# The kubelet bind-mounts a host file here, so the trainer writes it in place (a rename onto
+# it fails with EBUSY); it is a path of its own, never the progress file.
+TERMINATION_MESSAGE_PATH = "/dev/termination-log"
 METRICS_PORT = 9400
 DEFAULT_IMAGE = "ghcr.io/polyarun/trainer:0.1.0"
 DEFAULT_STORAGE = "100Gi"
@@ -137,8 +140,10 @@ def job_name(run: str, arm: str, stage: str, attempt: int) -> str:
     return f"{run}-{arm}-{stage}-{attempt}"
 
 
-def spec_configmap_name(run: str) -> str:
-    return f"{run}-spec"
+def spec_configmap_name(run: str, generation: int | None = None) -> str:
+    """The spec snapshot of one spec generation: ``<run>-spec`` for the first,
+    ``<run>-spec-<generation>`` after each edit (see ``configmap``)."""
+    return f"{run}-spec" if (generation or 1) == 1 else f"{run}-spec-{generation}"
 
 
 def workspace_claim_name(run: str) -> str:
@@ -190,13 +195,20 @@ def creates_claim(spec: s.PolyaRunSpec) -> bool:
 
 
 def configmap(meta: dict[str, Any], spec: s.PolyaRunSpec) -> dict[str, Any]:
-    """The resolved PolyaRun (defaults filled in) that every stage reads at SPEC_FILE."""
+    """The resolved PolyaRun (defaults filled in) that every stage reads at SPEC_FILE.
+
+    One immutable ConfigMap per spec generation, and each Job mounts the one of the
+    generation it was created under: a pod that replaces a preempted one (same Job, same pod
+    template) reads the spec its attempt started with, never a later edit. A ConfigMap
+    volume follows updates of its object (the kubelet refreshes it), so rewriting one in
+    place would change a running attempt's spec under it.
+    """
     doc = {"apiVersion": s.API_VERSION, "kind": s.KIND,
            "metadata": {"name": meta["name"], "namespace": meta.get("namespace")},
            "spec": spec.dump()}
-    return {"apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": _meta(meta, spec_configmap_name(meta["name"]), "spec"),
-            "data": {"run.yaml": yaml_json(doc)}}
+    name = spec_configmap_name(meta["name"], meta.get("generation"))
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(meta, name, "spec"),
+            "immutable": True, "data": {"run.yaml": yaml_json(doc)}}
 
 
 def pvc(meta: dict[str, Any], spec: s.PolyaRunSpec) -> dict[str, Any]:
@@ -246,6 +258,7 @@ def _resources(res: s.Resources) -> dict[str, Any]:
 def _env(spec: s.PolyaRunSpec, arm: str, stage: str, nodes: int) -> list[dict[str, Any]]:
     env: list[dict[str, Any]] = [
         {"name": "POLYA_PROGRESS_FILE", "value": PROGRESS_FILE},
+        {"name": "POLYA_TERMINATION_MESSAGE_PATH", "value": TERMINATION_MESSAGE_PATH},
         {"name": "POLYA_METRICS_PORT", "value": str(METRICS_PORT)},
         {"name": "POLYA_ARM", "value": arm},
         {"name": "POLYA_STAGE", "value": stage},
@@ -272,7 +285,8 @@ def _volumes(meta: dict[str, Any], spec: s.PolyaRunSpec) -> list[dict[str, Any]]
         claim = spec.storage.pvc or workspace_claim_name(meta["name"])
         workspace = {"name": "workspace", "persistentVolumeClaim": {"claimName": claim}}
     return [
-        {"name": "spec", "configMap": {"name": spec_configmap_name(meta["name"])}},
+        {"name": "spec", "configMap": {"name": spec_configmap_name(
+            meta["name"], meta.get("generation"))}},
         workspace,
         {"name": "tmp", "emptyDir": {}},
         {"name": "hf-cache", "emptyDir": {}},
@@ -311,7 +325,7 @@ def job(meta: dict[str, Any], spec: s.PolyaRunSpec, arm: str, stage: str, attemp
             {"name": "progress", "mountPath": PROGRESS_DIR},
             {"name": "dshm", "mountPath": "/dev/shm"},
         ],
-        "terminationMessagePath": PROGRESS_FILE,
+        "terminationMessagePath": TERMINATION_MESSAGE_PATH,
         "terminationMessagePolicy": "File",
         "securityContext": {
             "runAsNonRoot": True, "runAsUser": RUN_AS, "runAsGroup": RUN_AS,

@@ -50,7 +50,12 @@ def test_job_is_valid_and_restricted():
     sc = c["securityContext"]
     assert sc["runAsNonRoot"] and sc["readOnlyRootFilesystem"] and \
         sc["capabilities"] == {"drop": ["ALL"]} and not sc["allowPrivilegeEscalation"]
-    assert c["terminationMessagePath"] == env(job)["POLYA_PROGRESS_FILE"]["value"]
+    # The termination message is a path of its own (the kubelet bind-mounts a file there, so
+    # the atomically replaced progress file cannot be it) and the trainer is told where.
+    assert c["terminationMessagePath"] == env(job)["POLYA_TERMINATION_MESSAGE_PATH"]["value"]
+    assert c["terminationMessagePath"] != env(job)["POLYA_PROGRESS_FILE"]["value"]
+    mounts = {m["mountPath"] for m in c["volumeMounts"]}
+    assert env(job)["POLYA_PROGRESS_FILE"]["value"].rsplit("/", 1)[0] in mounts  # writable
     assert env(job)["HF_TOKEN"]["valueFrom"] == {"secretKeyRef": {"name": "hf", "key": "tok"}}
     assert "value" not in env(job)["HF_TOKEN"]
     assert pod["nodeSelector"] == {"gpu": "a100"} and pod["priorityClassName"] == "train"

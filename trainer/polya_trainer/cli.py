@@ -84,12 +84,21 @@ def _cmd_stage(args: argparse.Namespace) -> int:
 
     run = s.load_runs(args.spec)[0]
     reporter = Reporter(args.stage, args.arm)
+    reporter.install_sigterm()  # the termination message is written on SIGTERM too
     try:
         outputs = run_stage(args.stage, run.spec, args.arm, Path(args.workdir), reporter)
     except Exception as exc:  # the reporter already holds the reason for the operator
+        reporter.write_termination_message("Failed", reason=type(exc).__name__)
         print(f"stage {args.stage} ({args.arm}) failed: {type(exc).__name__}: {exc}",
               file=sys.stderr)
         return 1
+    except SystemExit as exc:  # SIGTERM: a training stage saved a checkpoint (Suspended)
+        reason = "Preempted" if reporter.snapshot()["state"] == "Suspended" else "SIGTERM"
+        reporter.write_termination_message("Terminated", reason=reason)
+        raise exc
+    finally:
+        reporter.close()
+    reporter.write_termination_message(reason="Completed")
     print(json.dumps({"stage": args.stage, "arm": args.arm, "outputs": outputs}))
     return 0
 

@@ -1,17 +1,32 @@
-"""Progress flows one way: the trainer writes a small JSON file atomically and serves it.
+"""Progress flows one way: the trainer writes small JSON files and serves its progress.
 
-* ``progress.json`` (path from ``POLYA_PROGRESS_FILE``): read by the local runner and, as the
-  Pod's ``terminationMessagePath``, by the operator after the container exits (so it is kept
-  under the 4 KiB termination-message limit).
+* ``progress.json`` (path from ``POLYA_PROGRESS_FILE``; in a pod a file in the ``progress``
+  emptyDir): the live snapshot, replaced atomically (temp file + rename) at most every
+  ``min_interval`` seconds. Read by the local runner.
+* The **termination message** (path from ``POLYA_TERMINATION_MESSAGE_PATH``, which the
+  operator sets to the container's ``terminationMessagePath``, ``/dev/termination-log``): a
+  compact final state written once at exit (and on SIGTERM), **in place** (opened
+  ``O_WRONLY|O_TRUNC``, never renamed over: the kubelet bind-mounts its own host file on that
+  path, and ``rename(2)`` onto a mount point fails with EBUSY). At most 4096 bytes (the
+  kubelet keeps only the last 4096, ``MaxContainerTerminationMessageLength``). The operator
+  reads it from ``status.containerStatuses[].state.terminated.message`` (see
+  ``polya_operator.planner.parse_progress``): ``stage``, ``arm``, ``state``, ``reason``,
+  ``message``, ``progress``, ``done``/``total``, a few ``metrics`` and the ``outputs``.
 * ``GET /progress`` and ``GET /metrics`` on ``POLYA_METRICS_PORT``: read by the operator and
   Prometheus while the stage runs. Pods never talk to the Kubernetes API.
+
+In a multi-process stage (``accelerate launch``/torchrun set ``RANK``), only the main
+process (rank 0) reports: the others write no file and bind no port.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import math
 import os
+import signal
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,6 +39,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from .artifacts import atomic_write_text
 
 TERMINATION_LIMIT = 4096
+TERMINATION_ENV = "POLYA_TERMINATION_MESSAGE_PATH"
+TERMINATION_METRICS = 8  # figures kept in the termination message
 REGISTRY = CollectorRegistry(auto_describe=True)
 _L = ("arm", "stage")
 
@@ -57,6 +74,23 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
+def process_rank() -> int:
+    """This process's rank: ``RANK`` (torchrun/accelerate, global), else ``LOCAL_RANK``,
+    else 0 (a single process)."""
+    for var in ("RANK", "LOCAL_RANK"):
+        value = os.environ.get(var, "").strip()
+        if value:
+            try:
+                return int(value)
+            except ValueError:
+                continue
+    return 0
+
+
+def is_main_process() -> bool:
+    return process_rank() == 0
+
+
 class Reporter:
     """Progress of one (arm, stage): a file, Prometheus gauges and an HTTP endpoint.
 
@@ -65,12 +99,18 @@ class Reporter:
     """
 
     def __init__(self, stage: str, arm: str = "polya", path: str | Path | None = None,
-                 port: int | None = None, min_interval: float = 1.0, echo: bool = False):
+                 port: int | None = None, min_interval: float = 1.0, echo: bool = False,
+                 termination_path: str | Path | None = None, main: bool | None = None):
         self.stage, self.arm = stage, arm
+        self.main = is_main_process() if main is None else main
         env_path = os.environ.get("POLYA_PROGRESS_FILE")
-        self.path = Path(path) if path else (Path(env_path) if env_path else None)
+        term = termination_path or os.environ.get(TERMINATION_ENV) or None
+        # Ranks other than 0 stay silent: no progress file, no termination message, no port.
+        self.path = (Path(path) if path else (Path(env_path) if env_path else None)) \
+            if self.main else None
+        self.termination_path = Path(term) if term and self.main else None
         self.min_interval = min_interval
-        self.echo = echo
+        self.echo = echo and self.main
         self.listeners: list[Any] = []  # callables(snapshot) e.g. progress bars
         self._lock = threading.Lock()
         self._last_write = 0.0
@@ -82,7 +122,7 @@ class Reporter:
         }
         self._server: ThreadingHTTPServer | None = None
         port = port if port is not None else int(os.environ.get("POLYA_METRICS_PORT", "0") or 0)
-        if port:
+        if port and self.main:
             self.serve(port)
 
     # ------------------------------------------------------------------ updates
@@ -129,6 +169,36 @@ class Reporter:
                 if self.state["total"]:
                     self.state["done"] = self.state["total"]
         self._publish(force=True)
+
+    def write_termination_message(self, state: str | None = None, reason: str = "",
+                                  message: str | None = None) -> str | None:
+        """Write the final state to the termination-message file in place; returns the text.
+
+        ``state`` overrides the snapshot's state when the stage did not finish (e.g.
+        ``Terminated`` on SIGTERM, ``Failed`` on an uncaught error). No-op without a path.
+        """
+        if self.termination_path is None:
+            return None
+        snap = self.snapshot()
+        if state and snap["state"] == "Running":
+            snap["state"] = state
+        if message is not None and snap["state"] != "Succeeded":
+            snap["message"] = message
+        text = termination_message(snap, reason)
+        write_in_place(self.termination_path, text)
+        return text
+
+    def install_sigterm(self, exit_code: int = 143) -> None:
+        """On SIGTERM (Kubernetes stopping the pod), write the termination message and exit
+        with 128 + SIGTERM. Training replaces this handler while it runs (it saves a
+        checkpoint first and reports state Suspended) and restores it afterwards."""
+        def handler(signum: int, frame: Any) -> None:
+            self.write_termination_message("Terminated", reason="SIGTERM",
+                                           message="stopped by SIGTERM")
+            raise SystemExit(exit_code)
+
+        with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
+            signal.signal(signal.SIGTERM, handler)
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
@@ -207,6 +277,42 @@ def compact(snap: dict[str, Any], limit: int = TERMINATION_LIMIT) -> str:
         snap["outputs"] = {}
         text = json.dumps(snap, separators=(",", ":"))
     return text
+
+
+def termination_message(snap: dict[str, Any], reason: str = "",
+                        limit: int = TERMINATION_LIMIT) -> str:
+    """The compact final state the operator reads from ``terminated.message``."""
+    metrics = snap.get("metrics") or {}
+    keep = [k for k in FIGURES if k in metrics] + sorted(k for k in metrics if k not in FIGURES)
+    doc = {"stage": snap.get("stage"), "arm": snap.get("arm"), "state": snap.get("state"),
+           "reason": reason or snap.get("state") or "",
+           "message": str(snap.get("message") or "")[:512],
+           "progress": snap.get("progress"), "done": snap.get("done"),
+           "total": snap.get("total"), "unit": snap.get("unit"),
+           "metrics": {k: metrics[k] for k in keep[:TERMINATION_METRICS]},
+           "outputs": snap.get("outputs") or {}, "finishedAt": _now()}
+    return compact(doc, limit)
+
+
+def write_in_place(path: str | Path, text: str) -> None:
+    """Overwrite a file without replacing it (its inode, and so a bind mount on it, stays):
+    ``open(O_WRONLY|O_TRUNC)``, created when absent (outside a pod)."""
+    data = text.encode()
+    fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CREAT, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            try:
+                n = os.write(fd, view)
+            except OSError as exc:
+                if exc.errno == errno.EINTR:
+                    continue
+                raise
+            view = view[n:]
+        with contextlib.suppress(OSError):  # e.g. a file system without fsync
+            os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def read_progress(path: str | Path) -> dict[str, Any] | None:
