@@ -22,12 +22,13 @@ from polya_trainer.spec import AnswersSpec, PolyaRunSpec, SpecError
 
 def make_spec(model_dir: Path, problems: Path, arms: list[str] | None = None,
               **stage: Any) -> PolyaRunSpec:
+    generate = stage.pop("generate", {"backend": "hf"})
     rl_cfg = {"dataset": {"source": str(problems), **stage.pop("dataset", {})}, "numGenerations": 4,
               "perDeviceBatchSize": 8, "maxCompletionLength": 40, "learningRate": 5e-4,
               "saveSteps": 1000, "maxSteps": 2, **stage}
     return PolyaRunSpec.model_validate({
         "model": {"name": str(model_dir), "dtype": "float32"}, "arms": arms or ["vanilla"],
-        "seed": 5, "stages": {"rl": rl_cfg, "generate": {"backend": "hf"}}})
+        "seed": 5, "stages": {"rl": rl_cfg, "generate": generate}})
 
 
 def test_rewards_use_the_verifier() -> None:
@@ -171,3 +172,66 @@ def test_vanilla_arm_starts_from_the_base_model(tiny_model_dir: Path, problems_f
     from polya_trainer.training import checkpoints_dir, newest_checkpoint
 
     assert newest_checkpoint(checkpoints_dir(tmp_path, "vanilla", "rl")).name == "checkpoint-2"
+
+
+# --------------------------------------------------------------------------- no silent fallback
+
+
+def _no_vllm() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vllm is importable in this venv; the missing-engine case needs a venv "
+                    "without it (the project's .venv)")
+
+
+def test_vllm_asked_for_but_missing_is_invalid_config(tiny_model_dir: Path, problems_file: Path,
+                                                       tmp_path: Path) -> None:
+    """generate.backend vllm without vllm: rl refuses to fall back to HF generate, and every
+    stage that asks for vLLM names the field; trainerArgs.use_vllm=false opts out."""
+    from polya_trainer.models import require_engine
+
+    _no_vllm()
+    spec = make_spec(tiny_model_dir, problems_file, generate={"backend": "vllm"})
+    with pytest.raises(SpecError) as err:
+        rl.grpo_config(spec, tmp_path)
+    assert err.value.errors[0][0] == "spec.stages.generate.backend"
+    assert "vllm cannot be imported" in err.value.errors[0][1]
+    for stage in ("generate", "rl"):
+        with pytest.raises(SpecError):
+            require_engine(spec, stage)
+    require_engine(spec, "midtrain")
+    hf = make_spec(tiny_model_dir, problems_file, trainerArgs={"use_vllm": False},
+                   generate={"backend": "vllm"})
+    assert rl.grpo_config(hf, tmp_path).use_vllm is False
+    forced = make_spec(tiny_model_dir, problems_file, trainerArgs={"use_vllm": True})
+    with pytest.raises(SpecError, match=r"trainerArgs\.use_vllm"):
+        rl.grpo_config(forced, tmp_path)
+
+
+def test_missing_vllm_exits_2_which_the_job_fails_without_retry(
+        tiny_model_dir: Path, problems_file: Path, tmp_path: Path) -> None:
+    """The pod entrypoint exits 2, the code the Job's podFailurePolicy turns into FailJob
+    (reported as InvalidConfig, not retried)."""
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+    from polya_operator import resources as R
+
+    _no_vllm()
+    spec = make_spec(tiny_model_dir, problems_file, generate={"backend": "vllm"})
+    meta = {"name": "nv", "namespace": "t", "uid": "u"}
+    (tmp_path / "run.yaml").write_text(R.configmap(meta, spec)["data"]["run.yaml"])
+    proc = subprocess.run([sys.executable, "-m", "polya_trainer", "rl", "--spec",
+                           str(tmp_path / "run.yaml"), "--workdir", str(tmp_path / "w"),
+                           "--arm", "vanilla"], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "POLYA_PROGRESS_FILE": str(tmp_path / "p.json")})
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "spec.stages.generate.backend: asks for vLLM" in proc.stderr
+    rules = R.job(meta, spec, "vanilla", "rl", 0, image="i")["spec"]["podFailurePolicy"]["rules"]
+    assert {"action": "FailJob", "onExitCodes": {"containerName": "trainer", "operator": "In",
+                                                 "values": [2]}} in rules
+    assert not (tmp_path / "w" / "vanilla" / "rl" / "checkpoints").exists()
+    assert yaml.safe_load((tmp_path / "run.yaml").read_text())["kind"] == "PolyaRun"

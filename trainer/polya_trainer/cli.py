@@ -91,7 +91,9 @@ def _cmd_stage(args: argparse.Namespace) -> int:
         reporter.write_termination_message("Failed", reason=type(exc).__name__)
         print(f"stage {args.stage} ({args.arm}) failed: {type(exc).__name__}: {exc}",
               file=sys.stderr)
-        return 1
+        # 2: a configuration the image cannot run (the Job's podFailurePolicy fails the Job
+        # at once and the operator reports InvalidConfig); 1: anything else, retried.
+        return 2 if isinstance(exc, s.SpecError) else 1
     except SystemExit as exc:  # SIGTERM: a training stage saved a checkpoint (Suspended)
         reason = "Preempted" if reporter.snapshot()["state"] == "Suspended" else "SIGTERM"
         reporter.write_termination_message("Terminated", reason=reason)

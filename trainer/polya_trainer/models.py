@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from .artifacts import is_complete
-from .spec import ModelSpec, PolyaRunSpec
+from .spec import ModelSpec, PolyaRunSpec, SpecError
 
 
 class ModelError(RuntimeError):
@@ -106,3 +106,33 @@ def load_causal_lm(model: ModelSpec, name: str | None = None, device: str | None
     if device:
         lm.to(device)
     return lm
+
+
+def vllm_field(spec: PolyaRunSpec, stage: str) -> str | None:
+    """The spec field through which `stage` asks for vLLM, or None when it does not."""
+    if stage == "generate" and spec.stages.generate.backend == "vllm":
+        return "spec.stages.generate.backend"
+    if stage == "evaluate" and spec.stages.evaluate.backend == "vllm":
+        return "spec.stages.evaluate.backend"
+    if stage == "rl":
+        explicit = spec.stages.rl.trainer_args.get("use_vllm")
+        if explicit is not None:
+            return "spec.stages.rl.trainerArgs.use_vllm" if explicit else None
+        if spec.stages.generate.backend == "vllm":  # the run's statement of its engine
+            return "spec.stages.generate.backend"
+    return None
+
+
+def require_engine(spec: PolyaRunSpec, stage: str) -> None:
+    """Fail with a SpecError (exit code 2, reason InvalidConfig, not retried) when the stage
+    asks for vLLM and vllm cannot be imported: never fall back to a slower engine silently."""
+    field = vllm_field(spec, stage)
+    if field is None:
+        return
+    try:
+        import vllm  # noqa: F401
+    except Exception as exc:  # ImportError, or a broken install (missing CUDA libraries, ...)
+        raise SpecError([(field, f"asks for vLLM, but vllm cannot be imported in this image "
+                                 f"({type(exc).__name__}: {str(exc)[:300]}); use the GPU trainer "
+                                 "image (requirements/trainer-gpu.txt), or choose the hf "
+                                 "backend")]) from exc

@@ -15,15 +15,14 @@ rewards). The generation batch (``perDeviceBatchSize`` x processes x steps per g
 must be divisible by ``numGenerations``; this is checked up front with the spec's field names.
 
 Rollouts use vLLM (``use_vllm=True, vllm_mode="colocate"``: the engine shares the training
-processes and GPUs) when ``spec.stages.generate.backend`` is ``vllm`` *and* vllm can be
-imported; otherwise transformers' ``generate``. The generate stage's choice is reused
-because it is the run's statement of which engine its image carries. trainerArgs may still
-set ``use_vllm``/``vllm_mode`` explicitly.
+processes and GPUs) when ``spec.stages.generate.backend`` is ``vllm`` (the run's statement of
+which engine its image carries), else transformers' ``generate``; trainerArgs may set
+``use_vllm``/``vllm_mode`` explicitly. When vLLM is asked for and cannot be imported the stage
+fails with InvalidConfig (``models.require_engine``); it never falls back silently.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ from typing import Any
 from . import training as T
 from .answers import has_boxed, is_correct
 from .data import load_qa
-from .models import load_causal_lm, load_tokenizer, rl_start_model
+from .models import load_causal_lm, load_tokenizer, require_engine, rl_start_model, vllm_field
 from .progress import Reporter
 from .prompts import CHAT_TEMPLATE_KWARGS
 from .spec import PolyaRunSpec, SpecError
@@ -76,9 +75,10 @@ def reward_setup(spec: PolyaRunSpec) -> tuple[list[Any], list[float]]:
 
 
 def use_vllm(spec: PolyaRunSpec) -> bool:
-    """vLLM rollouts: the run chose the vllm backend and the image has vllm."""
-    return (spec.stages.generate.backend == "vllm"
-            and importlib.util.find_spec("vllm") is not None)
+    """vLLM rollouts when the run chose the vllm backend; a SpecError (InvalidConfig) when it
+    did and vllm cannot be imported, never a silent switch to the far slower HF generate."""
+    require_engine(spec, STAGE)
+    return vllm_field(spec, STAGE) is not None
 
 
 def check_batch(spec: PolyaRunSpec, user: dict[str, Any], processes: int) -> None:

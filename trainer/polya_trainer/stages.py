@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from .artifacts import read_manifest
-from .models import stage_dir
+from .models import require_engine, stage_dir
 from .progress import Reporter
 from .spec import STAGES, PolyaRunSpec
 
@@ -44,6 +44,7 @@ def run_stage(stage: str, spec: PolyaRunSpec, arm: str, workdir: str | Path,
         return done
     module = importlib.import_module(f"polya_trainer.{MODULES[stage]}")
     try:
+        require_engine(spec, stage)  # vLLM asked for but missing: InvalidConfig, no fallback
         outputs = module.run(spec, arm, Path(workdir), reporter)
     except Exception as exc:
         reporter.finish(state="Failed", message=f"{type(exc).__name__}: {exc}"[:1024])
