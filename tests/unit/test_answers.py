@@ -281,3 +281,54 @@ def test_check_many_matches_serial_in_threads_and_processes(
 def test_check_many_length_mismatch() -> None:
     with pytest.raises(ValueError, match="2 predictions but 1 golds"):
         check_many(["1", "2"], ["1"])
+
+
+@pytest.mark.parametrize(("text", "boxes"), [
+    (f"{B}{{1}}{B}{{2}}", ["1", "2"]),
+    (f"{B}{{1}} then {B}{{2}}", ["1", "2"]),  # under 10 characters apart
+    (f"{B}{{1}} which we double-check {B}{{2}}", ["2"]),  # no separator between
+    (f"{B}{{1}} and, after checking it twice, {B}{{2}}", ["1", "2"]),  # a separator, < 70
+    (f"{B}{{1}}, {'x' * 70} {B}{{2}}", ["2"]),  # 70 or more characters apart
+    (f"{B}{{2}}, which is what we wrote first: {B}{{2}}", ["2"]),  # the same answer again
+    (f"{B}{{1}}, {B}{{2}} and {B}{{3}}", ["1", "2", "3"]),
+    (f"{B}{{a{{b}}c}} and {B}{{d}}", ["a{b}c", "d"]),
+    (f"{B} 7", ["7"]),
+    ("no box", []),
+    (f"{B}{{1}} and {B}{{2", None),  # the last box is cut off
+])
+def test_final_boxes(text: str, boxes: list[str] | None) -> None:
+    assert A.final_boxes(text) == boxes
+
+
+def test_has_boxed_several() -> None:
+    assert has_boxed(f"{B}{{1}} and {B}{{2}}")
+    assert not has_boxed(f"{B}{{1}} and {B}{{}}")
+    assert not has_boxed(f"{B}{{1}} and {B}{{2")
+
+
+def test_exact_path_defers_where_math_verify_may_differ(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unequal numbers within math-verify's float tolerance, assignments on both sides and
+    several answers are left to math-verify; everything else is decided exactly."""
+    calls: list[str] = []
+    real = A._mv_parse
+
+    def spy(latex: str) -> list[object]:
+        calls.append(latex)
+        return real(latex)
+
+    monkeypatch.setattr(A, "_mv_parse", spy)
+    A.clear_caches()
+    assert check(f"{B}{{0.1234568}}", "0.1234567") == Verdict(True, "boxed", "math_verify")
+    assert check(f"{B}{{y = 3}}", "x = 3") == Verdict(False, "boxed", "math_verify")
+    assert check(f"{B}{{3}}{B}{{5}}", "3, 5") == Verdict(True, "boxed", "math_verify")
+    assert "0.1234568" in calls and "y = 3" in calls and "3,5" in calls
+    calls.clear()
+    assert check(f"{B}{{0.12346}}", "0.1234567") == Verdict(False, "boxed", "exact")
+    assert check(f"{B}{{x = 3}}", "3") == Verdict(True, "boxed", "exact")
+    assert check(f"{B}{{5 \\text{{ percent}}}}", "0.05") == Verdict(True, "boxed", "exact")
+    assert calls == []
+
+
+@pytest.mark.parametrize("text", ["5 million", "5 squared", "3 halves", "2 dozen", "5 thousand"])
+def test_value_words_are_not_units(text: str) -> None:
+    assert to_number(text) is None
