@@ -235,3 +235,45 @@ def test_missing_vllm_exits_2_which_the_job_fails_without_retry(
                                                  "values": [2]}} in rules
     assert not (tmp_path / "w" / "vanilla" / "rl" / "checkpoints").exists()
     assert yaml.safe_load((tmp_path / "run.yaml").read_text())["kind"] == "PolyaRun"
+
+
+# --------------------------------------------------------------------------- batch mapping
+
+
+def test_paper_sample_maps_verls_batches_onto_trl() -> None:
+    """manifests/samples/paper-llama3b.yaml on its 4 GPUs: 128 prompts per rollout, 4 updates
+    of 32 prompts; and TRL's own GRPOConfig derives the same steps_per_generation."""
+    from polya_trainer.spec import load_runs
+    from trl import GRPOConfig
+
+    root = Path(__file__).resolve().parents[2]
+    spec = load_runs(root / "manifests" / "samples" / "paper-llama3b.yaml")[0].spec
+    cfg = spec.stages.rl
+    processes = cfg.resources.processes_per_node or cfg.resources.gpus
+    plan = rl.rollout_plan(spec, cfg.trainer_args, processes)
+    assert plan == {"generation_batch_size": 2048, "steps_per_generation": 128,
+                    "completions_per_update": 512, "updates_per_rollout": 4,
+                    "prompts_per_rollout": 128}
+    assert plan["completions_per_update"] // cfg.num_generations == 32
+    # One CPU process standing in for 4 GPUs: the same micro-batch (4 x 4 = 16 completions).
+    trl_cfg = GRPOConfig(output_dir="/tmp/unused", use_cpu=True, bf16=False, report_to="none",
+                         per_device_train_batch_size=cfg.per_device_batch_size * processes,
+                         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+                         num_generations=cfg.num_generations,
+                         generation_batch_size=plan["generation_batch_size"])
+    assert trl_cfg.steps_per_generation == plan["steps_per_generation"]
+
+
+def test_prompts_per_rollout_must_split_into_whole_updates(
+        tiny_model_dir: Path, problems_file: Path, tmp_path: Path) -> None:
+    spec = make_spec(tiny_model_dir, problems_file, promptsPerRollout=4, perDeviceBatchSize=4,
+                     gradientAccumulationSteps=2)  # 16 completions = 2 updates of 8
+    cfg = rl.grpo_config(spec, tmp_path)
+    assert (cfg.generation_batch_size, cfg.steps_per_generation) == (16, 4)
+    bad = make_spec(tiny_model_dir, problems_file, promptsPerRollout=3, perDeviceBatchSize=8)
+    with pytest.raises(SpecError, match=re.escape("spec.stages.rl.promptsPerRollout")):
+        rl.grpo_config(bad, tmp_path)
+    clash = make_spec(tiny_model_dir, problems_file, promptsPerRollout=4,
+                      trainerArgs={"steps_per_generation": 2})
+    with pytest.raises(SpecError, match=re.escape("trainerArgs.steps_per_generation")):
+        rl.grpo_config(clash, tmp_path)

@@ -81,17 +81,50 @@ def use_vllm(spec: PolyaRunSpec) -> bool:
     return vllm_field(spec, STAGE) is not None
 
 
-def check_batch(spec: PolyaRunSpec, user: dict[str, Any], processes: int) -> None:
-    """The GRPO generation batch must hold whole groups of numGenerations completions."""
+def rollout_plan(spec: PolyaRunSpec, user: dict[str, Any], processes: int) -> dict[str, int]:
+    """The rollout/update batch arithmetic in TRL's terms, checked with the spec's names.
+
+    TRL samples ``generation_batch_size`` completions at once and spends them over
+    ``steps_per_generation`` micro-steps of ``per_device_train_batch_size`` x processes
+    completions; an optimizer update happens every ``gradient_accumulation_steps``
+    micro-steps. With ``promptsPerRollout`` P and ``numGenerations`` G the rollout is P x G
+    completions (verl's train_batch_size P, rollout.n G), and the update batch
+    perDeviceBatchSize x processes x accumulation is verl's ppo_mini_batch_size x G.
+    """
     cfg = spec.stages.rl
-    steps = int(user.get("steps_per_generation") or cfg.gradient_accumulation_steps)
-    gen_batch = user.get("generation_batch_size") or cfg.per_device_batch_size * processes * steps
-    if gen_batch % cfg.num_generations:
+    micro = cfg.per_device_batch_size * processes
+    update = micro * cfg.gradient_accumulation_steps
+    if cfg.prompts_per_rollout:
+        clash = sorted({"generation_batch_size", "steps_per_generation"} & set(user))
+        if clash:
+            raise SpecError([(f"spec.stages.rl.trainerArgs.{clash[0]}",
+                              "may not be set with spec.stages.rl.promptsPerRollout")])
+        gen = cfg.prompts_per_rollout * cfg.num_generations
+        if gen % update:
+            raise SpecError([("spec.stages.rl.promptsPerRollout",
+                              f"a rollout of {cfg.prompts_per_rollout} prompts x "
+                              f"{cfg.num_generations} generations = {gen} completions must "
+                              f"split into whole updates of perDeviceBatchSize "
+                              f"{cfg.per_device_batch_size} x {processes} process(es) x "
+                              f"gradientAccumulationSteps {cfg.gradient_accumulation_steps} = "
+                              f"{update} completions")])
+    else:
+        steps = int(user.get("steps_per_generation") or cfg.gradient_accumulation_steps)
+        gen = int(user.get("generation_batch_size") or micro * steps)
+    if gen % cfg.num_generations:
         raise SpecError([("spec.stages.rl.perDeviceBatchSize",
                           f"the generation batch (perDeviceBatchSize {cfg.per_device_batch_size}"
-                          f" x {processes} process(es) x {steps} step(s) per generation = "
-                          f"{gen_batch}) must be divisible by spec.stages.rl.numGenerations "
-                          f"({cfg.num_generations})")])
+                          f" x {processes} process(es) x {gen // max(micro, 1)} step(s) per "
+                          f"generation = {gen}) must be divisible by "
+                          f"spec.stages.rl.numGenerations ({cfg.num_generations})")])
+    return {"generation_batch_size": gen, "steps_per_generation": gen // micro,
+            "completions_per_update": update, "updates_per_rollout": gen // update,
+            "prompts_per_rollout": gen // cfg.num_generations}
+
+
+def check_batch(spec: PolyaRunSpec, user: dict[str, Any], processes: int) -> None:
+    """The GRPO generation batch must hold whole groups of numGenerations completions."""
+    rollout_plan(spec, user, processes)
 
 
 def grpo_config(spec: PolyaRunSpec, output_dir: str | Path) -> Any:
@@ -100,7 +133,7 @@ def grpo_config(spec: PolyaRunSpec, output_dir: str | Path) -> Any:
 
     cfg = spec.stages.rl
     user = T.validate_trainer_args(STAGE, cfg.trainer_args, GRPOConfig, T.GRPO_PROTECTED)
-    check_batch(spec, user, T.world_size())
+    plan = rollout_plan(spec, user, T.world_size())
     _, weights = reward_setup(spec)
     ours: dict[str, Any] = {
         "output_dir": str(output_dir),
@@ -125,6 +158,8 @@ def grpo_config(spec: PolyaRunSpec, output_dir: str | Path) -> Any:
         "report_to": "none",
         "disable_tqdm": True,
         "use_vllm": use_vllm(spec),
+        **({"generation_batch_size": plan["generation_batch_size"]}
+           if cfg.prompts_per_rollout else {}),
         "vllm_mode": "colocate",
         # The pinned template date (prompts.CHAT_TEMPLATE_KWARGS): rollouts see the prompt ids
         # generation and evaluation see.

@@ -351,6 +351,11 @@ class RLSpec(StageBase):
     """Completions per device per step; times the world size it must divide by numGenerations."""
     gradient_accumulation_steps: int = Field(1, ge=1, le=1024)
     """Steps accumulated per optimizer update."""
+    prompts_per_rollout: int | None = Field(None, ge=1, le=65536)
+    """Prompts sampled per rollout (verl's train_batch_size; the paper: 128). The rollout's
+    promptsPerRollout x numGenerations completions are split into optimizer updates of
+    perDeviceBatchSize x processes x gradientAccumulationSteps completions each (the paper:
+    4 updates of 32 prompts). Unset: one update per rollout."""
     max_completion_length: int = Field(3072, ge=1, le=131072)
     """Longest completion, in tokens."""
     temperature: float = Field(1.0, gt=0.0, le=2.0)
