@@ -85,7 +85,10 @@ def test_math_scorer() -> None:
     item = bm.Item("q", [], {"answer": "2400"})
     verdicts = bm.score("math", item, ["So \\boxed{2,400}.", "\\boxed{2401}", "It is 2400",
                                        "no idea"])
-    assert verdicts == [True, False, True, False]
+    assert verdicts == [True, False, False, False]  # strict: no explicit answer, no credit
+    assert bm.score("math", item, ["It is 2400"], allow_fallback=True) == [True]
+    assert [m for _, m in bm.verdicts("math", item, ["\\boxed{2400}", "#### 2400", "2400"])] \
+        == ["boxed", "gsm8k", "none"]
 
 
 def test_code_scorer_with_hand_written_completions(bench_dir: Path) -> None:
@@ -150,9 +153,11 @@ class ScriptedGenerator:
         self.calls.append(sampling)
         out = []
         for p in prompts:
-            key = next(k for k in self.answers if k in p)
+            text = p if isinstance(p, str) else self.tokenizer.decode(p)
+            key = next(k for k in self.answers if k in text)
             texts = self.answers[key][:1] if sampling.greedy else self.answers[key][1:]
-            out.append([Completion(t, 5) for t in texts[:sampling.n]])
+            out.append([Completion(t, 5, "length" if t.endswith("…") else "stop")
+                        for t in texts[:sampling.n]])
         return out
 
     def close(self) -> None:
@@ -292,3 +297,71 @@ def test_evaluate_fails_clearly_without_checkpoints(tmp_path: Path, problems_fil
     spec = _spec(tmp_path / "nowhere", problems_file, ["midtrain", "rl"])
     with pytest.raises(FileNotFoundError, match="none of the checkpoints"):
         evaluate.run(spec, "vanilla", tmp_path, Reporter("evaluate", "vanilla"))
+
+
+# --------------------------------------------------------------------------- truncation, presets
+
+
+def test_cut_off_completions_count_as_wrong(tiny_model_dir: Path) -> None:
+    """A completion that hit the token limit (finish reason length) is wrong even when its
+    text holds the gold answer; the truncation rate and extraction methods are recorded."""
+    from transformers import AutoTokenizer
+
+    item = bm.Item("q1", [{"role": "user", "content": "What is 6 times 7?"}], {"answer": "42"})
+    bench = bm.Benchmark("toy", "math", bm.Source("none", "test"), lambda r, i: item)
+    gen = ScriptedGenerator(AutoTokenizer.from_pretrained(tiny_model_dir), {"6 times 7": [
+        "\\boxed{42}", "\\boxed{42}", "so \\boxed{42} and then …", "#### 42", "maybe 42"]})
+    ev = EvaluateSpec(benchmarks=["gsm8k"], samples=4, k=[1, 4], max_new_tokens=8)
+    [row] = evaluate.evaluate_benchmark(gen, bench, [item], ev, seed=0)
+    assert row["n"] == 4 and row["c"] == 2  # the cut-off box and the bare number miss
+    assert row["truncated"] == 1 and row["greedy_correct"]
+    assert row["extraction"] == {"boxed": 2, "gsm8k": 1, "none": 1}
+    summary = evaluate.summarize([row], [1, 4], 4)
+    assert summary["truncated"] == pytest.approx(0.25)
+    assert summary["extraction"]["boxed"] == 2
+
+
+def test_presets_set_the_other_harnesses_conventions() -> None:
+    r1 = evaluate.effective(EvaluateSpec(preset="deepseek-r1", temperature=1.0, samples=8,
+                                         k=[1, 8]))
+    assert (r1.temperature, r1.top_p, r1.samples) == (0.6, 0.95, 64)
+    qwen = evaluate.effective(EvaluateSpec(preset="qwen2.5-math"))
+    assert (qwen.temperature, qwen.samples) == (0.0, 1)
+    lighteval = evaluate.effective(EvaluateSpec(preset="lighteval"))
+    assert (lighteval.temperature, lighteval.samples) == (0.0, 1)
+    plain = EvaluateSpec(temperature=0.7)
+    assert evaluate.effective(plain) is plain
+
+
+def test_greedy_preset_makes_one_engine_call_per_benchmark(tiny_model_dir: Path,
+                                                           bench_dir: Path) -> None:
+    from transformers import AutoTokenizer
+
+    bench = bm.REGISTRY["gsm8k"]
+    items = bench.load(limit=3)
+    gen = ScriptedGenerator(AutoTokenizer.from_pretrained(tiny_model_dir),
+                            {"": ["\\boxed{1}", "\\boxed{1}"]})
+    ev = evaluate.effective(EvaluateSpec(preset="qwen2.5-math"))
+    rows = evaluate.evaluate_benchmark(gen, bench, items, ev, seed=0)
+    assert len(gen.calls) == 1 and gen.calls[0].greedy
+    assert all(r["n"] == 1 for r in rows)
+
+
+def test_model_hash_follows_content_not_path(tmp_path: Path, tiny_model_dir: Path) -> None:
+    spec = parse_spec({"model": {"name": "org/model", "revision": "abc123"}})
+    a, b = tmp_path / "a", tmp_path / "b"
+    shutil.copytree(tiny_model_dir, a)
+    shutil.copytree(tiny_model_dir, b)
+    assert evaluate.model_hash(spec, str(a)) == evaluate.model_hash(spec, str(b))
+    (b / "extra.txt").write_text("changed")  # not in the manifest: the manifest is the key
+    from polya_trainer.artifacts import write_manifest
+
+    write_manifest(b)
+    assert evaluate.model_hash(spec, str(a)) != evaluate.model_hash(spec, str(b))
+    assert evaluate.model_hash(spec, "org/model") == "hub:org/model@abc123"
+    bench = bm.REGISTRY["gsm8k"]
+    ev = EvaluateSpec()
+    key = evaluate.model_hash(spec, str(a))
+    assert evaluate._fingerprint(ev, key, 0, bench) == evaluate._fingerprint(ev, key, 0, bench)
+    assert evaluate._fingerprint(ev, key, 0, bench) != evaluate._fingerprint(
+        ev, key, 0, bench.pinned("v2"))

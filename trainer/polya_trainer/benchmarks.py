@@ -132,9 +132,14 @@ class Benchmark:
             raise ValueError(f"benchmark {self.name}: no rows in {local or self.source.hub_id}")
         return items
 
-    def score(self, item: Item, completions: Sequence[str], **code_opts: Any) -> list[bool]:
+    def score(self, item: Item, completions: Sequence[str], **opts: Any) -> list[bool]:
         """Whether each completion answers `item` correctly."""
-        return score(self.kind, item, completions, **code_opts)
+        return score(self.kind, item, completions, **opts)
+
+    def verdicts(self, item: Item, completions: Sequence[str],
+                 **opts: Any) -> list[tuple[bool, str]]:
+        """(correct, extraction method) for each completion."""
+        return verdicts(self.kind, item, completions, **opts)
 
 
 # --------------------------------------------------------------------------- prompts
@@ -239,23 +244,42 @@ def parse_choice(text: str, choices: Sequence[str]) -> int | None:
     return hits[0] if len(hits) == 1 else None
 
 
-def score(kind: Kind, item: Item, completions: Sequence[str], **code_opts: Any) -> list[bool]:
-    """Correctness of each completion for `item` under the scorer of `kind`."""
+def verdicts(kind: Kind, item: Item, completions: Sequence[str], *,
+             allow_fallback: bool = False, **code_opts: Any) -> list[tuple[bool, str]]:
+    """(correct, how the answer was read) for each completion of `item`, under the scorer of
+    `kind`. Math: the answer-extraction method (``answers.Method``: boxed, gsm8k, last_number
+    with the opt-in fallback, none); code: "tests"; choice: "choice"."""
     if kind == "math":
-        from .answers import check_many, parse_gold
+        from .answers import check_many_verdicts, parse_gold
 
         gold = parse_gold(item.reference["answer"])
-        return check_many(list(completions), [gold] * len(completions))
+        return [(v.correct, v.method) for v in check_many_verdicts(
+            list(completions), [gold] * len(completions), allow_fallback=allow_fallback)]
     if kind == "code":
         from .sandbox import check_humaneval
 
         ref = item.reference
-        return check_humaneval(ref["prompt"], completions, ref["test"], ref["entry_point"],
-                               **code_opts)
+        return [(ok, "tests") for ok in check_humaneval(
+            ref["prompt"], completions, ref["test"], ref["entry_point"], **code_opts)]
     if kind == "choice":
         choices, index = item.reference["choices"], item.reference["index"]
-        return [parse_choice(c, choices) == index for c in completions]
+        return [(parse_choice(c, choices) == index, "choice") for c in completions]
     raise ValueError(f"unknown benchmark kind {kind!r}")
+
+
+def score(kind: Kind, item: Item, completions: Sequence[str], *, allow_fallback: bool = False,
+          **code_opts: Any) -> list[bool]:
+    """Correctness of each completion for `item` under the scorer of `kind`."""
+    return [ok for ok, _ in verdicts(kind, item, completions, allow_fallback=allow_fallback,
+                                     **code_opts)]
+
+
+EXTRACTION = {
+    "math": "final answer from \\boxed{} (or '#### n'), compared by math-verify",
+    "code": "the completion's Python code run against the benchmark's tests (sandbox)",
+    "choice": "option number, letter or text from \\boxed{} (else 'answer is ...')",
+}
+"""How each kind reads an answer (recorded with every number)."""
 
 
 # --------------------------------------------------------------------------- registry

@@ -4,57 +4,117 @@ For each checkpoint of the arm that exists (base, midtrain, rl; the vanilla arm 
 midtrain) and each benchmark (built-in names from the spec plus custom files), the first
 ``limit`` questions get ``samples`` sampled completions (temperature/topP) and one greedy
 completion. Scores give per question ``c`` correct out of ``n``; pass@k is the mean of the
-unbiased estimator over questions for every requested k <= samples.
+unbiased estimator over questions for every requested k <= samples. A completion cut off at
+``maxNewTokens`` (finish reason ``length``) counts as wrong, and the rate is recorded.
+
+Throughput: each benchmark's prompts go to the engine in one call per sampling setting
+(greedy, then sampled), as token ids rendered once (``prompts.message_ids``). Scoring runs in
+a background thread while the engine generates the next benchmark. vLLM's ``max_model_len``
+is the longest prompt plus ``maxNewTokens``, not the model's context length.
+
+Reproducibility: finished (checkpoint, benchmark) pairs are cached under a fingerprint of the
+model's *content* (its manifest's file hashes; hub id and revision for hub models) and every
+setting, so a copy of a model at another path reuses its numbers and a changed model does
+not. Every summary carries its ``settings`` (preset, template, extraction, temperature,
+top-p, max tokens, samples, estimator, revision).
 
 Outputs under ``<workdir>/<arm>/evaluate/``:
 
 * ``results.json``: ``{checkpoint: {benchmark: {"pass@1": .., "pass@8": .., "greedy": ..,
-  "n": questions, "samples": n, "mean_tokens": ..}}}``
+  "n": questions, "samples": n, "kind": .., "truncated": .., "extraction": {..},
+  "settings": {..}, "mean_tokens": ..}}}``
 * ``questions/<checkpoint>/<benchmark>.jsonl``: one row per question (id, n, c, greedy
   correct, pass@k, the greedy and the first few sampled completions, truncated)
 * ``parts/<checkpoint>/<benchmark>.json``: the finished (checkpoint, benchmark) pairs, so a
-  restarted stage skips what is done (keyed by a fingerprint of the settings)
+  restarted stage skips what is done (keyed by the fingerprint above)
 
 Then the cross-arm report (``report.write_report``) is rebuilt and the manifest written.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from . import benchmarks as bm
-from .artifacts import atomic_write_json, atomic_write_text, write_manifest
+from .artifacts import atomic_write_json, atomic_write_text, read_manifest, write_manifest
 from .backends import Completion, Sampling, load_generator
 from .models import checkpoint_model, stage_dir
 from .passk import pass_at_k, usable_ks
 from .progress import Reporter
+from .prompts import CHAT_TEMPLATE_DATE
 from .spec import EvaluateSpec, PolyaRunSpec
 
 log = logging.getLogger(__name__)
 
 KEEP_COMPLETIONS = 2  # sampled completions stored per question
 KEEP_CHARS = 600  # characters kept per stored completion
-CHUNK = 16  # questions per generate call (progress granularity)
+SCORING_VERSION = 2  # 2: cut-off completions wrong, strict answers, token-id prompts
+ESTIMATOR = "unbiased pass@k (Chen et al. 2021), mean over questions"
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # DeepSeek-R1's evaluation: T=0.6, top-p 0.95, 64 samples per question.
+    "deepseek-r1": {"temperature": 0.6, "top_p": 0.95, "samples": 64},
+    # Qwen2.5-Math's evaluation: greedy decoding, one answer.
+    "qwen2.5-math": {"temperature": 0.0, "top_p": 1.0, "samples": 1},
+    # lighteval's MATH-500 / AIME tasks: greedy pass@1, Math-Verify on the boxed answer.
+    "lighteval": {"temperature": 0.0, "top_p": 1.0, "samples": 1},
+}
 
 
-def render_prompts(tokenizer: Any, items: list[bm.Item]) -> list[str]:
-    """Chat-template rendering shared with generation (prompts.render)."""
-    from .prompts import render
+def effective(ev: EvaluateSpec) -> EvaluateSpec:
+    """The spec with its preset applied (k values beyond the samples are dropped later)."""
+    update = PRESETS.get(ev.preset, {})
+    return ev.model_copy(update=update) if update else ev
 
-    return [render(tokenizer, item.messages) for item in items]
+
+def model_hash(spec: PolyaRunSpec, path: str) -> str:
+    """Content key of a model: the sha256 of its manifest's file hashes (our checkpoints),
+    of its files (a local directory without one), or hub id@revision (hub models)."""
+    p = Path(path)
+    if p.is_dir():
+        manifest = read_manifest(p, verify=False)
+        if manifest is not None:
+            files = {k: v["sha256"] for k, v in manifest.get("files", {}).items()}
+        else:
+            from .artifacts import sha256_file
+
+            files = {str(f.relative_to(p)): sha256_file(f) for f in sorted(p.rglob("*"))
+                     if f.is_file() and not any(x.startswith(".") for x in f.relative_to(p).parts)}
+        body = json.dumps(files, sort_keys=True)
+        return "sha256:" + hashlib.sha256(body.encode()).hexdigest()
+    rev = spec.model.revision if path == spec.model.name else None
+    return f"hub:{path}@{rev or 'unpinned'}"
 
 
-def _fingerprint(ev: EvaluateSpec, model: str, seed: int, bench: bm.Benchmark) -> str:
-    settings = {"model": model, "seed": seed, "samples": ev.samples, "k": sorted(ev.k),
-                "temperature": ev.temperature, "top_p": ev.top_p, "limit": ev.limit,
-                "max_new_tokens": ev.max_new_tokens, "benchmark": bench.name,
-                "source": bench.source.hub_id, "local": str(bench.local_file() or "")}
-    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+def settings(ev: EvaluateSpec, bench: bm.Benchmark, spec: PolyaRunSpec,
+             model_key: str) -> dict[str, Any]:
+    """Everything a number depends on, stored with it."""
+    fallback = bool(spec.answers.last_number_fallback) if bench.kind == "math" else False
+    extraction = bm.EXTRACTION[bench.kind] + ("; last number if none" if fallback else "")
+    return {
+        "preset": ev.preset, "template": f"model chat template, date_string={CHAT_TEMPLATE_DATE}",
+        "prompt": bench.kind, "extraction": extraction, "temperature": ev.temperature,
+        "top_p": ev.top_p, "max_new_tokens": ev.max_new_tokens, "samples": ev.samples,
+        "estimator": ESTIMATOR, "truncated": "scored wrong", "backend": ev.backend,
+        "seed": spec.seed, "revision": bench.source.revision, "model": model_key,
+    }
+
+
+def _fingerprint(ev: EvaluateSpec, model_key: str, seed: int, bench: bm.Benchmark,
+                 fallback: bool = False) -> str:
+    body = {"model": model_key, "seed": seed, "samples": ev.samples, "k": sorted(ev.k),
+            "temperature": ev.temperature, "top_p": ev.top_p, "limit": ev.limit,
+            "max_new_tokens": ev.max_new_tokens, "benchmark": bench.name,
+            "source": bench.source.hub_id, "revision": bench.source.revision,
+            "local": str(bench.local_file() or ""), "preset": ev.preset,
+            "fallback": fallback, "date": CHAT_TEMPLATE_DATE, "scoring": SCORING_VERSION}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _cut(text: str) -> str:
@@ -73,6 +133,16 @@ def summarize(rows: list[dict[str, Any]], ks: list[int], samples: int) -> dict[s
     out["samples"] = samples
     tokens = [r["mean_tokens"] for r in rows if r.get("mean_tokens") is not None]
     out["mean_tokens"] = round(sum(tokens) / len(tokens), 2) if tokens else 0.0
+    drawn = sum(r["n"] for r in rows)
+    out["truncated"] = round(sum(r.get("truncated", 0) for r in rows) / drawn, 6) if drawn \
+        else 0.0
+    out["greedy_truncated"] = round(sum(bool(r.get("greedy_truncated")) for r in rows)
+                                    / count, 6) if count else 0.0
+    extraction: dict[str, int] = {}
+    for r in rows:
+        for m, c in r.get("extraction", {}).items():
+            extraction[m] = extraction.get(m, 0) + c
+    out["extraction"] = extraction
     return out
 
 
@@ -81,49 +151,82 @@ class _Progress:
 
     def __init__(self, reporter: Reporter, total: int):
         self.reporter, self.done, self.correct, self.seen = reporter, 0, 0, 0
+        self.lock = threading.Lock()
         reporter.start(total=total, unit="questions")
 
     def advance(self, rows: list[dict[str, Any]], message: str) -> None:
-        self.done += len(rows)
-        self.correct += sum(r["c"] for r in rows)
-        self.seen += sum(r["n"] for r in rows)
-        acc = self.correct / self.seen if self.seen else 0.0
-        self.reporter.update(done=self.done, accuracy=acc, message=message)
+        with self.lock:
+            self.done += len(rows)
+            self.correct += sum(r["c"] for r in rows)
+            self.seen += sum(r["n"] for r in rows)
+            acc = self.correct / self.seen if self.seen else 0.0
+            self.reporter.update(done=self.done, accuracy=acc, message=message)
 
 
-def evaluate_benchmark(gen: Any, bench: bm.Benchmark, items: list[bm.Item],
-                       ev: EvaluateSpec, seed: int, progress: _Progress | None = None,
-                       label: str = "", code_workers: int | None = None
-                       ) -> list[dict[str, Any]]:
-    """Greedy + sampled completions for `items`, scored; one row per question."""
-    ks = usable_ks(ev.k, ev.samples)
+def samplings(ev: EvaluateSpec, seed: int) -> tuple[Sampling, Sampling]:
     greedy = Sampling(n=1, temperature=0.0, top_p=1.0, max_new_tokens=ev.max_new_tokens,
                       seed=seed)
     sampled = Sampling(n=ev.samples, temperature=ev.temperature, top_p=ev.top_p,
                        max_new_tokens=ev.max_new_tokens, seed=seed)
-    code_opts: dict[str, Any] = {"workers": code_workers} if bench.kind == "code" else {}
-    rows: list[dict[str, Any]] = []
-    for start in range(0, len(items), CHUNK):
-        chunk = items[start:start + CHUNK]
-        prompts = render_prompts(gen.tokenizer, chunk)
-        # A different seed per chunk, so chunks do not share random streams.
-        g_out = gen.generate(prompts, greedy)
-        s_out = gen.generate(prompts, dataclasses.replace(sampled, seed=seed + start))
-        part = []
-        for item, g, s in zip(chunk, g_out, s_out, strict=True):
-            part.append(_score_row(bench, item, g[0], s, ks, code_opts))
-        rows += part
-        if progress is not None:
-            progress.advance(part, f"{label}{bench.name}: {start + len(chunk)}/{len(items)}")
+    return greedy, sampled
+
+
+def prompt_ids(tokenizer: Any, items: list[bm.Item]) -> list[list[int]]:
+    """Token ids of each item's chat prompt, as TRL's rollouts would make them."""
+    from .prompts import message_ids
+
+    return [message_ids(tokenizer, item.messages) for item in items]
+
+
+def generate_benchmark(gen: Any, items: list[bm.Item], ev: EvaluateSpec, seed: int,
+                       prompts: list[Any] | None = None
+                       ) -> tuple[list[list[Completion]], list[list[Completion]]]:
+    """Greedy and sampled completions of all `items`: one engine call each."""
+    greedy, sampled = samplings(ev, seed)
+    if prompts is None:
+        prompts = prompt_ids(gen.tokenizer, items)
+    g_out = gen.generate(prompts, greedy)
+    s_out = g_out if sampled.greedy and sampled.n == 1 else gen.generate(prompts, sampled)
+    return g_out, s_out
+
+
+def score_benchmark(bench: bm.Benchmark, items: list[bm.Item], g_out: list[list[Completion]],
+                    s_out: list[list[Completion]], ev: EvaluateSpec, *,
+                    allow_fallback: bool = False, progress: _Progress | None = None,
+                    label: str = "", code_workers: int | None = None) -> list[dict[str, Any]]:
+    """One scored row per question."""
+    ks = usable_ks(ev.k, ev.samples)
+    opts: dict[str, Any] = {"workers": code_workers} if bench.kind == "code" else {}
+    if bench.kind == "math":
+        opts["allow_fallback"] = allow_fallback
+    rows = [_score_row(bench, item, g[0], s, ks, opts)
+            for item, g, s in zip(items, g_out, s_out, strict=True)]
+    if progress is not None:
+        progress.advance(rows, f"{label}{bench.name}: {len(items)}/{len(items)}")
     return rows
 
 
+def evaluate_benchmark(gen: Any, bench: bm.Benchmark, items: list[bm.Item],
+                       ev: EvaluateSpec, seed: int, progress: _Progress | None = None,
+                       label: str = "", code_workers: int | None = None,
+                       allow_fallback: bool = False) -> list[dict[str, Any]]:
+    """Greedy + sampled completions for `items`, scored; one row per question."""
+    g_out, s_out = generate_benchmark(gen, items, ev, seed)
+    return score_benchmark(bench, items, g_out, s_out, ev, allow_fallback=allow_fallback,
+                           progress=progress, label=label, code_workers=code_workers)
+
+
 def _score_row(bench: bm.Benchmark, item: bm.Item, g: Completion, s: list[Completion],
-               ks: list[int], code_opts: dict[str, Any]) -> dict[str, Any]:
+               ks: list[int], opts: dict[str, Any]) -> dict[str, Any]:
     texts = [c.text for c in s]
-    verdicts = bench.score(item, [g.text, *texts], **code_opts)
-    g_ok, s_ok = verdicts[0], verdicts[1:]
+    found = bench.verdicts(item, [g.text, *texts], **opts)
+    # A completion cut at the token limit is wrong whatever it contains.
+    oks = [ok and not c.truncated for (ok, _), c in zip(found, [g, *s], strict=True)]
+    g_ok, s_ok = oks[0], oks[1:]
     n, c = len(texts), sum(s_ok)
+    extraction: dict[str, int] = {}
+    for _, method in found[1:]:
+        extraction[method] = extraction.get(method, 0) + 1
     ref = item.reference
     reference = ref.get("answer", ref.get("index", ref.get("entry_point")))
     return {
@@ -131,8 +234,9 @@ def _score_row(bench: bm.Benchmark, item: bm.Item, g: Completion, s: list[Comple
         **{f"pass@{k}": round(pass_at_k(n, c, k), 6) for k in ks if k <= n},
         "reference": reference,
         "question": _cut(item.messages[-1]["content"]),
-        "greedy": _cut(g.text),
-        "completions": [{"text": _cut(t.text), "correct": bool(ok)}
+        "greedy": _cut(g.text), "greedy_truncated": g.truncated,
+        "truncated": sum(x.truncated for x in s), "extraction": extraction,
+        "completions": [{"text": _cut(t.text), "correct": bool(ok), "truncated": t.truncated}
                         for t, ok in list(zip(s, s_ok, strict=True))[:KEEP_COMPLETIONS]],
         "mean_tokens": round(sum(x.num_tokens for x in s) / n, 2) if n else 0.0,
     }
@@ -143,10 +247,10 @@ def _jsonl(rows: list[dict[str, Any]]) -> str:
 
 
 def run(spec: PolyaRunSpec, arm: str, workdir: Path, reporter: Reporter) -> dict[str, str]:
-    ev = spec.stages.evaluate
+    ev = effective(spec.stages.evaluate)
     workdir = Path(workdir)
     out_dir = stage_dir(workdir, arm, "evaluate")
-    benches = bm.resolve(ev.benchmarks, ev.custom, base=workdir)
+    benches = bm.resolve(ev.benchmarks, ev.custom, base=workdir, revisions=ev.revisions)
     items = {b.name: b.load(ev.limit) for b in benches}
     checkpoints = []
     for ckpt in ev.checkpoints:
@@ -159,43 +263,40 @@ def run(spec: PolyaRunSpec, arm: str, workdir: Path, reporter: Reporter) -> dict
         raise FileNotFoundError(f"arm {arm}: none of the checkpoints {ev.checkpoints} exists")
     per_ckpt = sum(len(v) for v in items.values())
     progress = _Progress(reporter, per_ckpt * len(checkpoints))
-    ks = usable_ks(ev.k, ev.samples)
+    fallback = bool(spec.answers.last_number_fallback)
 
     results: dict[str, dict[str, Any]] = {}
     files: list[str] = []
     for ckpt, model_path in checkpoints:
+        key = model_hash(spec, model_path)
+        done: dict[str, dict[str, Any]] = {}
+        todo: list[bm.Benchmark] = []
+        for bench in benches:
+            rel = Path("questions") / ckpt / f"{bench.name}.jsonl"
+            fp = _fingerprint(ev, key, spec.seed, bench, fallback and bench.kind == "math")
+            part_path = out_dir / "parts" / ckpt / f"{bench.name}.json"
+            summary = _load_part(part_path, fp, out_dir / rel)
+            if summary is None:  # the same model content and settings in another arm (base)
+                summary = _reuse_other_arm(workdir, arm, ckpt, bench.name, fp, out_dir, rel)
+            if summary is None:
+                todo.append(bench)
+                continue
+            progress.done += summary["n"]
+            reporter.update(done=progress.done,
+                            message=f"{ckpt}/{bench.name}: reused finished results")
+            done[bench.name] = summary
+        if todo:
+            done.update(_evaluate_checkpoint(spec, ev, arm, ckpt, model_path, key, todo, items,
+                                             out_dir, progress, fallback))
         results[ckpt] = {}
-        gen = None
-        try:
-            for bench in benches:
-                rel = Path("questions") / ckpt / f"{bench.name}.jsonl"
-                part_path = out_dir / "parts" / ckpt / f"{bench.name}.json"
-                fp = _fingerprint(ev, model_path, spec.seed, bench)
-                summary = _load_part(part_path, fp, out_dir / rel)
-                if summary is None:  # the same model and settings in another arm (base)
-                    summary = _reuse_other_arm(workdir, arm, ckpt, bench.name, fp, out_dir, rel)
-                if summary is None:
-                    if gen is None:
-                        gen = load_generator(ev.backend, spec.model, name=model_path,
-                                             gpus=ev.resources.gpus, seed=spec.seed)
-                    rows = evaluate_benchmark(gen, bench, items[bench.name], ev, spec.seed,
-                                              progress, label=f"{ckpt}/")
-                    summary = summarize(rows, ks, ev.samples)
-                    atomic_write_text(out_dir / rel, _jsonl(rows))
-                    atomic_write_json(part_path, {"fingerprint": fp, "summary": summary})
-                else:
-                    progress.done += summary["n"]
-                    reporter.update(done=progress.done,
-                                    message=f"{ckpt}/{bench.name}: reused finished results")
-                results[ckpt][bench.name] = summary
-                files.append(str(rel))
-                for key, value in summary.items():
-                    if key.startswith("pass@"):
-                        reporter.eval_result(bench.name, ckpt, key.removeprefix("pass@"), value)
-                reporter.eval_result(bench.name, ckpt, "greedy", summary["greedy"])
-        finally:
-            if gen is not None:
-                gen.close()
+        for bench in benches:
+            summary = done[bench.name]
+            results[ckpt][bench.name] = summary
+            files.append(str(Path("questions") / ckpt / f"{bench.name}.jsonl"))
+            for name, value in summary.items():
+                if name.startswith("pass@"):
+                    reporter.eval_result(bench.name, ckpt, name.removeprefix("pass@"), value)
+            reporter.eval_result(bench.name, ckpt, "greedy", summary["greedy"])
 
     atomic_write_json(out_dir / "results.json", results)
     from .report import write_report
@@ -205,6 +306,59 @@ def run(spec: PolyaRunSpec, arm: str, workdir: Path, reporter: Reporter) -> dict
                    outputs={"results": f"{arm}/evaluate/results.json",
                             "report": "report/report.md"})
     return {"results": f"{arm}/evaluate/results.json", "report": "report/report.md"}
+
+
+def run_benchmarks(gen: Any, benches: list[bm.Benchmark], items: dict[str, list[bm.Item]],
+                   prompts: dict[str, list[Any]], ev: EvaluateSpec, seed: int, *,
+                   allow_fallback: bool = False, progress: _Progress | None = None,
+                   label: str = "") -> dict[str, list[dict[str, Any]]]:
+    """Generate each benchmark (one engine call per sampling setting) and score it in a
+    background thread while the engine generates the next one."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="score") as pool:
+        pending: list[tuple[str, Future[list[dict[str, Any]]]]] = []
+        for bench in benches:
+            g_out, s_out = generate_benchmark(gen, items[bench.name], ev, seed,
+                                              prompts[bench.name])
+            pending.append((bench.name, pool.submit(
+                score_benchmark, bench, items[bench.name], g_out, s_out, ev,
+                allow_fallback=allow_fallback, progress=progress, label=label)))
+        return {name: future.result() for name, future in pending}
+
+
+def _evaluate_checkpoint(spec: PolyaRunSpec, ev: EvaluateSpec, arm: str, ckpt: str,
+                         model_path: str, key: str, todo: list[bm.Benchmark],
+                         items: dict[str, list[bm.Item]], out_dir: Path, progress: _Progress,
+                         fallback: bool) -> dict[str, dict[str, Any]]:
+    """Generate every unfinished benchmark of one checkpoint; score each in the background
+    while the engine generates the next; write rows and part files."""
+    from .models import load_tokenizer
+
+    tokenizer = load_tokenizer(spec.model, model_path)
+    prompts = {b.name: prompt_ids(tokenizer, items[b.name]) for b in todo}
+    longest = max((len(p) for ps in prompts.values() for p in ps), default=0)
+    kwargs: dict[str, Any] = {"seed": spec.seed}
+    if ev.backend == "vllm":
+        kwargs["max_model_len"] = longest + ev.max_new_tokens
+    ks = usable_ks(ev.k, ev.samples)
+    gen = load_generator(ev.backend, spec.model, name=model_path, gpus=ev.resources.gpus,
+                         **kwargs)
+    out: dict[str, dict[str, Any]] = {}
+    try:
+        scored = run_benchmarks(gen, todo, items, prompts, ev, spec.seed,
+                                allow_fallback=fallback, progress=progress, label=f"{ckpt}/")
+        for bench in todo:
+            rows = scored[bench.name]
+            summary = {**summarize(rows, ks, ev.samples), "kind": bench.kind,
+                       "settings": settings(ev, bench, spec, key)}
+            rel = Path("questions") / ckpt / f"{bench.name}.jsonl"
+            fp = _fingerprint(ev, key, spec.seed, bench, fallback and bench.kind == "math")
+            atomic_write_text(out_dir / rel, _jsonl(rows))
+            atomic_write_json(out_dir / "parts" / ckpt / f"{bench.name}.json",
+                              {"fingerprint": fp, "summary": summary})
+            out[bench.name] = summary
+    finally:
+        gen.close()
+    return out
 
 
 def _reuse_other_arm(workdir: Path, arm: str, ckpt: str, bench: str, fingerprint: str,
