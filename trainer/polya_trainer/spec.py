@@ -116,6 +116,8 @@ class DatasetSpec(Spec):
     """Dataset configuration (subset) name."""
     split: str = Field("train", min_length=1, max_length=64)
     """Split to read."""
+    revision: str | None = Field(None, max_length=128)
+    """Hub revision (branch, tag or commit) of the dataset to pin."""
     question: str = Field("question", min_length=1, max_length=128)
     """Column holding the question text."""
     answer: str = Field("answer", min_length=1, max_length=128)
@@ -386,6 +388,8 @@ class CustomBenchmark(Spec):
     """Split to read."""
     kind: Literal["math", "code", "choice"] = "math"
     """math: verified final answer; code: run tests in the sandbox; choice: pick an option."""
+    revision: str | None = Field(None, max_length=128)
+    """Hub revision to pin when `path` is a dataset id."""
     question: str = Field("question", max_length=128)
     """Column with the prompt."""
     answer: str = Field("answer", max_length=128)
@@ -411,6 +415,13 @@ class EvaluateSpec(StageBase):
     benchmarks of the headline average), humaneval, musr (reported apart, at pass@1 and greedy;
     or one MuSR split: musr_murder_mysteries, musr_object_placements, musr_team_allocation);
     files of your own go in `custom`."""
+    revisions: dict[str, Annotated[str, Field(min_length=1, max_length=128)]] = Field(
+        default_factory=dict, max_length=32)
+    """Hub revision (branch, tag or commit) per benchmark name (or group, e.g. musr)."""
+    preset: Literal["none", "deepseek-r1", "qwen2.5-math", "lighteval"] = "none"
+    """Another harness's conventions, overriding the sampling fields: deepseek-r1 (T=0.6,
+    top-p 0.95, 64 samples), qwen2.5-math (greedy, one sample), lighteval (MATH-500/AIME:
+    Math-Verify on the boxed answer, greedy pass@1). none: the fields as given."""
     custom: list[CustomBenchmark] = Field(default_factory=list, max_length=16)
     """Extra benchmarks from local files."""
     k: list[Annotated[int, Field(ge=1, le=1024)]] = Field(
