@@ -255,6 +255,10 @@ def test_paper_sample_maps_verls_batches_onto_trl() -> None:
                     "completions_per_update": 512, "updates_per_rollout": 4,
                     "prompts_per_rollout": 128}
     assert plan["completions_per_update"] // cfg.num_generations == 32
+    from polya_trainer import training as T
+
+    assert T.validate_trainer_args("rl", cfg.trainer_args, GRPOConfig, T.GRPO_PROTECTED) == {
+        "vllm_gpu_memory_utilization": 0.35, "vllm_max_model_length": 4096}
     # One CPU process standing in for 4 GPUs: the same micro-batch (4 x 4 = 16 completions).
     trl_cfg = GRPOConfig(output_dir="/tmp/unused", use_cpu=True, bf16=False, report_to="none",
                          per_device_train_batch_size=cfg.per_device_batch_size * processes,
