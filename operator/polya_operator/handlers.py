@@ -28,7 +28,7 @@ cached per (uid, generation).
 
 Spec changes while running: model, dataset, arms and storage are immutable (CEL rules in
 the CRD, and the validating webhook when enabled); anything else applies to the stages not
-started yet (the spec ConfigMap is rewritten when the generation changes).
+started yet (one immutable spec ConfigMap per generation; running attempts keep theirs).
 """
 
 from __future__ import annotations
@@ -95,7 +95,8 @@ class Config:
 def _compact_job(body: dict[str, Any]) -> dict[str, Any]:
     meta = body.get("metadata") or {}
     return {"metadata": {"name": meta.get("name"), "labels": dict(meta.get("labels") or {}),
-                         "creationTimestamp": meta.get("creationTimestamp")},
+                         "creationTimestamp": meta.get("creationTimestamp"),
+                         "uid": meta.get("uid"), "owner": kube.controller_uid(body)},
             "spec": {"suspend": bool((body.get("spec") or {}).get("suspend"))},
             "status": dict(body.get("status") or {})}
 
@@ -109,7 +110,8 @@ def _compact_pod(body: dict[str, Any]) -> dict[str, Any]:
             if pt.get("name") == "metrics":
                 port = pt.get("containerPort", port)
     return {"metadata": {"name": meta.get("name"), "labels": dict(meta.get("labels") or {}),
-                         "creationTimestamp": meta.get("creationTimestamp")},
+                         "creationTimestamp": meta.get("creationTimestamp"),
+                         "owner": kube.controller_uid(body)},
             "status": {"phase": st.get("phase"), "podIP": st.get("podIP"),
                        "conditions": st.get("conditions") or [],
                        "containerStatuses": st.get("containerStatuses") or []},
@@ -324,16 +326,23 @@ class Operator:
             self.specs[key] = hit
         return hit[2]
 
-    def _children(self, namespace: str, name: str) -> list[p.JobInfo]:
+    def _children(self, namespace: str, name: str, uid: str | None = None) -> list[p.JobInfo]:
+        """The run's Jobs (with their pods), keyed by owner UID as well as by name: after a
+        delete and re-create with the same name, the old run's Jobs and pods linger until
+        garbage collection removes them, and they are not this run's."""
         jobs = self.idx.get("jobs")
         pods = self.idx.get("pods")
         out = []
         if jobs is None or (namespace, name) not in jobs:
             return out
         for job in jobs[(namespace, name)]:
-            jname = job["metadata"]["name"]
-            mine = list(pods[(namespace, jname)]) if pods is not None and \
-                (namespace, jname) in pods else []
+            jmeta = job["metadata"]
+            if uid and jmeta.get("owner") not in (None, uid):
+                continue
+            jname = jmeta["name"]
+            mine = [pod for pod in (pods[(namespace, jname)] if pods is not None and
+                                    (namespace, jname) in pods else [])
+                    if pod["metadata"].get("owner") in (None, jmeta.get("uid"))]
             out.append(p.observe_job(job, mine))
         return out
 
@@ -370,6 +379,10 @@ class Operator:
                 queued = False
                 start = time.monotonic()
                 result = await self._reconcile(namespace, name)
+        except kube.OwnedByAnother as exc:  # a deleted namesake's child: wait for the GC
+            result = "requeue"
+            log.info("%s/%s waits for a deleted run's children to go: %s", namespace, name,
+                     exc)
         except Exception:
             result = "error"
             metrics.RECONCILE_ERRORS.labels(CONTROLLER).inc()
@@ -389,7 +402,7 @@ class Operator:
         if ukey in self.status:  # our own last write wins over a not-yet-seen watch event
             run = {**run, "status": self.status[ukey]}
         now = datetime.now(UTC)
-        jobs = self._children(namespace, name)
+        jobs = self._children(namespace, name, ukey[2])
         plan = p.plan(run, jobs, now, live=self.live, image=self.config.image,
                       known=_Recent(self.known, 120.0), parsed=self._spec(namespace, run))
         api = kube.client()
@@ -429,8 +442,7 @@ class Operator:
         creates: list[Awaitable[Any]] = []
         for a in plan.actions:
             if isinstance(a, p.CreateConfigMap):
-                creates.append(api.replace_configmap(namespace, a.manifest) if a.replace
-                               else api.create("v1", "configmaps", namespace, a.manifest))
+                creates.append(api.create("v1", "configmaps", namespace, a.manifest))
             elif isinstance(a, p.CreatePVC):
                 creates.append(api.create("v1", "persistentvolumeclaims", namespace,
                                           a.manifest))
@@ -447,7 +459,12 @@ class Operator:
                 self.live.pop(a.name, None)
 
     async def _create_job(self, api: kube.Kube, namespace: str, a: p.CreateJob) -> None:
-        created = await api.create("batch/v1", "jobs", namespace, a.manifest)
+        try:
+            created = await api.create("batch/v1", "jobs", namespace, a.manifest)
+        except kube.OwnedByAnother as exc:  # a deleted run's Job of the same name lingers
+            self.known.pop(a.manifest["metadata"]["name"], None)  # created again later
+            log.info("not created yet: %s", exc)
+            return
         if created is not None:
             metrics.JOBS_CREATED.labels(a.stage).inc()
 
@@ -482,7 +499,7 @@ class Operator:
         api = kube.client()
         async with self.locks[(namespace, name)]:  # let a reconcile in progress finish
             pass
-        jobs = self._children(namespace, name)
+        jobs = self._children(namespace, name, uid or None)
         await asyncio.gather(*(api.delete("batch/v1", "jobs", namespace, j.name)
                                for j in jobs if j.phase in p.ACTIVE))
         for j in jobs:

@@ -9,9 +9,11 @@ module-global client would leak one test's API server into the next.
 Calls and the RBAC they need (namespaced):
   batch/jobs:                    create, delete, patch   (list/watch: kopf)
   ""/pods:                       (list/watch: kopf)
-  ""/configmaps:                 create, patch
+  ""/configmaps:                 create (one immutable spec snapshot per generation)
   ""/persistentvolumeclaims:     create
   ""/services:                   create
+  (and, for OwnerReferencesPermissionEnforcement: delete on those children, update on
+  polyaruns/finalizers; see the chart's _rbac.tpl)
   ""/events, events.k8s.io/events: create
   polya.dev/polyaruns/status:    patch                   (polyaruns list/watch: kopf)
 """
@@ -44,6 +46,19 @@ class ApiError(Exception):
     def __init__(self, status: int, body: Any):
         self.status, self.body = status, body
         super().__init__(f"HTTP {status}: {body}")
+
+
+class OwnedByAnother(Exception):
+    """A create answered 409 and the existing object's controller is another owner (a
+    deleted run's child that garbage collection has not removed yet)."""
+
+
+def controller_uid(obj: dict[str, Any]) -> str | None:
+    """The uid of the object's controller ownerReference, if any."""
+    for ref in (obj.get("metadata") or {}).get("ownerReferences") or []:
+        if ref.get("controller"):
+            return ref.get("uid")
+    return None
 
 
 def _config_key() -> str:
@@ -112,14 +127,28 @@ class Kube:
     async def create(self, api: str, plural: str, namespace: str, body: dict[str, Any],
                      exist_ok: bool = True, parse: bool = False) -> dict[str, Any] | None:
         """POST a namespaced object; an existing one (409) is fine when ``exist_ok`` (then
-        None). The created object is decoded only with ``parse``."""
+        None) unless its controller is another owner than ``body``'s: then OwnedByAnother
+        (names are reused after a delete and re-create; garbage collection is asynchronous).
+        The created object is decoded only with ``parse``."""
+        base = f"{_base(api)}/namespaces/{namespace}/{plural}"
         try:
-            return await self.request("POST", f"{_base(api)}/namespaces/{namespace}/{plural}",
-                                      body, parse=parse)
+            return await self.request("POST", base, body, parse=parse)
         except ApiError as exc:
-            if exc.status == 409 and exist_ok:
-                return None
+            if exc.status != 409 or not exist_ok:
+                raise
+        mine = controller_uid(body)
+        if mine is None:
+            return None
+        try:
+            there = await self.request("GET", f"{base}/{body['metadata']['name']}")
+        except ApiError as exc:
+            if exc.status == 404:  # gone meanwhile: the next reconcile creates it
+                raise OwnedByAnother(body["metadata"]["name"]) from None
             raise
+        theirs = controller_uid(there or {})
+        if theirs is not None and theirs != mine:
+            raise OwnedByAnother(f"{plural}/{body['metadata']['name']} belongs to {theirs}")
+        return None
 
     async def patch(self, api: str, plural: str, namespace: str, name: str,
                     body: dict[str, Any], subresource: str = "",
@@ -142,11 +171,6 @@ class Kube:
         except ApiError as exc:
             if exc.status != 404:
                 raise
-
-    async def replace_configmap(self, namespace: str, body: dict[str, Any]) -> None:
-        name = body["metadata"]["name"]
-        if await self.patch("v1", "configmaps", namespace, name, {"data": body["data"]}) is None:
-            await self.create("v1", "configmaps", namespace, body)
 
     async def patch_run_status(self, namespace: str, name: str,
                                status: dict[str, Any]) -> dict[str, Any] | None:

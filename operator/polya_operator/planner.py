@@ -24,8 +24,8 @@ restarted at any moment (or a duplicated event) reaches the same decision:
 * ``spec.activeDeadlineSeconds`` bounds the whole run (wall clock since it started);
   ``spec.ttlSecondsAfterFinished`` deletes the Jobs that long after the run finished;
 * spec changes: model, dataset, arms and storage are immutable (CEL rules in the CRD); any
-  other change applies to the stages that have not started yet (the spec ConfigMap is
-  rewritten when the generation changes), a running attempt keeps the spec it started with.
+  other change applies to the stages that have not started yet (a new spec ConfigMap per
+  generation, ``resources.configmap``), a running attempt keeps the spec it started with.
 """
 
 from __future__ import annotations
@@ -70,11 +70,11 @@ class PatchJob:
 
 @dataclass(frozen=True)
 class CreateConfigMap:
-    """The spec ConfigMap; its manifest is built when first read (after the Jobs went out)."""
+    """The spec ConfigMap of the run's current generation; its manifest is built when first
+    read (after the Jobs went out)."""
 
     meta: dict[str, Any] = field(repr=False)
     spec: s.PolyaRunSpec = field(repr=False)
-    replace: bool = False  # rewrite an existing one (the spec changed)
 
     @functools.cached_property
     def manifest(self) -> dict[str, Any]:
@@ -439,7 +439,7 @@ def plan(run: dict[str, Any], jobs: list[JobInfo], now: datetime,
         if r.creates_claim(spec):
             out.actions.append(CreatePVC(r.pvc(meta, spec)))
     elif gen is not None and old.get("observedGeneration") not in (None, gen):
-        out.actions.append(CreateConfigMap(meta, spec, replace=True))
+        out.actions.append(CreateConfigMap(meta, spec))  # a new snapshot; see configmap()
 
     stages: list[dict[str, Any]] = []
     failure: tuple[str, str] | None = None  # (reason, message)

@@ -112,7 +112,7 @@ def test_rbac_cluster_mode(renders: dict[str, dict[str, str]]) -> None:
     assert _verbs(rules, "polya.dev", "polyaruns") == {"list", "watch"}
     assert _verbs(rules, "polya.dev", "polyaruns/status") == {"patch"}
     assert _verbs(rules, "", "pods") == {"list", "watch"}
-    assert _verbs(rules, "", "configmaps") == {"create", "patch", "delete"}
+    assert _verbs(rules, "", "configmaps") == {"create", "delete"}  # immutable snapshots
     # OwnerReferencesPermissionEnforcement (OpenShift): blockOwnerDeletion on the children
     # needs update on the owner's finalizers, an ownerReference needs delete on the child.
     assert _verbs(rules, "polya.dev", "polyaruns/finalizers") == {"update"}

@@ -4,7 +4,8 @@ kmock serves HTTP, parses Kubernetes URLs and answers discovery; this subclass s
 objects itself and behaves like a (small) kube-apiserver for everything kopf and the
 operator use: server-set uid/resourceVersion/creationTimestamp/generation, generateName,
 merge and JSON patches, the status subresource kept apart from the main resource, PUT,
-deletion with finalizers, ownerReference garbage collection (cascading), label and field
+deletion with finalizers, ownerReference garbage collection (cascading, asynchronous: see
+``gc_delay``), label and field
 selectors on list/watch/deletecollection, and watches that honour ``resourceVersion``
 (replayed from an event log). Requests are counted per verb and resource at ``GET /_emu``.
 
@@ -68,6 +69,7 @@ RESOURCES: dict[str, tuple[str, bool, set[str]]] = {
         ("ValidatingWebhookConfiguration", False, set()),
 }
 VERBS = {"get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"}
+GC_DELAY = 0.2  # seconds between an owner's deletion and its dependents' (see Emu.gc_delay)
 
 
 def _parse_path(path: str) -> parsing.ParsedPath:
@@ -180,6 +182,12 @@ class Emu(kmock.KubernetesEmulator):
         self.fault_left = 0  # requests (when no time window is given)
         self.faults_served: collections.Counter[int] = collections.Counter()
         self.stall_agents: set[str] = set()
+        # Garbage collection runs GC_DELAY seconds after an owner is gone, as the real
+        # collector does from its own work queue (kubernetes
+        # pkg/controller/garbagecollector/garbagecollector.go: attemptToDeleteItem, fed by
+        # graph_builder.go from informer events): with background propagation the owner is
+        # gone at once and its dependents linger a while. POST /_emu/gc {"delay": s} sets it.
+        self.gc_delay = GC_DELAY
         self._watch_streams: list[tuple[str, Any]] = []  # (agent, raw request)
         for rk, (kind, namespaced, subs) in RESOURCES.items():
             self.resources[rk] = kmock.ResourceInfo(kind=kind, namespaced=namespaced,
@@ -228,7 +236,18 @@ class Emu(kmock.KubernetesEmulator):
         return obj
 
     def _collect(self, uid: str) -> None:
-        """Garbage collection: delete the dependents of a deleted owner (cascading)."""
+        """Garbage collection of a deleted owner's dependents, ``gc_delay`` seconds later."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if loop is None or self.gc_delay <= 0:
+            self._collect_now(uid)
+        else:
+            loop.call_later(self.gc_delay, self._collect_now, uid)
+
+    def _collect_now(self, uid: str) -> None:
+        """Delete the dependents of a deleted owner (cascading)."""
         for rk, objs in list(self.store.items()):
             for key, obj in list(objs.items()):
                 refs = obj.get("metadata", {}).get("ownerReferences") or []
@@ -314,6 +333,8 @@ class Emu(kmock.KubernetesEmulator):
             out["dropped"] = self.drop_watches(tuple(body.get("agents") or ()) or None)
         elif path == "/_emu/stall":
             self.stall_agents = set(body.get("agents") or ())
+        elif path == "/_emu/gc":
+            self.gc_delay = float(body.get("delay", GC_DELAY))
         else:
             return self._error(404, "NotFound", path)
         return aiohttp.web.json_response(out)
@@ -427,6 +448,12 @@ class Emu(kmock.KubernetesEmulator):
                 new = merge_patch(current, request.data)
         except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
             return self._error(422, "Invalid", str(exc))
+        if kind in ("ConfigMap", "Secret") and current.get("immutable") and any(
+                new.get(k) != current.get(k) for k in ("data", "binaryData", "immutable")):
+            # kubernetes pkg/apis/core/validation/validation.go, ValidateConfigMapUpdate:
+            # "field is immutable when `immutable` is set"
+            return self._error(422, "Invalid", "data: Forbidden: field is immutable when "
+                               "`immutable` is set")
         if "status" in subs:  # the status subresource keeps spec and status apart
             if sub == "status":
                 new = dict(current, status=new.get("status"))

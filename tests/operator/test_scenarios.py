@@ -164,7 +164,8 @@ def test_deletion_mid_run_removes_children(make_cluster, start_operator):
     assert code == 200
     wait_for(lambda: cluster.jobs("gone") == [], 30, "Jobs removed")
     wait_for(lambda: cluster.list("/api/v1/namespaces/default/pods") == [], 30, "pods removed")
-    assert cluster.list("/api/v1/namespaces/default/configmaps") == []
+    wait_for(lambda: cluster.list("/api/v1/namespaces/default/configmaps") == [], 30,
+             "the ConfigMap collected (asynchronously)")
     # The workspace claim (the trained models) outlives the run: storage.whenDeleted Retain.
     claims = cluster.list("/api/v1/namespaces/default/persistentvolumeclaims")
     assert [c["metadata"]["name"] for c in claims] == ["gone-workspace"]
@@ -287,3 +288,43 @@ def test_operator_killed_mid_stage_restarts_without_duplicates(make_cluster, tmp
                                      "crash-polya-midtrain-0", "crash-polya-rl-0"]
     posts = cluster.counts()["counts"].get("create jobs", 0)
     assert posts <= 5  # 4 Jobs, at most one idempotent re-create answered 409
+
+
+def test_delete_and_recreate_with_the_same_name(make_cluster, start_operator):
+    """Garbage collection is asynchronous (the emulator's follows
+    pkg/controller/garbagecollector: dependents go a while after their owner): the old run's
+    Jobs, pods and ConfigMap linger when a namesake is created. The new run must not take the
+    old Jobs' states as its own, and a 409 on a child owned by the old run is not success:
+    it waits, then creates its own."""
+    cluster = make_cluster()
+    cluster.call("POST", "/_emu/gc", {"delay": 3.0})
+    start_operator()
+    cluster.create_run("again", {"arms": ["vanilla"], "storage": {"whenDeleted": "Delete"}})
+    wait_for(lambda: succeeded(cluster, "again"), 60, "the first run to succeed")
+    old_uid = cluster.run("again")["metadata"]["uid"]
+    assert old_uid
+    code, _ = cluster.call("DELETE", "/apis/polya.dev/v1alpha1/namespaces/default/"
+                           "polyaruns/again")
+    assert code == 200
+    new_uid = cluster.create_run("again", {"arms": ["vanilla"], "seed": 7,
+                                           "storage": {"whenDeleted": "Delete"}})[
+        "metadata"]["uid"]
+    assert cluster.jobs("again")  # the old Jobs are still there (GC has not run yet)
+
+    def owners() -> dict[str, str]:
+        jobs = cluster.list(JOBS + "?labelSelector=polya.dev/run%3Dagain")
+        return {j["metadata"]["name"]: j["metadata"]["ownerReferences"][0]["uid"]
+                for j in jobs}
+
+    # The new run's first Job, created once the old one is gone (not adopted before).
+    assert set(owners().values()) == {old_uid}
+    wait_for(lambda: owners() == {"again-vanilla-rl-0": new_uid}, 30, "the new run's Job")
+    run = wait_for(lambda: (cluster.run("again") or {}).get("status", {}).get("stages") and
+                   cluster.run("again"), 30, "the new run's status")
+    assert condition(run, "Succeeded").get("status") != "True", run["status"]
+    rl = run["status"]["stages"][0]
+    assert rl["state"] in ("Pending", "Running") and rl["attempts"] == 1, rl
+    cms = cluster.list("/api/v1/namespaces/default/configmaps")
+    assert [c["metadata"]["ownerReferences"][0]["uid"] for c in cms] == [new_uid]
+    assert '"seed": 7' in cms[0]["data"]["run.yaml"]
+    # (The fake Job controller drives each Job name once, so the new Job is not run here.)

@@ -267,16 +267,30 @@ def test_progress_from_live_endpoint_and_termination_message():
     assert rl["outputs"] == {"model": "vanilla/rl/model"} and rl["metrics"]["reward_mean"] == 0.7
 
 
-def test_spec_change_rewrites_the_configmap_for_later_stages():
+def test_spec_change_snapshots_a_new_configmap_for_later_stages():
+    """A running attempt keeps its spec: its Job mounts the ConfigMap of its generation, which
+    is immutable; an edit makes the next generation's ConfigMap for the Jobs created after."""
     run = make_run(arms=["vanilla"])
-    step(run, [])
+    first = step(run, [])
+    (cm1,) = first.of(p.CreateConfigMap)
+    rl_job = first.of(p.CreateJob)[0].manifest
+    assert cm1.manifest["metadata"]["name"] == "r1-spec" and cm1.manifest["immutable"]
     run["metadata"]["generation"] = 2
     run["spec"]["stages"] = {"evaluate": {"samples": 8, "k": [1, 8]}}
     plan = step(run, [job("r1-vanilla-rl-0")])
     cms = plan.of(p.CreateConfigMap)
-    assert len(cms) == 1 and cms[0].replace and "\"samples\": 8" in cms[0].manifest["data"][
-        "run.yaml"]
+    assert len(cms) == 1 and cms[0].manifest["metadata"]["name"] == "r1-spec-2"
+    assert "\"samples\": 8" in cms[0].manifest["data"]["run.yaml"]
+    assert "\"samples\": 8" not in cm1.manifest["data"]["run.yaml"]
     assert plan.status["observedGeneration"] == 2
+    # The running attempt's pod template (and so any replacement pod) reads generation 1.
+    vols = {v["name"]: v for v in rl_job["spec"]["template"]["spec"]["volumes"]}
+    assert vols["spec"]["configMap"]["name"] == "r1-spec"
+    # The next stage's Job, created under generation 2, reads the new snapshot.
+    plan = step(run, [job("r1-vanilla-rl-0", "Succeeded")])
+    ev = plan.of(p.CreateJob)[0].manifest
+    vols = {v["name"]: v for v in ev["spec"]["template"]["spec"]["volumes"]}
+    assert vols["spec"]["configMap"]["name"] == "r1-spec-2"
 
 
 def test_failure_in_one_arm_stops_the_other():

@@ -31,7 +31,7 @@ operator really makes plus the permissions that plugin checks (recorded by the e
   verbs: ["list", "watch"]
 - apiGroups: [""]
   resources: ["configmaps"]
-  verbs: ["create", "patch", "delete"]
+  verbs: ["create", "delete"]
 - apiGroups: [""]
   resources: ["persistentvolumeclaims", "services"]
   verbs: ["create", "delete"]
