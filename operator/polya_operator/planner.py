@@ -403,7 +403,8 @@ def plan(run: dict[str, Any], jobs: list[JobInfo], now: datetime,
         parsed = parse(run.get("spec"))
     bad_name = name_error(meta.get("name") or "")
     if bad_name:  # stored before the CRD rule existed, or the rule was bypassed
-        parsed = s.SpecError([("metadata.name", bad_name)])
+        spec_errors = parsed.errors if isinstance(parsed, s.SpecError) else []
+        parsed = s.SpecError([*spec_errors, ("metadata.name", bad_name)])
     if isinstance(parsed, s.SpecError):
         return _invalid(meta, old, parsed, tnow)
     spec = parsed
