@@ -324,7 +324,9 @@ class Emu(kmock.KubernetesEmulator):
         return n
 
     async def _control(self, path: str, body: dict[str, Any]) -> aiohttp.web.Response:
-        """POST /_emu/fail {codes, seconds, count}; /_emu/drop {agents}; /_emu/stall {agents}."""
+        """POST /_emu/fail {codes, seconds, count}; /_emu/drop {agents}; /_emu/stall {agents};
+        /_emu/gc {delay}; /_emu/seed {resource, count, prefix, labels, spec, namespace}
+        (objects created in bulk, in the emulator's process: benchmarks)."""
         out: dict[str, Any] = {}
         if path == "/_emu/fail":
             self.fail(tuple(body.get("codes") or (500, 429)), float(body.get("seconds", 0)),
@@ -335,6 +337,14 @@ class Emu(kmock.KubernetesEmulator):
             self.stall_agents = set(body.get("agents") or ())
         elif path == "/_emu/gc":
             self.gc_delay = float(body.get("delay", GC_DELAY))
+        elif path == "/_emu/seed":  # {"resource": "v1/pods", "count": n, "prefix", "labels"}
+            rk, prefix = body["resource"], body.get("prefix", "seed-")
+            for i in range(int(body.get("count", 0))):
+                self.put_object(rk, {"metadata": {"name": f"{prefix}{i}",
+                                                  "labels": dict(body.get("labels") or {})},
+                                     "spec": body.get("spec") or {}},
+                                body.get("namespace"))
+            out["seeded"] = int(body.get("count", 0))
         else:
             return self._error(404, "NotFound", path)
         return aiohttp.web.json_response(out)
