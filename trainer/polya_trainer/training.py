@@ -230,7 +230,10 @@ def sharding_args(lora: bool, processes: int | None = None) -> dict[str, Any]:
     one FSDP unit per decoder layer), which is what makes float32 master weights fit beside
     a colocated vLLM engine (docs/memory-plan.md). Activation checkpointing is FSDP's own
     (``fsdp_config.activation_checkpointing``), so the Trainer's gradient_checkpointing is
-    off. LoRA stages and single-process stages stay plain (DDP or one process).
+    off. Every rank loads the full float32 weights into host memory before FSDP shards them
+    (``cpu_ram_efficient_loading`` off: 4 x 12.9 GB of host RAM for the 3B model), which
+    avoids depending on meta-device loading and module-state broadcast.
+    LoRA stages and single-process stages stay plain (DDP or one process).
     trainerArgs may override ``fsdp``/``fsdp_config`` (``fsdp: false`` turns it off).
     """
     n = world_size() if processes is None else processes
@@ -239,7 +242,7 @@ def sharding_args(lora: bool, processes: int | None = None) -> dict[str, Any]:
     return {"fsdp": True,
             "fsdp_config": {"version": 2, "auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
                             "reshard_after_forward": True,
-                            "activation_checkpointing": True, "cpu_ram_efficient_loading": True,
+                            "activation_checkpointing": True, "cpu_ram_efficient_loading": False,
                             "state_dict_type": "FULL_STATE_DICT"},
             "gradient_checkpointing": False}
 
