@@ -24,14 +24,15 @@ mkdir -p "$RESULTS"
 export PYTHONPATH="$PWD/trainer:$PWD/operator${PYTHONPATH:+:$PYTHONPATH}"
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 
-# name | full-size flags | quick flags | time limit (s). Only answers, operator_burst and
-# training take --out; generation and sandbox write bench/results/<name>.json themselves,
+# name | full-size flags | quick flags | time limit (s). Only answers, operator_burst,
+# operator_scale and training take --out; generation and sandbox write bench/results/<name>.json themselves,
 # so in quick mode their result is moved into $RESULTS afterwards.
 BENCHES=(
   "answers|--questions 125 --samples 8 --reps 5|--questions 20 --samples 4 --reps 2|300"
   "generation|--reps 5|--reps 2 --prompts 4 --n 2 --tokens 16 --skip-vllm|600"
   "training|--reps 3 --steps 30|--reps 1 --steps 6 --warmup 2|600"
   "operator_burst|--runs 1000 --reps 2 --finished-runs 20|--runs 50 --reps 1 --finished-runs 3|600"
+  "operator_scale|--runs 1000 --pods 50000 --jobs 5000|--runs 50 --pods 2000 --jobs 200 --idle 10 --resync 5|900"
   "sandbox|--reps 15|--reps 3 --batch 4|300"
 )
 [ "${BENCH_GPU:-0}" = 1 ] && BENCHES+=("gpu|||600")
@@ -64,7 +65,7 @@ for entry in "${BENCHES[@]}"; do
   [ "$QUICK" = 1 ] && flags=$quick
   out_flag=()
   case $name in
-    answers|operator_burst|training|gpu) out_flag=(--out "$RESULTS/$name.json") ;;
+    answers|operator_burst|operator_scale|training|gpu) out_flag=(--out "$RESULTS/$name.json") ;;
   esac
   # shellcheck disable=SC2206  # word splitting of the flag strings is intended
   args=($flags)
