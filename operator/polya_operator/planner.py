@@ -269,6 +269,12 @@ def observe_job(job: dict[str, Any], pods: list[dict[str, Any]] = ()) -> JobInfo
             reason = "OOMKilled"
         elif reason == "PodFailurePolicy":
             reason, retryable = "InvalidConfig", False
+        elif progress and progress.get("reason") == "InvalidConfig":
+            # A multi-process stage: the launcher (torch elastic) exits 1 whatever its
+            # workers' codes, so exit code 2 never reaches podFailurePolicy; rank 0's
+            # termination message carries the verdict instead.
+            reason, retryable = "InvalidConfig", False
+            message = str(progress.get("message") or message)
         elif progress and progress.get("message"):
             message = str(progress["message"])
         return JobInfo(phase="Failed", reason=reason, message=message, retryable=retryable,

@@ -153,6 +153,34 @@ def test_invalid_config_exit_code_is_not_retried():
     assert created(plan) == [] and cond(plan.status, "Failed")["reason"] == "InvalidConfig"
 
 
+def test_invalid_config_from_the_termination_message_is_not_retried():
+    """Under `accelerate launch` the pod exits 1 (torch elastic's code for any failed worker),
+    so the verdict comes from rank 0's termination message (reason InvalidConfig, written by
+    the stage entrypoint on a SpecError), read from the pod's terminated container state."""
+    import json
+
+    run = make_run(arms=["vanilla"])
+    step(run, [])
+    msg = json.dumps({"stage": "rl", "arm": "vanilla", "state": "Failed",
+                      "reason": "InvalidConfig",
+                      "message": "spec.stages.generate.backend: asks for vLLM"})
+    pod = {"metadata": {"name": "p0"}, "status": {"phase": "Failed", "containerStatuses": [
+        {"name": "trainer", "state": {"terminated": {"exitCode": 1, "reason": "Error",
+                                                     "message": msg}}}]}}
+    j = job("r1-vanilla-rl-0", "Failed")
+    j["_pods"] = [pod]
+    plan = step(run, [j])
+    failed = cond(plan.status, "Failed")
+    assert created(plan) == [] and failed["reason"] == "InvalidConfig"
+    assert "asks for vLLM" in failed["message"]
+    # The same pod with another reason is retried (a new attempt is created).
+    run = make_run(arms=["vanilla"])
+    step(run, [])
+    j = job("r1-vanilla-rl-0", "Failed")
+    j["_pods"] = [json.loads(json.dumps(pod).replace("InvalidConfig", "RuntimeError"))]
+    assert created(step(run, [j])) == ["r1-vanilla-rl-1"]
+
+
 def test_preemption_is_not_a_failure_and_emits_one_event():
     run = make_run(arms=["vanilla"])
     step(run, [])

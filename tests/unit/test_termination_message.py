@@ -136,7 +136,10 @@ def test_failed_stage_leaves_failed_message(tmp_path: Path) -> None:
     spec.write_text(json.dumps({"apiVersion": "polya.dev/v1alpha1", "kind": "PolyaRun",
                                 "metadata": {"name": "f"}, "spec": {
                                     "model": {"name": str(tmp_path / "missing")},
-                                    "dataset": {"source": str(tmp_path / "missing.jsonl")}}}))
+                                    "dataset": {"source": str(tmp_path / "missing.jsonl")},
+                                    # hf: with vllm (the default) missing from this venv the
+                                    # stage would fail earlier, as InvalidConfig (exit 2)
+                                    "stages": {"generate": {"backend": "hf"}}}}))
     term = tmp_path / "termination-log"
     term.touch()
     env = dict(os.environ, POLYA_TERMINATION_MESSAGE_PATH=str(term),

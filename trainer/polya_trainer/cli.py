@@ -88,7 +88,9 @@ def _cmd_stage(args: argparse.Namespace) -> int:
     try:
         outputs = run_stage(args.stage, run.spec, args.arm, Path(args.workdir), reporter)
     except Exception as exc:  # the reporter already holds the reason for the operator
-        reporter.write_termination_message("Failed", reason=type(exc).__name__)
+        reporter.write_termination_message(
+            "Failed", reason="InvalidConfig" if isinstance(exc, s.SpecError)
+            else type(exc).__name__)
         print(f"stage {args.stage} ({args.arm}) failed: {type(exc).__name__}: {exc}",
               file=sys.stderr)
         # 2: a configuration the image cannot run (the Job's podFailurePolicy fails the Job
