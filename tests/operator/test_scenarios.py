@@ -328,3 +328,33 @@ def test_delete_and_recreate_with_the_same_name(make_cluster, start_operator):
     assert [c["metadata"]["ownerReferences"][0]["uid"] for c in cms] == [new_uid]
     assert '"seed": 7' in cms[0]["data"]["run.yaml"]
     # (The fake Job controller drives each Job name once, so the new Job is not run here.)
+
+
+def test_next_attempt_waits_for_the_failed_pods_to_terminate(make_cluster, start_operator):
+    """The Job controller (pkg/controller/job/job_controller.go, syncJob) marks a failing Job
+    FailureTarget at once and Failed only when its pods have terminated; the status is
+    written here the way it writes it (status.terminating counts the pods still going)."""
+    cluster = make_cluster(outcomes=lambda n: ["hang"] if n.endswith("rl-0") else ["succeed"])
+    start_operator()
+    cluster.create_run("ft", {"arms": ["vanilla"]})
+    wait_for(lambda: "ft-vanilla-rl-0" in cluster.fake.started, 30, "the first pod")
+    pods = "/api/v1/namespaces/default/pods"
+    pod = next(p["metadata"]["name"] for p in cluster.list(pods)
+               if p["metadata"]["name"].startswith("ft-vanilla-rl-0"))
+    target = {"type": "FailureTarget", "status": "True", "reason": "BackoffLimitExceeded",
+              "message": "Job has reached the specified backoff limit"}
+    cluster.call("PATCH", f"{JOBS}/ft-vanilla-rl-0/status", {"status": {
+        "active": 0, "ready": 0, "terminating": 1, "conditions": [target]}},
+        "application/merge-patch+json")
+    time.sleep(2.0)  # several resyncs (0.5 s): the pod is still terminating
+    assert cluster.jobs("ft") == ["ft-vanilla-rl-0"]
+    stage = cluster.run("ft")["status"]["stages"][0]
+    assert stage["reason"] == "Terminating", stage
+    # The pod is gone: Failed is added, and only now the next attempt starts.
+    cluster.call("PATCH", f"{pods}/{pod}/status", {"status": {"phase": "Failed"}},
+                 "application/merge-patch+json")
+    cluster.call("PATCH", f"{JOBS}/ft-vanilla-rl-0/status", {"status": {
+        "terminating": 0, "failed": 1, "conditions": [target, {**target, "type": "Failed"}]}},
+        "application/merge-patch+json")
+    wait_for(lambda: "ft-vanilla-rl-1" in cluster.jobs("ft"), 30, "the next attempt")
+    wait_for(lambda: succeeded(cluster, "ft"), 60, "the run to succeed")
