@@ -355,3 +355,47 @@ def test_resume_after_kill_gives_identical_dataset(toy_model_dir: Path, problems
 def test_vanilla_arm_has_no_generate_stage(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="vanilla"):
         generate.run(PolyaRunSpec(model={"name": "m"}), "vanilla", tmp_path)
+
+
+class ScriptedGenerator:
+    """Returns the same fixed completions for every prompt (a stand-in for a backend's
+    ``generate``, see ``polya_trainer.backends.Generator``); the tokenizer is a real one
+    (the tiny test model's), so prompts are rendered as in a run. Sampling is ignored."""
+
+    def __init__(self, tokenizer: Any, completions: list[Any]) -> None:
+        self.tokenizer, self.completions = tokenizer, completions
+
+    def generate(self, prompts: list[str], sampling: Sampling) -> list[list[Any]]:
+        return [list(self.completions) for _ in prompts]
+
+
+def test_strict_answers_and_truncated_candidates(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """Only explicit final answers count unless the spec opts into the last-number fallback;
+    a candidate cut off by the length limit is never kept; the stats say how answers were
+    extracted and how many candidates were truncated."""
+    from polya_trainer.backends import Completion
+    from polya_trainer.spec import AnswersSpec
+    from transformers import AutoTokenizer
+
+    gen = ScriptedGenerator(AutoTokenizer.from_pretrained(tiny_model_dir), [
+        Completion("3 + 4 = 7, so the answer is \\boxed{7} and also", 40, "length"),
+        Completion("3 + 4 gives 7", 5), Completion("\\boxed{7}", 3), Completion("#### 8", 2)])
+    question = {"id": "q", "question": "Ava has 3 apples and gets 4 more. How many?",
+                "answer": "7"}
+    spec = make_spec(tiny_model_dir, tmp_path / "questions.jsonl")
+    strict = generate.process_shard(0, [question], [None], gen, LengthScorer(), spec)
+    assert [r["completion"] for r in strict.rows] == ["\\boxed{7}"]
+    assert strict.rows[0]["correct_candidates"] == 1
+    assert strict.stats["extraction"] == {"boxed": 2, "gsm8k": 1, "last_number": 0, "none": 1}
+    assert strict.stats["truncated"] == 1
+
+    opted = spec.model_copy(update={"answers": AnswersSpec(last_number_fallback=True)})
+    fb = generate.process_shard(0, [question], [None], gen, LengthScorer(), opted)
+    assert [r["completion"] for r in fb.rows] == ["3 + 4 gives 7"]  # longest correct one
+    assert fb.rows[0]["correct_candidates"] == 2
+    assert fb.stats["extraction"]["last_number"] == 1 and fb.stats["extraction"]["none"] == 0
+    assert generate.fingerprint(opted, "star", []) != generate.fingerprint(spec, "star", [])
+
+    summary = generate.summarize([{**strict.stats, "file": None}])
+    assert summary["answer_extraction"] == strict.stats["extraction"]
+    assert summary["truncated_candidates"] == 1 and summary["truncation_rate"] == 0.25

@@ -1,7 +1,10 @@
 """Stage 1: self-generated training data (Pólya-guided for the polya arm, STaR for star).
 
 For every (question, heuristic) pair the base model samples k candidates; correct ones (by
-`answers.check_many`) are scored for adherence and the best is kept. Pairs with no correct
+`answers.check_many_verdicts`: an explicit final answer, the last-number fallback only when
+``spec.answers.lastNumberFallback`` is set; a candidate cut off by the length limit is never
+correct) are scored for adherence and the best is kept. The card records how answers were
+extracted (``answer_extraction``) and the truncation rate. Pairs with no correct
 candidate are resampled in the next round, up to `rounds`; questions with no accepted pair
 after that are dropped and counted. The star arm uses the plain question (no heuristic) and
 keeps one correct answer per question.
@@ -116,6 +119,7 @@ def process_shard(index: int, questions: list[dict[str, str]], heuristics: list[
     per_round: dict[str, dict[str, int]] = {}
     tokens = candidates_total = correct_total = 0
     extraction: dict[str, int] = dict.fromkeys(answers.METHODS, 0)
+    truncated = 0
     gen_seconds = score_seconds = 0.0
     pending = list(pairs)
     for rnd in range(1, g.rounds + 1):
@@ -135,7 +139,9 @@ def process_shard(index: int, questions: list[dict[str, str]], heuristics: list[
             allow_fallback=spec.answers.last_number_fallback)
         for m, n in answers.extraction_counts(verdicts).items():
             extraction[m] += n
-        ok = [v.correct for v in verdicts]
+        # A completion cut off by the length limit is wrong and never a training target.
+        ok = [v.correct and not c.truncated for v, (_, c) in zip(verdicts, flat, strict=True)]
+        truncated += sum(c.truncated for _, c in flat)
         correct: dict[int, list[Any]] = defaultdict(list)
         for (p, c), good in zip(flat, ok, strict=True):
             if good:
@@ -189,6 +195,7 @@ def process_shard(index: int, questions: list[dict[str, str]], heuristics: list[
         "dropped_question_ids": [q["id"] for q in questions if q["id"] not in covered],
         "per_heuristic": per_heuristic, "per_round": per_round, "candidates": candidates_total,
         "correct_candidates": correct_total, "tokens": tokens, "extraction": extraction,
+        "truncated": truncated,
         "generation_seconds": round(gen_seconds, 4), "scoring_seconds": round(score_seconds, 4),
     }
     return ShardResult(rows, stats)
@@ -270,6 +277,7 @@ def summarize(sides: list[dict[str, Any]]) -> dict[str, Any]:
             acc["accepted"] += v["accepted"]
     extraction = {m: sum(int(s.get("extraction", {}).get(m, 0)) for s in sides)
                   for m in answers.METHODS}
+    truncated = sum(int(s.get("truncated", 0)) for s in sides)
     counts = {k: int(tot[k]) for k in ("questions", "pairs", "accepted", "dropped_pairs",
                                         "dropped_questions", "candidates", "correct_candidates",
                                         "tokens")}
@@ -284,6 +292,8 @@ def summarize(sides: list[dict[str, Any]]) -> dict[str, Any]:
             for r, v in sorted(per_r.items(), key=lambda kv: int(kv[0]))},
         "candidate_accuracy": _rate(counts["correct_candidates"], counts["candidates"]),
         "answer_extraction": extraction,
+        "truncated_candidates": truncated,
+        "truncation_rate": _rate(truncated, counts["candidates"]),
         "tokens_generated": counts["tokens"],
         "generation_seconds": round(gen_s, 3),
         "scoring_seconds": round(float(tot["scoring_seconds"]), 3),
