@@ -146,7 +146,9 @@ def _job_process(spec: dict[str, Any], stage: str, tmp: Path) -> tuple[list[str]
         if "value" in var:
             env[var["name"]] = var["value"]
     progress = tmp / f"{stage}-progress.json"
+    (tmp / "termination-log").touch()
     env.update(POLYA_PROGRESS_FILE=str(progress), POLYA_METRICS_PORT=str(_free_port()),
+               POLYA_TERMINATION_MESSAGE_PATH=str(tmp / "termination-log"),
                HOME=str(tmp), HF_HOME=str(tmp / "hf"), OMP_NUM_THREADS="1")
     return cmd, env, progress
 
@@ -209,3 +211,30 @@ def test_two_process_midtrain_and_rl_through_the_jobs_launcher(
     assert (metrics["processes"], metrics["global_step"], metrics["use_vllm"]) == (2, 1, False)
     assert is_complete(tmp_path / "ws" / "polya" / "rl" / "model")
     assert json.loads(progress.read_text())["state"] == "Succeeded"
+
+
+@pytest.mark.slow
+def test_two_process_invalid_config_reaches_the_operator(tiny_model_dir: Path,
+                                                         problems_file: Path,
+                                                         tmp_path: Path) -> None:
+    """vLLM asked for but missing, rl on 2 processes: the launcher exits 1 (torch elastic's
+    code for any failed worker, so podFailurePolicy's exit code 2 cannot match), and rank 0's
+    termination message says InvalidConfig, which the planner turns into a failure without
+    retry (tests/unit/test_planner.py)."""
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("needs a venv without vllm")
+    spec: dict[str, Any] = {
+        "model": {"name": str(tiny_model_dir), "dtype": "float32"}, "arms": ["vanilla"],
+        "stages": {"generate": {"backend": "vllm"},
+                   "rl": {"dataset": {"source": str(problems_file)}, "numGenerations": 2,
+                          "perDeviceBatchSize": 2, "resources": {"processesPerNode": 2}}}}
+    run = dict(spec, arms=["polya"])  # _job_process builds the polya arm's Job
+    cmd, env, _ = _job_process(run, "rl", tmp_path)
+    cmd[cmd.index("--arm") + 1] = "vanilla"
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    msg = json.loads((tmp_path / "termination-log").read_text())
+    assert (msg["state"], msg["reason"]) == ("Failed", "InvalidConfig"), msg
+    assert "spec.stages.generate.backend" in msg["message"]

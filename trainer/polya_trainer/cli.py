@@ -88,9 +88,11 @@ def _cmd_stage(args: argparse.Namespace) -> int:
     try:
         outputs = run_stage(args.stage, run.spec, args.arm, Path(args.workdir), reporter)
     except Exception as exc:  # the reporter already holds the reason for the operator
+        invalid = isinstance(exc, s.SpecError)
+        if invalid:
+            _settle_invalid_config()
         reporter.write_termination_message(
-            "Failed", reason="InvalidConfig" if isinstance(exc, s.SpecError)
-            else type(exc).__name__)
+            "Failed", reason="InvalidConfig" if invalid else type(exc).__name__)
         print(f"stage {args.stage} ({args.arm}) failed: {type(exc).__name__}: {exc}",
               file=sys.stderr)
         # 2: a configuration the image cannot run (the Job's podFailurePolicy fails the Job
@@ -105,6 +107,25 @@ def _cmd_stage(args: argparse.Namespace) -> int:
     reporter.write_termination_message(reason="Completed")
     print(json.dumps({"stage": args.stage, "arm": args.arm, "outputs": outputs}))
     return 0
+
+
+def _settle_invalid_config(grace: float = 10.0) -> None:
+    """A SpecError is the same on every rank of a multi-process stage, and only rank 0's
+    termination message reaches the operator. The launcher's agent stops the other workers
+    with SIGTERM as soon as one exits, which would overwrite rank 0's verdict with
+    "Terminated": so rank 0 ignores SIGTERM from here on, and the other ranks wait a little
+    before exiting so that rank 0 gets there first."""
+    import contextlib
+    import os
+    import signal
+    import time
+
+    rank = int(os.environ.get("RANK", "0") or 0)
+    if rank == 0:
+        with contextlib.suppress(ValueError):  # not the main thread
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    elif int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+        time.sleep(grace)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
