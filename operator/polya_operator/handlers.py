@@ -159,6 +159,10 @@ class Operator:
         # Parsed specs by run: (uid, generation, spec or SpecError). The API server bumps
         # metadata.generation on every spec change, so a run is parsed once per generation.
         self.specs: dict[tuple[str, str], tuple[str, Any, Any]] = {}
+        # Runs deleted lately, by name: a namesake created next may find the old run's spec
+        # ConfigMap still there (garbage collection is asynchronous), so its first Jobs wait
+        # until its own ConfigMap exists (see _reconcile).
+        self.deleted: dict[tuple[str, str], float] = {}
         self.health = metrics.Health(self.config.resync)
         self.lane = Lane()
         self.watch_check = watchdog.WatchCheck(self.config.watch_check)
@@ -406,6 +410,13 @@ class Operator:
         plan = p.plan(run, jobs, now, live=self.live, image=self.config.image,
                       known=_Recent(self.known, 120.0), parsed=self._spec(namespace, run))
         api = kube.client()
+        if (namespace, name) in self.deleted and plan.of(p.CreateConfigMap):
+            # A namesake of a deleted run: its Jobs would mount a lingering ConfigMap of the
+            # old run by name. Its own ConfigMap first (OwnedByAnother: wait for the GC).
+            for a in plan.of(p.CreateConfigMap):
+                await api.create("v1", "configmaps", namespace, a.manifest)
+            plan.actions = [a for a in plan.actions if not isinstance(a, p.CreateConfigMap)]
+            self.deleted.pop((namespace, name), None)
         await self._create_jobs(api, namespace, plan)
         changed = plan.status != run.get("status")
         if changed or any(not isinstance(a, p.CreateJob) for a in plan.actions):
@@ -511,6 +522,10 @@ class Operator:
         metrics.forget_run(namespace, name, stages)
         self.locks.pop((namespace, name), None)
         self.specs.pop((namespace, name), None)
+        self.deleted[(namespace, name)] = time.monotonic()
+        horizon = time.monotonic() - 3600
+        for key in [k for k, t in self.deleted.items() if t < horizon]:
+            self.deleted.pop(key, None)
 
     # ------------------------------------------------------------------ resync
     async def _fetch(self, pod: dict[str, Any]) -> dict[str, Any] | None:

@@ -327,6 +327,10 @@ def test_delete_and_recreate_with_the_same_name(make_cluster, start_operator):
     cms = cluster.list("/api/v1/namespaces/default/configmaps")
     assert [c["metadata"]["ownerReferences"][0]["uid"] for c in cms] == [new_uid]
     assert '"seed": 7' in cms[0]["data"]["run.yaml"]
+    # The new Job came after the new ConfigMap (resourceVersions are ordered): its pods can
+    # only ever mount the new run's spec, never the old one's lingering under the same name.
+    job = cluster.call("GET", f"{JOBS}/again-vanilla-rl-0")[1]
+    assert int(cms[0]["metadata"]["resourceVersion"]) < int(job["metadata"]["resourceVersion"])
     # (The fake Job controller drives each Job name once, so the new Job is not run here.)
 
 
