@@ -37,9 +37,10 @@
   ``\\boxed{...}``; the gold is parsed once and cached, verdicts per (gold, answer) text.
 
 Where the exact path departs from math-verify on purpose (tests/unit/test_answers_regression.py
-names each case): unit words math-verify does not strip (``72 dollars``: it reads a product of
-symbols), ``1e3`` (it reads ``1*e*3``), ``12.5%`` against ``12.5``, a trailing period
-(``100.``, which it cannot parse), and cut-off boxes.
+names each case): unit words math-verify does not strip (``72 dollars``, ``\\text{12 apples}``:
+it reads a product of symbols), ``1e3`` (it reads ``1*e*3``), ``12.5%`` against ``12.5`` and
+``5%`` against ``5.0`` (it equates them only for integers), a trailing period (``100.``, which
+it cannot parse), and cut-off boxes.
 
 **Bounded time.** Inputs that could make sympy run away are refused (answer longer than
 ``MAX_ANSWER_CHARS``, nested powers, exponents of 5+ digits, factorials of 4+ digit numbers);
