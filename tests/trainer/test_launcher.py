@@ -178,7 +178,7 @@ def test_two_process_midtrain_and_rl_through_the_jobs_launcher(
         "seed": 1, "stages": {
             "generate": {"backend": "hf"},
             "midtrain": {"epochs": 1, "maxSteps": 2, "saveSteps": 1, "perDeviceBatchSize": 2,
-                         "maxLength": 128, "learningRate": 1e-3, "resources": two},
+                         "maxLength": 256, "learningRate": 1e-3, "resources": two},
             "rl": {"dataset": {"source": str(problems_file)}, "numGenerations": 2,
                    "perDeviceBatchSize": 2, "maxCompletionLength": 8, "maxSteps": 1,
                    "saveSteps": 1, "learningRate": 1e-4, "resources": two}}}
