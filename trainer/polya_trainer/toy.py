@@ -490,7 +490,7 @@ def _strategy_conversation(rng: random.Random) -> list[dict[str, str]]:
     return msgs
 
 
-def build_demo_model(out: str | Path, *, steps: int = 300, batch_size: int = 32,
+def build_demo_model(out: str | Path, *, steps: int = 200, batch_size: int = 16,
                      force: bool = False, seed: int = 0) -> Path:
     """The demo's base model: the tiny model pretrained for `steps` on the demo world's chats
     (cached by manifest)."""
