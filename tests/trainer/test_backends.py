@@ -209,7 +209,8 @@ def test_one_bos_in_hf_backend_and_grpo_rollouts(bos_model_dir: Path, tmp_path: 
         gen.close()
 
     spec = parse_spec({"model": {"name": str(bos_model_dir)},
-                       "dataset": {"source": "unused.jsonl"}})
+                       "dataset": {"source": "unused.jsonl"},
+                       "stages": {"generate": {"backend": "hf"}}})
     cfg = rl.grpo_config(spec, tmp_path / "rl")
     assert cfg.chat_template_kwargs == CHAT_TEMPLATE_KWARGS  # the pinned date reaches TRL
     assert trl_prompt_ids(tok, messages, cfg.chat_template_kwargs) == expected
