@@ -42,7 +42,9 @@ wait_for = harness.wait_for
 free_port = harness.free_port
 JOBS = harness.JOBS
 RUNS = harness.RUNS
-TWO_ARMS = {"arms": ["vanilla", "polya"]}
+# Two arms running at once (a ReadWriteMany workspace; on the default ReadWriteOnce claim
+# the arms take turns), as these scenarios were written to stress.
+TWO_ARMS = {"arms": ["vanilla", "polya"], "storage": {"accessMode": "ReadWriteMany"}}
 ALL_STAGES = ["vanilla/rl", "vanilla/evaluate", "polya/generate", "polya/midtrain", "polya/rl",
               "polya/evaluate"]
 
