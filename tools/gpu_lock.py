@@ -9,7 +9,8 @@ dry run (``--dry-run --ignore-installed --report``): nothing is installed. The p
 used here serves no separate wheel metadata (PEP 658), so plain pip would download every wheel
 (about 4.3 GB for vLLM, torch and the CUDA libraries) just to read its dependencies;
 ``--use-feature=fast-deps`` makes pip read each wheel's METADATA with HTTP range requests
-instead (about 0.1 GB, 2.5 minutes on a 2-core machine).
+instead (about 0.1 GB and 2.5-3.5 minutes on a 2-core machine, against 4.1 GB
+and 4.5 minutes for whole wheels: bench/gpu_lock.py, bench/results/gpu-lock.json).
 
 The machine's pip configuration is kept out (``PIP_CONFIG_FILE=/dev/null``, no constraints,
 no find-links): it may cap torch or point at local CPU wheels, which must not leak into the
