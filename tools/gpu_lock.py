@@ -69,8 +69,14 @@ def resolve(requirements: Path, timeout: float = 900) -> tuple[int, str, dict[st
     """(pip's exit code, its stderr, {normalised name: version} it would install)."""
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.json"
-        proc = subprocess.run(pip_command(requirements, report), capture_output=True,
-                              text=True, env=isolated_env(), timeout=timeout)
+        cmd = pip_command(requirements, report)
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=isolated_env(),
+                              timeout=timeout)
+        if proc.returncode and "fast-deps" in proc.stderr and "invalid choice" in proc.stderr:
+            # A pip without the feature: resolve the slow way (whole wheels).
+            cmd.remove("--use-feature=fast-deps")
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=isolated_env(),
+                                  timeout=timeout)
         pins: dict[str, str] = {}
         if proc.returncode == 0 and report.exists():
             data: dict[str, Any] = json.loads(report.read_text())
