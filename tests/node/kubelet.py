@@ -51,6 +51,7 @@ symlink layout of configMap volumes and their live updates; ``/etc/hosts``,
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -349,9 +350,22 @@ class Running:
                       self.termination_file)
 
 
+@functools.cache
+def unsupported() -> str | None:
+    """Why the double cannot run here (a reason for pytest.skip), or None."""
+    if os.geteuid() != 0:
+        return "the node double needs root (mount namespaces, bind mounts, setuid)"
+    probe = subprocess.run(["unshare", "--mount", "--propagation", "private", "mount", "-t",
+                            "tmpfs", "tmpfs", "/mnt"], capture_output=True, text=True,
+                           check=False)
+    if probe.returncode != 0:
+        return f"no private mount namespace here: {probe.stderr.strip()[:200]}"
+    return None
+
+
 def _set_volume_ownership(path: Path, gid: int) -> None:
     """SetVolumeOwnership: chgrp to fsGroup, group rw (x for dirs), setgid on dirs."""
-    for dirpath, dirnames, filenames in os.walk(path):
+    for dirpath, _dirs, filenames in os.walk(path):
         os.chown(dirpath, -1, gid)
         os.chmod(dirpath, os.stat(dirpath).st_mode | 0o2070)
         for f in filenames:
@@ -359,4 +373,3 @@ def _set_volume_ownership(path: Path, gid: int) -> None:
             if not os.path.islink(p):
                 os.chown(p, -1, gid)
                 os.chmod(p, os.stat(p).st_mode | 0o060)
-        del dirnames[:0]

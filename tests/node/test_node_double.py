@@ -7,7 +7,6 @@ root, the securityContext's uid/gid, and what the trainer does on it (in place, 
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -15,11 +14,18 @@ from typing import Any
 
 import pytest
 
-from node.kubelet import MAX_TERMINATION_MESSAGE, CreateContainerConfigError, Node, Pod, expand
+from node.kubelet import (
+    MAX_TERMINATION_MESSAGE,
+    CreateContainerConfigError,
+    Node,
+    Pod,
+    expand,
+    unsupported,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="the node double needs root "
-                                "(mount namespaces, bind mounts, setuid)")
+needs_root = pytest.mark.skipif(unsupported() is not None,
+                              reason=str(unsupported()))
 
 
 @pytest.mark.parametrize(("text", "want"), [

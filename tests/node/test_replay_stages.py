@@ -8,7 +8,6 @@ port (9400) is a port of this machine, and no cgroup limits."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +15,11 @@ import pytest
 from polya_operator import resources as r
 from polya_trainer import spec as s
 
-from node.kubelet import MAX_TERMINATION_MESSAGE, Node, Pod
+from node.kubelet import MAX_TERMINATION_MESSAGE, Node, Pod, unsupported
 from node.toyrun import CLAIM, fill_claim, toy_spec
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the node double needs root "
-                                "(mount namespaces, bind mounts, setuid)")
+pytestmark = pytest.mark.skipif(unsupported() is not None,
+                              reason=str(unsupported()))
 
 
 def rendered(name: str, doc: dict[str, Any]) -> tuple[dict[str, Any], s.PolyaRunSpec]:

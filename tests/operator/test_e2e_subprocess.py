@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from node.kubelet import MAX_TERMINATION_MESSAGE, Node, Pod
+from node.kubelet import MAX_TERMINATION_MESSAGE, Node, Pod, unsupported
 from node.toyrun import CLAIM, fill_claim, toy_spec
 from opkit import condition, wait_for
 
@@ -68,8 +67,7 @@ class NodeKubelet:
 
 @pytest.mark.slow
 @pytest.mark.timeout(1500)
-@pytest.mark.skipif(os.geteuid() != 0, reason="the node double needs root (mount "
-                    "namespaces, bind mounts, setuid)")
+@pytest.mark.skipif(unsupported() is not None, reason=str(unsupported()))
 def test_operator_runs_real_stages_to_success(make_cluster, start_operator, tmp_path,
                                               toy_model_dir):
     holder: dict[str, NodeKubelet] = {}
