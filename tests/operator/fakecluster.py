@@ -12,8 +12,8 @@ controllers do for the fields the operator reads:
 What each Job does comes from a script: ``outcomes(job_name) -> list`` of "succeed", "fail",
 "exit2" (exit code 2: the Job's podFailurePolicy FailJob rule, reason PodFailurePolicy),
 "oom", "deadline", "preempt" (disrupt the pod, then continue with the next item) or "hang"
-(until the Job is suspended). With ``runner`` set, the pod instead runs the container's
-command as a local subprocess (the "kubelet" of the true end-to-end test).
+(until the Job is suspended). With ``runner`` set, the pod's container instead runs for real
+(test_e2e_subprocess.py runs it on the node double, tests/node/kubelet.py).
 """
 
 from __future__ import annotations
@@ -37,9 +37,12 @@ def now() -> str:
 
 
 def message(job: dict[str, Any], state: str = "Succeeded") -> str:
+    """A termination message in the trainer's format (polya_trainer.progress
+    .termination_message); the real one is checked on the node double (tests/node)."""
     lab = job["metadata"]["labels"]
     return json.dumps({"stage": lab.get("polya.dev/stage"), "arm": lab.get("polya.dev/arm"),
-                       "state": state, "progress": 100.0 if state == "Succeeded" else 50.0,
+                       "state": state, "reason": "Completed" if state == "Succeeded" else
+                       "RuntimeError", "progress": 100.0 if state == "Succeeded" else 50.0,
                        "metrics": {"loss": 0.25}, "outputs": {"dir": "out"}, "message": ""})
 
 
