@@ -399,3 +399,47 @@ def test_strict_answers_and_truncated_candidates(tiny_model_dir: Path, tmp_path:
     summary = generate.summarize([{**strict.stats, "file": None}])
     assert summary["answer_extraction"] == strict.stats["extraction"]
     assert summary["truncated_candidates"] == 1 and summary["truncation_rate"] == 0.25
+
+
+def test_data_insight_in_card_status_and_dedup(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """Per-heuristic statistics and per-question Vendi reach the card, datastats.json, the
+    stage status and Prometheus; duplicates across heuristics are counted, and removed only
+    with dedup set."""
+    from polya_trainer.backends import Completion
+    from polya_trainer.progress import REGISTRY
+    from transformers import AutoTokenizer
+
+    gen = ScriptedGenerator(AutoTokenizer.from_pretrained(tiny_model_dir), [
+        Completion("Add 3 and 4 to get \\boxed{7}", 8),
+        Completion("cut off \\boxed{7} and", 40, "length")])
+    data = tmp_path / "q.jsonl"
+    data.write_text("".join(json.dumps({"question": f"Ava has 3 apples and gets 4 more ({i})?",
+                                        "answer": "7"}) + "\n" for i in range(3)))
+    for mode, kept in (("off", 6), ("near", 3)):
+        spec = make_spec(tiny_model_dir, data, dedup=mode)
+        workdir = tmp_path / mode
+        rep = Reporter("generate", "polya", path=workdir / "progress.json")
+        generate.run(spec, "polya", workdir, rep, generator=gen, scorer=LengthScorer())
+        assert len(load_rows(workdir, "polya")) == kept
+        ins = card(workdir, "polya")["data_insight"]
+        for hid in HEURISTICS:
+            t = ins["per_heuristic"][hid]
+            assert t["acceptance_rate"] == 1.0 and t["truncation_rate"] == 0.5
+            assert t["candidates"] == 6 and t["answer_extraction"] == {"boxed": 6}
+            assert t["kept"] == (0 if mode == "near" and hid == HEURISTICS[1] else 3)
+            assert t["length_tokens"]["p50"] == (8.0 if t["kept"] else None)
+        # Heuristic 2's solution repeats heuristic 1's for every question.
+        assert ins["duplicates"]["exact"] == 3
+        assert ins["duplicates"]["removed"] == (0 if mode == "off" else 3)
+        div = ins["diversity"]
+        assert div["questions_with_several_solutions"] == (3 if mode == "off" else 0)
+        if mode == "off":
+            assert div["per_question"]["mean"] == pytest.approx(1.0)  # identical solutions
+        side = json.loads((workdir / "polya/generate/datastats.json").read_text())
+        assert set(side["vendi_per_question"]) == {"0", "1", "2"}
+        snap = rep.snapshot()
+        assert snap["metrics"]["truncation_rate"] == 0.5
+        assert snap["metrics"]["duplicates_removed"] == ins["duplicates"]["removed"]
+        assert REGISTRY.get_sample_value(
+            "polyarun_generate_heuristic",
+            {"arm": "polya", "heuristic": HEURISTICS[0], "figure": "acceptance_rate"}) == 1.0

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import answers
+from . import answers, contamination, datastats
 from .artifacts import atomic_path, atomic_write_json, sha256_file, write_manifest
 from .backends import Sampling, load_generator
 from .data import load_qa
@@ -80,6 +80,13 @@ def fingerprint(spec: PolyaRunSpec, arm: str, heuristic_ids: list[str]) -> str:
     }
     if spec.answers.last_number_fallback:  # only when set, so older fingerprints stay valid
         body["answers"] = spec.answers.dump()
+    # Not data-shaping (diversityEmbeddingModel) or off by default (dedup): older
+    # fingerprints stay valid.
+    body["generate"].pop("diversity_embedding_model", None)
+    if body["generate"].get("dedup", "off") == "off":
+        body["generate"].pop("dedup", None)
+    if spec.contamination.action == "drop":  # it changes the questions and prompts
+        body["contamination"] = spec.contamination.dump()
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -120,6 +127,8 @@ def process_shard(index: int, questions: list[dict[str, str]], heuristics: list[
     tokens = candidates_total = correct_total = 0
     extraction: dict[str, int] = dict.fromkeys(answers.METHODS, 0)
     truncated = 0
+    # Per-heuristic candidate counters (datastats): candidates, truncated, extraction method.
+    h_cand: dict[str, dict[str, Any]] = {}
     gen_seconds = score_seconds = 0.0
     pending = list(pairs)
     for rnd in range(1, g.rounds + 1):
@@ -142,6 +151,12 @@ def process_shard(index: int, questions: list[dict[str, str]], heuristics: list[
         # A completion cut off by the length limit is wrong and never a training target.
         ok = [v.correct and not c.truncated for v, (_, c) in zip(verdicts, flat, strict=True)]
         truncated += sum(c.truncated for _, c in flat)
+        for v, (p, c) in zip(verdicts, flat, strict=True):
+            hc = h_cand.setdefault(p.heuristic_id, {"candidates": 0, "truncated": 0,
+                                                    "extraction": {}})
+            hc["candidates"] += 1
+            hc["truncated"] += bool(c.truncated)
+            hc["extraction"][v.method] = hc["extraction"].get(v.method, 0) + 1
         correct: dict[int, list[Any]] = defaultdict(list)
         for (p, c), good in zip(flat, ok, strict=True):
             if good:
@@ -182,11 +197,16 @@ def process_shard(index: int, questions: list[dict[str, str]], heuristics: list[
         if on_round:
             on_round(index, rnd, per_round[str(rnd)])
     rows = [p.row for p in pairs if p.row is not None]
-    per_heuristic: dict[str, dict[str, int]] = {}
+    per_heuristic: dict[str, dict[str, Any]] = {}
     for p in pairs:
         h = per_heuristic.setdefault(p.heuristic_id, {"pairs": 0, "accepted": 0})
         h["pairs"] += 1
         h["accepted"] += p.row is not None
+    # Duplicate solutions within a question: always counted, removed when spec says so.
+    rows, dups = datastats.dedupe_rows(rows, g.dedup)
+    for hid, h in per_heuristic.items():
+        h.update(h_cand.get(hid, {}), duplicates=dups.get(hid, {"exact": 0, "near": 0,
+                                                                "removed": 0}))
     covered = {r["question_id"] for r in rows}
     stats = {
         "shard": index, "questions": len(questions), "pairs": len(pairs), "accepted": len(rows),
@@ -301,6 +321,18 @@ def summarize(sides: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _data_insight(spec: PolyaRunSpec, out: Path, files: list[str],
+                  sides: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, float]]:
+    """Per-heuristic statistics and per-question diversity of the data written (datastats)."""
+    import pyarrow.parquet as pq
+
+    cols = ["question_id", "heuristic", "completion", "score", "num_tokens"]
+    rows = [r for f in files for r in pq.read_table(out / f, columns=cols).to_pylist()]
+    model = spec.stages.generate.diversity_embedding_model
+    embed = datastats.hf_embedder(model) if model and rows else None
+    return datastats.data_stats(rows, datastats.merge_heuristic_counters(sides), embed, model)
+
+
 def _backend_kwargs(spec: PolyaRunSpec) -> dict[str, Any]:
     g = spec.stages.generate
     if g.backend == "hf":
@@ -331,6 +363,11 @@ def run(spec: PolyaRunSpec, arm: str, workdir: str | Path, reporter: Reporter | 
     heuristic_ids = [h.id if h is not None else NO_HEURISTIC for h in chosen]
     fp = fingerprint(spec, arm, heuristic_ids)
     out = stage_dir(workdir, arm, "generate")
+    # Overlap with the evaluation benchmarks, before any sampling (spec.contamination).
+    questions, chosen, contam = contamination.gate_questions(
+        spec, "seed_questions", questions, out, workdir, chosen, g.exemplars)
+    if contam:
+        reporter.update(contaminated_questions=contam["seed_questions"]["overlapping"])
     shards = [questions[i:i + g.shard_size] for i in range(0, len(questions), g.shard_size)]
     _clean(out, len(shards))
     reporter.start(total=len(questions), unit="questions",
@@ -376,6 +413,9 @@ def run(spec: PolyaRunSpec, arm: str, workdir: str | Path, reporter: Reporter | 
 
     summary = summarize(sides)
     files = [s["file"] for s in sides if s["file"]]
+    reporter.update(message="data statistics and diversity")
+    insight, per_question = _data_insight(spec, out, files, sides)
+    atomic_write_json(out / "datastats.json", {**insight, "vendi_per_question": per_question})
     card = {
         "arm": arm, "stage": "generate",
         "model": {"name": spec.model.name, "revision": spec.model.revision,
@@ -388,12 +428,23 @@ def run(spec: PolyaRunSpec, arm: str, workdir: str | Path, reporter: Reporter | 
         "scorer": g.scorer.dump(), "shardSize": g.shard_size, "shards": len(shards),
         "resumedShards": resumed, "fingerprint": fp, "files": files,
         "dropped_question_ids": [q for s in sides for q in s["dropped_question_ids"]],
-        **summary, "wall_seconds": round(time.perf_counter() - t_start, 3),
+        **summary, "data_insight": insight, **({"contamination": contam} if contam else {}),
+        "wall_seconds": round(time.perf_counter() - t_start, 3),
         "columns": [name for name, _ in COLUMNS],
     }
     atomic_write_json(out / "card.json", card)
     outputs = {"data": f"{arm}/generate/data", "card": f"{arm}/generate/card.json"}
-    write_manifest(out, files=[*files, "card.json"], outputs=outputs, arm=arm, stage="generate")
+    outputs["datastats"] = f"{arm}/generate/datastats.json"
+    extra = [f for f in ("datastats.json", "contamination.json") if (out / f).is_file()]
+    write_manifest(out, files=[*files, *extra, "card.json"], outputs=outputs, arm=arm,
+                   stage="generate")
+    div = insight["diversity"]["per_question"]
+    reporter.update(truncation_rate=summary["truncation_rate"],
+                    duplicates_removed=insight["duplicates"]["removed"],
+                    vendi_mean=div["mean"] if div["mean"] is not None else None)
+    for hid, t in insight["per_heuristic"].items():
+        reporter.heuristic_figures(hid, acceptance_rate=t["acceptance_rate"],
+                                   truncation_rate=t["truncation_rate"], kept=t["kept"])
     reporter.update(done=done, message=(f"{summary['counts']['accepted']} samples accepted, "
                                         f"{summary['counts']['dropped_questions']} questions "
                                         "dropped"))

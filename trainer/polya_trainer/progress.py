@@ -63,9 +63,21 @@ FIGURES: dict[str, Gauge] = {
         ("acceptance_rate", "polyarun_generate_acceptance_ratio",
          "Share of (question, heuristic) pairs with an accepted sample."),
         ("accepted", "polyarun_generate_accepted", "Accepted samples so far."),
+        ("truncation_rate", "polyarun_generate_truncation_ratio",
+         "Share of sampled candidates cut off by the length limit."),
+        ("duplicates_removed", "polyarun_generate_duplicates_removed",
+         "Duplicate solutions removed within questions."),
+        ("vendi_mean", "polyarun_generate_vendi_mean",
+         "Mean per-question Vendi score of the accepted solutions."),
+        ("contaminated_questions", "polyarun_contaminated_questions",
+         "Training questions sharing an n-gram with an evaluation benchmark."),
         ("accuracy", "polyarun_eval_running_accuracy", "Running accuracy of the evaluation."),
     ]
 }
+# Per heuristic (bounded: the catalog plus at most 32 custom heuristics).
+HEURISTIC = Gauge("polyarun_generate_heuristic", "Per-heuristic figure of the generated data "
+                  "(acceptance_rate, truncation_rate, kept).", ("arm", "heuristic", "figure"),
+                  registry=REGISTRY)
 PASS_AT_K = Gauge("polyarun_eval_pass_at_k", "pass@k (0-1) per benchmark and checkpoint.",
                   ("arm", "benchmark", "checkpoint", "k"), registry=REGISTRY)
 
@@ -159,6 +171,12 @@ class Reporter:
 
     def eval_result(self, benchmark: str, checkpoint: str, k: int | str, value: float) -> None:
         PASS_AT_K.labels(self.arm, benchmark, checkpoint, str(k)).set(value)
+
+    def heuristic_figures(self, heuristic: str, **figures: float) -> None:
+        """Per-heuristic gauges of the generate stage (Prometheus only)."""
+        for key, value in figures.items():
+            if value is not None:
+                HEURISTIC.labels(self.arm, heuristic, key).set(float(value))
 
     def finish(self, outputs: dict[str, str] | None = None, state: str = "Succeeded",
                message: str = "") -> None:

@@ -169,13 +169,26 @@ def grpo_config(spec: PolyaRunSpec, output_dir: str | Path) -> Any:
     return T.build_config(STAGE, GRPOConfig, ours, user)
 
 
-def load_prompts(spec: PolyaRunSpec) -> Any:
-    """The RL dataset: chat prompts with the plain question, plus the gold answer."""
+def load_prompts(spec: PolyaRunSpec, workdir: str | Path | None = None, arm: str = "polya",
+                 reporter: Reporter | None = None) -> Any:
+    """The RL dataset: chat prompts with the plain question, plus the gold answer. With a
+    workdir, the questions are checked against the evaluation benchmarks first
+    (spec.contamination; ``<arm>/rl/contamination.json``)."""
     from datasets import Dataset
 
+    from . import contamination
     from .heuristics import plain_messages
+    from .models import stage_dir
 
     rows = load_qa(spec.stages.rl.dataset, "spec.stages.rl.dataset")
+    if workdir is not None:
+        rows, _, contam = contamination.gate_questions(
+            spec, "rl_questions", rows, stage_dir(workdir, arm, STAGE), workdir)
+        if contam and reporter is not None:
+            reporter.update(contaminated_questions=contam["rl_questions"]["overlapping"])
+        if not rows:
+            raise SpecError([("spec.contamination", "every RL question overlaps an evaluation "
+                                                    "benchmark; nothing left to train on")])
     return Dataset.from_list([{"prompt": plain_messages(r["question"]), "answer": r["answer"]}
                               for r in rows])
 
@@ -196,7 +209,8 @@ def build_trainer(spec: PolyaRunSpec, arm: str, workdir: str | Path, reporter: R
     funcs, _ = reward_setup(spec)
     callback = T.make_callback(reporter, flag)
     trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=args,
-                          train_dataset=load_prompts(spec), processing_class=tok,
+                          train_dataset=load_prompts(spec, workdir, arm, reporter),
+                          processing_class=tok,
                           callbacks=[callback, *(callbacks or [])])
     return trainer, tok, callback
 

@@ -280,6 +280,12 @@ class GenerateSpec(StageBase):
     """Questions per output shard; a kill loses at most the shard in flight."""
     batch_size: int = Field(16, ge=1, le=4096)
     """Prompts per generate call (hf backend)."""
+    dedup: Literal["off", "exact", "near"] = "off"
+    """Remove duplicate solutions within a question: exact (same text) or near (also word
+    5-gram Jaccard >= 0.8). Duplicates are counted in the card either way."""
+    diversity_embedding_model: str | None = Field(None, max_length=512)
+    """Encoder (Hugging Face id) for the per-question Vendi score; unset: a lexical stand-in
+    (word 1-2-gram count cosine)."""
     resources: Resources = Field(default_factory=lambda: Resources(gpus=1))
     """Compute for this stage."""
 
@@ -476,6 +482,17 @@ class AnswersSpec(Spec):
     (\\boxed{} or "#### n"). Off by default: it credits cut-off and rambling responses."""
 
 
+class ContaminationSpec(Spec):
+    """Word n-gram overlap of the seed questions, few-shot exemplars and RL questions with
+    the evaluation benchmarks, checked before generate and before rl."""
+
+    action: Literal["off", "report", "drop"] = "off"
+    """off: no check; report: write contamination.json and a summary; drop: also remove
+    overlapping questions and exemplars before training."""
+    ngram: int = Field(13, ge=3, le=64)
+    """Shared word n-gram length that counts as an overlap."""
+
+
 class StorageSpec(Spec):
     """Where stages share artifacts: an existing claim, a new claim, or an object store."""
 
@@ -543,6 +560,8 @@ class PolyaRunSpec(Spec):
     """Per-stage configuration."""
     answers: AnswersSpec = Field(default_factory=AnswersSpec)
     """Answer extraction, shared by every stage that checks answers."""
+    contamination: ContaminationSpec = Field(default_factory=ContaminationSpec)
+    """Overlap check of the training inputs against the evaluation benchmarks."""
     storage: StorageSpec = Field(default_factory=StorageSpec,
                                  json_schema_extra=_immutable("spec.storage"))
     """The shared workspace."""
