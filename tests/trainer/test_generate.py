@@ -443,3 +443,18 @@ def test_data_insight_in_card_status_and_dedup(tiny_model_dir: Path, tmp_path: P
         assert REGISTRY.get_sample_value(
             "polyarun_generate_heuristic",
             {"arm": "polya", "heuristic": HEURISTICS[0], "figure": "acceptance_rate"}) == 1.0
+
+    # `polya inspect` browses what was written, filtered by heuristic and score.
+    from polya_trainer import browse
+    from polya_trainer.cli import main
+    from rich.console import Console
+
+    con = Console(record=True, width=240)
+    score = float(len("Add 3 and 4 to get \\boxed{7}"))  # LengthScorer's score
+    assert browse.render(tmp_path / "off", heuristic=HEURISTICS[1], min_score=score,
+                         console=con) == 3
+    text = con.export_text()
+    assert "polya: per heuristic" in text and HEURISTICS[1] in text and "boxed{7}" in text
+    assert browse.render(tmp_path / "off", min_score=score + 1, console=Console(record=True)) == 0
+    assert main(["inspect", str(tmp_path / "off"), "--limit", "2"]) == 0
+    assert main(["inspect", str(tmp_path / "off"), "--heuristic", "nope"]) == 1

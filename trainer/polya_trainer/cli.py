@@ -8,6 +8,7 @@
     polya stage STAGE --spec FILE --workdir DIR --arm ARM   one stage (the pod entrypoint)
     polya toy-model DIR           build the small CPU-trainable base model
     polya report WORKDIR          (re)build the comparison report
+    polya inspect WORKDIR         browse generated samples (--heuristic, --min-score, --limit)
     polya operator [kopf args]    run the operator
 
 Heavy imports (torch, kopf) happen inside the commands that need them.
@@ -149,6 +150,14 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from .browse import render
+
+    shown = render(args.workdir, heuristic=args.heuristic, min_score=args.min_score,
+                   question=args.question, sort=args.sort, limit=args.limit)
+    return 0 if shown else 1
+
+
 def _cmd_operator(args: argparse.Namespace) -> int:
     from polya_operator.main import main as operator_main
 
@@ -202,6 +211,15 @@ def parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="(re)build the comparison report")
     rep.add_argument("workdir")
     rep.set_defaults(func=_cmd_report)
+
+    ins = sub.add_parser("inspect", help="browse generated samples by heuristic and score")
+    ins.add_argument("workdir")
+    ins.add_argument("--heuristic", default=None, help="heuristic id or name")
+    ins.add_argument("--min-score", type=float, default=None, help="lowest adherence score")
+    ins.add_argument("--question", default=None, help="one question id")
+    ins.add_argument("--sort", choices=("score", "length", "question"), default="score")
+    ins.add_argument("--limit", type=int, default=20, help="samples shown (default 20)")
+    ins.set_defaults(func=_cmd_inspect)
 
     op = sub.add_parser("operator", help="run the operator (extra args go to kopf run)")
     op.add_argument("kopf_args", nargs=argparse.REMAINDER)
