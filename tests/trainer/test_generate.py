@@ -458,3 +458,37 @@ def test_data_insight_in_card_status_and_dedup(tiny_model_dir: Path, tmp_path: P
     assert browse.render(tmp_path / "off", min_score=score + 1, console=Console(record=True)) == 0
     assert main(["inspect", str(tmp_path / "off"), "--limit", "2"]) == 0
     assert main(["inspect", str(tmp_path / "off"), "--heuristic", "nope"]) == 1
+
+
+def test_contamination_drop_before_sampling(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """A seed question planted in an evaluation benchmark is reported and, with action drop,
+    never sampled; the card and the stage status carry the summary."""
+    from polya_trainer.backends import Completion
+    from transformers import AutoTokenizer
+
+    planted = ("Ava has three red apples and gets four more green apples from her kind "
+               "neighbour next door on Sunday. How many apples does she have?")
+    data = tmp_path / "q.jsonl"
+    data.write_text("".join(json.dumps({"question": q, "answer": "7"}) + "\n"
+                            for q in ["Tom has 3 pens and buys 4 more. How many pens?", planted]))
+    bench = tmp_path / "bench.jsonl"
+    bench.write_text(json.dumps({"question": planted, "answer": "7"}) + "\n")
+    gen = ScriptedGenerator(AutoTokenizer.from_pretrained(tiny_model_dir),
+                            [Completion("\\boxed{7}", 3)])
+    base = make_spec(tiny_model_dir, data).model_dump(by_alias=True, exclude_none=True)
+    base["stages"]["evaluate"] = {"benchmarks": [],
+                                  "custom": [{"name": "planted", "path": str(bench)}]}
+    for action, questions in (("report", 2), ("drop", 1)):
+        spec = parse_spec({**base, "contamination": {"action": action}})
+        workdir = tmp_path / action
+        rep = Reporter("generate", "polya")
+        generate.run(spec, "polya", workdir, rep, generator=gen, scorer=LengthScorer())
+        c = card(workdir, "polya")
+        assert c["contamination"]["seed_questions"]["overlapping"] == 1
+        assert c["contamination"]["seed_questions"]["dropped"] == (action == "drop")
+        assert c["counts"]["questions"] == questions
+        kept = {r["question"] for r in load_rows(workdir, "polya")}
+        assert (planted in kept) == (action == "report")
+        assert rep.snapshot()["metrics"]["contaminated_questions"] == 1
+        report = json.loads((workdir / "polya/generate/contamination.json").read_text())
+        assert report["sources"]["seed_questions"]["overlapping_ids"] == ["1"]
