@@ -92,3 +92,18 @@ def test_data_stats_per_heuristic_and_diversity() -> None:
     div = section["diversity"]
     assert div["questions_with_several_solutions"] == 1 and div["per_question"]["mean"] == 2.0
     assert div["similarity"].startswith("lexical")
+
+
+def test_hf_embedder_on_tiny_model(tiny_model_dir) -> None:
+    """The embedding path: mean-pooled hidden states of a real (tiny) transformers model."""
+    embed = ds.hf_embedder(str(tiny_model_dir), batch_size=2)
+    texts = ["Ava has 3 apples.", "Ava has 3 apples.", "Work backwards from the total."]
+    vectors = embed(texts)
+    assert vectors.shape[0] == 3 and vectors.shape[1] > 1
+    assert np.allclose(vectors[0], vectors[1], atol=1e-5)
+    # Padding does not leak in: a short text batched with a longer one embeds as alone.
+    together = embed([texts[0], texts[2] * 3])[0]
+    assert np.allclose(together, embed([texts[0]])[0], atol=1e-4)
+    score = ds.vendi(texts, embed=embed)
+    assert 1.0 <= score < 2.0 + 1e-6  # two of the three are the same text
+    assert ds.vendi(texts[:2], embed=embed) == pytest.approx(1.0, abs=1e-4)
