@@ -147,6 +147,7 @@ def gate_questions(spec: Any, what: str, questions: list[dict[str, str]], out: P
     heuristics kept, summary or None when off). Writes ``out/contamination.json``."""
     c = spec.contamination
     if c.action == "off":
+        (out / "contamination.json").unlink(missing_ok=True)  # a stale report of an earlier try
         return questions, list(heuristics), None
     sources = {what: [(q["id"], q["question"]) for q in questions]}
     ex = exemplar_items(heuristics, n_exemplars)
