@@ -434,7 +434,6 @@ def run(spec: PolyaRunSpec, arm: str, workdir: str | Path, reporter: Reporter | 
     }
     atomic_write_json(out / "card.json", card)
     outputs = {"data": f"{arm}/generate/data", "card": f"{arm}/generate/card.json"}
-    outputs["datastats"] = f"{arm}/generate/datastats.json"
     extra = [f for f in ("datastats.json", "contamination.json") if (out / f).is_file()]
     write_manifest(out, files=[*files, *extra, "card.json"], outputs=outputs, arm=arm,
                    stage="generate")
