@@ -107,3 +107,27 @@ def test_hf_embedder_on_tiny_model(tiny_model_dir) -> None:
     score = ds.vendi(texts, embed=embed)
     assert 1.0 <= score < 2.0 + 1e-6  # two of the three are the same text
     assert ds.vendi(texts[:2], embed=embed) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_report_data_table_has_per_heuristic_insight() -> None:
+    """The report's training-data table carries the data_insight columns (report.py)."""
+    from polya_trainer.report import _card_table
+
+    kept, _ = ds.dedupe_rows(rows(), "exact")
+    counters = ds.merge_heuristic_counters([{"per_heuristic": {
+        h: {"pairs": 2, "accepted": 2, "candidates": 4, "truncated": 1,
+            "duplicates": {"exact": int(h == "b"), "near": 0, "removed": int(h == "b")}}
+        for h in ("a", "b")}}])
+    insight, _ = ds.data_stats(kept, counters)
+    card = {"counts": {"pairs": 4, "accepted": 4}, "acceptance_rate": 1.0,
+            "truncation_rate": 0.25, "data_insight": insight,
+            "acceptance_rate_per_heuristic": {h: {"pairs": 2, "accepted": 2, "rate": 1.0}
+                                              for h in ("a", "b")}}
+    header, body = _card_table(card)
+    assert header[-1] == "Vendi mean/question" and len(header) == 10
+    assert all(len(r) == len(header) for r in body)
+    a, b, total = body
+    assert a[4] == "2" and b[4] == "1" and b[6] == "1/0" and a[5] == "25.00"
+    assert total[0] == "all" and total[4] == "3" and total[-1] == "2.00"
+    # A card without data_insight keeps the old four columns.
+    assert len(_card_table({k: v for k, v in card.items() if k != "data_insight"})[0]) == 4

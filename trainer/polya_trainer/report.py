@@ -494,7 +494,31 @@ def _card_table(card: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     total = card.get("counts", {})
     body.append(["all", str(total.get("pairs", "–")), str(total.get("accepted", "–")),
                  _pct(card.get("acceptance_rate"))])
-    return ["heuristic", "pairs", "accepted", "acceptance %"], body
+    header = ["heuristic", "pairs", "accepted", "acceptance %"]
+    insight = card.get("data_insight")
+    if not insight:  # cards written before the data-insight statistics
+        return header, body
+    # datastats: kept after de-duplication, truncation, duplicates, score and length medians.
+    ph = insight.get("per_heuristic", {})
+
+    def extra(h: dict[str, Any] | None) -> list[str]:
+        if not h:
+            return ["–"] * 6
+        return [str(h["kept"]), _pct(h["truncation_rate"]),
+                f"{h['duplicates_exact']}/{h['duplicates_near']}",
+                "–" if h["score"]["p50"] is None else f"{h['score']['p50']:.3g}",
+                "–" if h["length_tokens"]["p50"] is None else f"{h['length_tokens']['p50']:.0f}",
+                "–"]
+
+    for row in body[:-1]:
+        row += extra(ph.get(row[0]))
+    div = insight.get("diversity", {}).get("per_question", {})
+    vendi = "–" if div.get("mean") is None else f"{div['mean']:.2f}"
+    body[-1] += [str(sum(h["kept"] for h in ph.values())), _pct(card.get("truncation_rate")),
+                 f"{insight['duplicates']['exact']}/{insight['duplicates']['near']}", "–", "–",
+                 vendi]
+    return [*header, "kept", "truncated %", "duplicates exact/near", "score p50",
+            "tokens p50", "Vendi mean/question"], body
 
 
 def render_html(data: dict[str, Any], images: dict[str, bytes],
