@@ -131,3 +131,15 @@ def test_report_data_table_has_per_heuristic_insight() -> None:
     assert total[0] == "all" and total[4] == "3" and total[-1] == "2.00"
     # A card without data_insight keeps the old four columns.
     assert len(_card_table({k: v for k, v in card.items() if k != "data_insight"})[0]) == 4
+
+
+def test_lexical_similarity_equals_full_count_cosine() -> None:
+    """Leaving grams seen in one text out of the products gives the full cosine."""
+    from collections import Counter
+
+    texts = [LONG, "alpha beta alpha gamma", "alpha beta delta", "", "gamma delta epsilon"]
+    grams = [Counter(ds.words(t)) + Counter(zip(ds.words(t), ds.words(t)[1:], strict=False))
+             for t in texts]
+    vocab = sorted({g for c in grams for g in c}, key=str)
+    full = np.array([[c.get(g, 0) for g in vocab] for c in grams], dtype=float)
+    assert np.allclose(ds.lexical_similarity(texts), ds.cosine_matrix(full))

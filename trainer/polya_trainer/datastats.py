@@ -95,8 +95,10 @@ def cosine_matrix(vectors: np.ndarray) -> np.ndarray:
     return k
 
 
-def lexical_vectors(texts: Sequence[str], ns: Sequence[int] = LEXICAL_NGRAMS) -> np.ndarray:
-    """Word n-gram count vectors (n in `ns`) over the texts' shared vocabulary."""
+def lexical_similarity(texts: Sequence[str], ns: Sequence[int] = LEXICAL_NGRAMS) -> np.ndarray:
+    """Cosine similarity of word n-gram count vectors (n in `ns`). Only grams that occur in
+    two or more texts enter the products (the others only add to the norms), which keeps the
+    matrices small."""
     counts = []
     for t in texts:
         toks = words(t)
@@ -104,12 +106,18 @@ def lexical_vectors(texts: Sequence[str], ns: Sequence[int] = LEXICAL_NGRAMS) ->
         for n in ns:
             c.update(tuple(toks[i:i + n]) for i in range(len(toks) - n + 1))
         counts.append(c)
-    vocab = {g: i for i, g in enumerate(sorted({g for c in counts for g in c}))}
-    m = np.zeros((len(texts), max(len(vocab), 1)))
+    norms = np.array([math.sqrt(sum(v * v for v in c.values())) for c in counts])
+    df: Counter[tuple[str, ...]] = Counter(g for c in counts for g in c)
+    shared = {g: i for i, g in enumerate(g for g, d in df.items() if d > 1)}
+    m = np.zeros((len(texts), max(len(shared), 1)))
     for row, c in enumerate(counts):
         for g, v in c.items():
-            m[row, vocab[g]] = v
-    return m
+            if g in shared:
+                m[row, shared[g]] = v
+    denom = np.outer(norms, norms)
+    k = np.divide(m @ m.T, denom, out=np.zeros((len(texts), len(texts))), where=denom > 0)
+    np.fill_diagonal(k, 1.0)
+    return k
 
 
 Embedder = Callable[[Sequence[str]], np.ndarray]
@@ -119,8 +127,8 @@ def vendi(texts: Sequence[str], embed: Embedder | None = None) -> float:
     """Vendi score of `texts`: embedding cosine when `embed` is given, else lexical."""
     if not texts:
         return 0.0
-    vectors = embed(texts) if embed is not None else lexical_vectors(texts)
-    return vendi_from_similarity(cosine_matrix(vectors))
+    k = cosine_matrix(embed(texts)) if embed is not None else lexical_similarity(texts)
+    return vendi_from_similarity(k)
 
 
 def hf_embedder(model_name: str, batch_size: int = 16, max_length: int = 512) -> Embedder:
