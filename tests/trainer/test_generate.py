@@ -137,7 +137,9 @@ def card(workdir: Path, arm: str) -> dict[str, Any]:
 
 def test_polya_keeps_best_correct_and_drops_wrong(toy_model_dir: Path, problems: Path,
                                                    toy_gen: Any, tmp_path: Path) -> None:
-    spec = make_spec(toy_model_dir, problems)
+    # 8 samples: the toy model writes most correct solutions word for word alike, and only
+    # explicit final answers count, so 4 samples seldom give two different correct ones.
+    spec = make_spec(toy_model_dir, problems, samplesPerHeuristic=8)
     rec, scorer = Recorder(toy_gen), LengthScorer()
     reporter = Reporter("generate", "polya", path=tmp_path / "progress.json")
     outputs = generate.run(spec, "polya", tmp_path, reporter, generator=rec, scorer=scorer)
@@ -165,7 +167,7 @@ def test_polya_keeps_best_correct_and_drops_wrong(toy_model_dir: Path, problems:
         assert row is not None, "a pair with a correct candidate was dropped"
         best = max(good, key=len)  # the test scorer's choice (first on ties)
         assert row["completion"] == best and row["score"] == float(len(best))
-        assert row["correct_candidates"] == len(good) and row["candidates"] == 4
+        assert row["correct_candidates"] == len(good) and row["candidates"] == 8
         assert json.loads(row["prompt_messages"])[-1]["content"].startswith(q)
         multi += len(set(good)) > 1
     assert multi >= 1, "no pair had two different correct candidates to choose between"
@@ -186,7 +188,7 @@ def test_polya_keeps_best_correct_and_drops_wrong(toy_model_dir: Path, problems:
     assert c["model"]["name"] == str(toy_model_dir)
     manifest = read_manifest(tmp_path / "polya" / "generate")
     assert manifest is not None and manifest["outputs"] == outputs
-    assert sorted(manifest["files"]) == sorted([*c["files"], "card.json"])
+    assert sorted(manifest["files"]) == sorted([*c["files"], "card.json", "datastats.json"])
     # A second run of the stage is skipped: the manifest is complete.
     assert stages.run_stage("generate", spec, "polya", tmp_path) == outputs
 
