@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The quickstart on this machine (run by `make demo` after scripts/setup.sh):
 #   1. build the toy model (cached under .cache/),
-#   2. write the demo data (seed questions, RL prompts, a held-out evaluation set),
+#   2. write the demo data (seed questions, RL prompts, 400 held-out evaluation questions:
+#      a 95% interval on pass@1 of about +-3 points),
 #   3. `polya run` the demo sample with arms vanilla and polya (it prints the comparison table
 #      and where the plots are),
 #   4. print pass@1 and pass@8 with 95% bootstrap intervals and the paired differences.
@@ -27,7 +28,7 @@ case "$WORLD" in
     "$PY" -m polya_trainer.cli toy-model ".cache/toy-model-v$version"
     ln -sfn "toy-model-v$version" .cache/toy-model
     echo "== 2/4 demo data (polya-runs/demo-data)"
-    "$PY" -c 'from polya_trainer.toy import write_demo_data; print(*write_demo_data("polya-runs/demo-data").values())'
+    "$PY" -c 'from polya_trainer.toy import write_demo_data; print(*write_demo_data("polya-runs/demo-data", evaluation=400).values())'
     ;;
   strategies)
     RUN_FILE=${POLYA_DEMO_FILE:-manifests/samples/toy-strategies-cpu.yaml}
