@@ -169,6 +169,19 @@ def build_toy_model(out: str | Path, *, steps: int = 400, batch_size: int = 32,
     if (not force and manifest and manifest.get("version") == TOY_VERSION
             and manifest.get("steps") == steps):
         return out
+    rng = random.Random(seed + 1)
+    # Only the assistant turns are trained (assistant_only_loss).
+    rows = [{"messages": _conversation(rng)} for _ in range(steps * batch_size)]
+    return _pretrain(out, rows, MODEL, steps=steps, batch_size=batch_size, max_length=512,
+                     seed=seed, kind="toy-model", version=TOY_VERSION)
+
+
+def _pretrain(out: Path, rows: list[dict[str, Any]], shape: dict[str, int], *, steps: int,
+              batch_size: int, max_length: int, seed: int, kind: str, version: int) -> Path:
+    """Pretrain a fresh tiny model of `shape` on chat `rows` with TRL's SFTTrainer and save
+    it atomically at `out` with a manifest of (kind, version, steps)."""
+    import shutil
+
     import torch
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -176,16 +189,13 @@ def build_toy_model(out: str | Path, *, steps: int = 400, batch_size: int = 32,
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     base = out.parent / f".{out.name}.untrained"
-    build_tiny_model(base, seed=seed, **MODEL)
+    build_tiny_model(base, seed=seed, **shape)
     tok = AutoTokenizer.from_pretrained(base)
     model = AutoModelForCausalLM.from_pretrained(base)
-    rng = random.Random(seed + 1)
-    # Prompt/completion rows: only the final answer is trained (not the exemplars before it).
-    rows = [{"messages": _conversation(rng)} for _ in range(steps * batch_size)]
     args = SFTConfig(
         output_dir=str(out.parent / f".{out.name}.trainer"), max_steps=steps,
         per_device_train_batch_size=batch_size, learning_rate=3e-3, lr_scheduler_type="cosine",
-        warmup_steps=max(1, steps // 20), weight_decay=0.0, max_length=512,
+        warmup_steps=max(1, steps // 20), weight_decay=0.0, max_length=max_length,
         assistant_only_loss=True, use_cpu=True, bf16=False, fp16=False,
         gradient_checkpointing=False, save_strategy="no", report_to="none",
         logging_steps=max(1, steps // 10), dataloader_pin_memory=False, seed=seed,
@@ -197,10 +207,8 @@ def build_toy_model(out: str | Path, *, steps: int = 400, batch_size: int = 32,
     with atomic_path(out) as tmp:
         trainer.model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
-        write_manifest(tmp, kind="toy-model", version=TOY_VERSION, trained=True, steps=steps,
+        write_manifest(tmp, kind=kind, version=version, trained=True, steps=steps,
                        train_loss=round(float(result.training_loss), 4))
-    import shutil
-
     shutil.rmtree(base, ignore_errors=True)
     shutil.rmtree(args.output_dir, ignore_errors=True)
     return out
@@ -499,40 +507,10 @@ def build_demo_model(out: str | Path, *, steps: int = 200, batch_size: int = 16,
     if (not force and manifest and manifest.get("version") == DEMO_VERSION
             and manifest.get("steps") == steps and manifest.get("kind") == "demo-model"):
         return out
-    import shutil
-
-    import torch
-    from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    from trl import SFTConfig, SFTTrainer
-
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    base = out.parent / f".{out.name}.untrained"
-    build_tiny_model(base, seed=seed, **DEMO_MODEL)
-    tok = AutoTokenizer.from_pretrained(base)
-    model = AutoModelForCausalLM.from_pretrained(base)
     rng = random.Random(seed + 1)
     rows = [{"messages": _strategy_conversation(rng)} for _ in range(steps * batch_size)]
-    args = SFTConfig(
-        output_dir=str(out.parent / f".{out.name}.trainer"), max_steps=steps,
-        per_device_train_batch_size=batch_size, learning_rate=3e-3, lr_scheduler_type="cosine",
-        warmup_steps=max(1, steps // 20), weight_decay=0.0, max_length=384,
-        assistant_only_loss=True, use_cpu=True, bf16=False, fp16=False,
-        gradient_checkpointing=False, save_strategy="no", report_to="none",
-        logging_steps=max(1, steps // 10), dataloader_pin_memory=False, seed=seed,
-        disable_tqdm=True, train_sampling_strategy="group_by_length",
-    )
-    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
-                         processing_class=tok)
-    result = trainer.train()
-    with atomic_path(out) as tmp:
-        trainer.model.save_pretrained(tmp)
-        tok.save_pretrained(tmp)
-        write_manifest(tmp, kind="demo-model", version=DEMO_VERSION, trained=True, steps=steps,
-                       train_loss=round(float(result.training_loss), 4))
-    shutil.rmtree(base, ignore_errors=True)
-    shutil.rmtree(args.output_dir, ignore_errors=True)
-    return out
+    return _pretrain(out, rows, DEMO_MODEL, steps=steps, batch_size=batch_size, max_length=384,
+                     seed=seed, kind="demo-model", version=DEMO_VERSION)
 
 
 def write_strategy_data(directory: str | Path, train: int = 48, rl: int = 256,
