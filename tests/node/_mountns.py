@@ -113,6 +113,14 @@ def main() -> None:
             sh("mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(target))
         else:
             bind(m["hostPath"], str(target), readonly=m.get("readOnly", False))
+    # Not runc: our "image" is this machine, and a checkout (and venv) under /tmp would be
+    # hidden by the container's empty /tmp or a /tmp volume, so it is bound back in, read-only,
+    # after the volumes (its mount point is an empty directory made inside the /tmp volume).
+    for d in plan.get("image_dirs", []):
+        if Path(d).is_relative_to("/tmp") and Path(d) != Path("/tmp"):
+            target = root / d.lstrip("/")
+            target.mkdir(parents=True, exist_ok=True)
+            bind(d, str(target), recursive=True, readonly=True)
     if plan["readOnlyRootFilesystem"]:  # /dev and the volumes stay writable, as in runc
         sh("mount", "-o", "remount,ro", str(root))
     os.chroot(root)

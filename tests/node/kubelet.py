@@ -154,6 +154,9 @@ class Node:
     secrets: dict[str, dict[str, str]] = field(default_factory=dict)
     image_env: dict[str, str] = field(default_factory=dict)
     reachable: list[str] = field(default_factory=list)
+    # Host directories that are part of the "image" (this checkout and its venv); the
+    # container's /tmp is empty, so those that live under /tmp are bound back in, read-only.
+    image_dirs: list[str] = field(default_factory=list)
 
     @classmethod
     def for_this_machine(cls, root: Path, **kw: Any) -> Node:
@@ -163,7 +166,8 @@ class Node:
         base = Path(os.path.realpath(sys.executable)).parent.parent
         env = {"PATH": f"{venv_bin}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                "LANG": "C.UTF-8"}
-        return cls(root=root, image_env=env, reachable=[str(base)], **kw)
+        image = [str(Path(__file__).resolve().parents[2]), str(Path(sys.executable).parents[1])]
+        return cls(root=root, image_env=env, reachable=[str(base)], image_dirs=image, **kw)
 
     # ---------------------------------------------------------------- env (kubelet_pods.go)
     def _field(self, pod: Pod, path: str) -> str:
@@ -305,7 +309,8 @@ class Node:
                 "uid": uid, "gid": gid, "groups": groups,
                 "noNewPrivs": csc.get("allowPrivilegeEscalation") is False,
                 "workingDir": c.get("workingDir") or "/", "command": command + args,
-                "env": env, "reachable": self.reachable}
+                "env": env, "reachable": self.reachable,
+                "image_dirs": self.image_dirs}
         plan_file = pod_dir / "plan.json"
         plan_file.write_text(json.dumps(plan))
         log = open(pod_dir / f"{c['name']}.log", "wb")  # noqa: SIM115 (closed in wait)
