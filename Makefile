@@ -21,7 +21,7 @@ lint: setup
 crd:
 	$(PY) -m polya_trainer.cli crd > manifests/crd.yaml
 	cp manifests/crd.yaml charts/polyarun/crds/polyaruns.polya.dev.yaml
-	$(PY) -c "from polya_operator.crd import config_reference; print(config_reference(), end='')" > docs/configuration.md
+	$(PY) -c "from polya_trainer.crd import config_reference; print(config_reference(), end='')" > docs/configuration.md
 
 bench: setup
 	bash bench/run.sh

@@ -47,13 +47,13 @@ sys.path.insert(0, str(ROOT / "trainer"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from common import figure  # noqa: E402
-from polya_trainer.answers import (  # noqa: E402
+from polya_trainer.runtime.artifacts import atomic_write_json  # noqa: E402
+from polya_trainer.verify.answers import (  # noqa: E402
     check_many,
     check_many_verdicts,
     clear_caches,
     parse_gold,
 )
-from polya_trainer.artifacts import atomic_write_json  # noqa: E402
 
 FILLER = [
     "Let's think step by step. ", "First, 12 x 3 = 36 apples in total. ",

@@ -210,11 +210,11 @@ def figure(name: str, ours: float | None, baseline: float | None = None, *, unit
 
 
 def write_json(path: str | Path, obj: Any) -> Path:
-    """Write atomically (polya_trainer.artifacts when importable, else temp file + rename)."""
+    """Write atomically (our runtime.artifacts when importable, else temp file + rename)."""
     path = Path(path)
     try:
         sys.path.insert(0, str(ROOT / "trainer"))
-        from polya_trainer.artifacts import atomic_write_json
+        from polya_trainer.runtime.artifacts import atomic_write_json
     except ImportError:  # a bare GPU box may lack the project's dependencies
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")

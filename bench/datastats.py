@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "trainer"))
 
-from polya_trainer import contamination, datastats
+from polya_trainer.data import contamination, datastats
 
 VOCAB = [f"w{i}" for i in range(3000)] + [str(i) for i in range(100)]
 

@@ -37,10 +37,10 @@ GOAL = 0.9
 def worker(model_dir: str, args: argparse.Namespace) -> dict[str, Any]:
     """Inside .venv-vllm: both pipelines on one engine."""
     from common import alternate
-    from polya_trainer import benchmarks as bm
-    from polya_trainer import evaluate
     from polya_trainer.backends import load_generator
+    from polya_trainer.data import benchmarks as bm
     from polya_trainer.spec import CustomBenchmark, EvaluateSpec, ModelSpec
+    from polya_trainer.stages import evaluate
     from polya_trainer.toy import write_problem_file
 
     tmp = Path(args.tmp)

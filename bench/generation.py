@@ -37,8 +37,8 @@ def toy_model() -> Path:
 
 def make_prompts(tokenizer: Any, count: int) -> list[str]:
     """Heuristic-guided prompts (instruction + 2 exemplars + question), as in the stage."""
-    from polya_trainer.heuristics import CATALOG
-    from polya_trainer.prompts import build
+    from polya_trainer.data.heuristics import CATALOG
+    from polya_trainer.data.prompts import build
     from polya_trainer.toy import word_problems
 
     probs = word_problems(count, seed=99)
@@ -166,7 +166,7 @@ def main() -> None:
         Path(args.vllm_worker).write_text(json.dumps(bench_vllm_worker(model_dir, args)))
         return
 
-    from polya_trainer.artifacts import atomic_write_json
+    from polya_trainer.runtime.artifacts import atomic_write_json
 
     settings = {"prompts": args.prompts, "n": args.n, "max_new_tokens": args.tokens,
                 "temperature": 1.0, "top_p": 1.0, "batch_size": args.batch_size,

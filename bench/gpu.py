@@ -7,10 +7,10 @@ Parts (each is skipped, with the reason in the JSON, when what it needs is missi
   - ``torch_loop``: a bare PyTorch loop (forward with labels, backward, fused AdamW), the
     ceiling for this model and attention kernel;
   - ``ours``: TRL ``SFTTrainer`` with the config our midtrain stage builds
-    (``polya_trainer.midtrain.sft_config``) plus our progress/SIGTERM callback;
+    (``polya_trainer.stages.midtrain.sft_config``) plus our progress/SIGTERM callback;
   - ``trl_bare``: TRL ``SFTTrainer`` with a plain ``SFTConfig`` of the same workload.
   Goal: ours >= 45% MFU on an H100, and ours/trl_bare step time <= 1.03.
-* ``grpo``: GRPO step time, ours (``polya_trainer.rl.grpo_config`` + our callback) against
+* ``grpo``: GRPO step time, ours (``polya_trainer.stages.rl.grpo_config`` + our callback) against
   a bare ``GRPOConfig`` (needs TRL), both with rollouts from transformers' ``generate``.
 * ``vllm``: generation tokens/s through our vLLM backend against a bare ``LLM.generate`` on
   the same engine (needs vLLM).
@@ -290,10 +290,10 @@ def sft_trainer(a: argparse.Namespace, cfg: Any, dtype: Any, device: str, mb: in
         callbacks: list[Any] = [timer]
         stack = contextlib.ExitStack()
         if ours:
-            from polya_trainer import midtrain
-            from polya_trainer import training as T
-            from polya_trainer.progress import Reporter
+            from polya_trainer.runtime.progress import Reporter
             from polya_trainer.spec import PolyaRunSpec
+            from polya_trainer.stages import midtrain
+            from polya_trainer.stages import training as T
 
             spec = PolyaRunSpec.model_validate({
                 "model": {"name": "random-init", "dtype": "auto"},
@@ -367,7 +367,7 @@ def bench_sft(a: argparse.Namespace, device: str, peak: float | None) -> dict[st
         ("torch_loop", lambda m, c: sft_torch_loop(a, cfg, dtype, device, m, c), None)]
     trl_missing = missing("trl", "datasets")
     variants.append(("ours", lambda m, c: sft_trainer(a, cfg, dtype, device, m, c, True),
-                     trl_missing or ours_importable("midtrain")))
+                     trl_missing or ours_importable("stages.midtrain")))
     variants.append(("trl_bare", lambda m, c: sft_trainer(a, cfg, dtype, device, m, c, False),
                      trl_missing))
     for name, run, skip in variants:
@@ -418,10 +418,10 @@ def grpo_run(a: argparse.Namespace, cfg: Any, dtype: Any, device: str, ours: boo
         callbacks: list[Any] = [timer]
         stack = contextlib.ExitStack()
         if ours:
-            from polya_trainer import rl
-            from polya_trainer import training as T
-            from polya_trainer.progress import Reporter
+            from polya_trainer.runtime.progress import Reporter
             from polya_trainer.spec import PolyaRunSpec
+            from polya_trainer.stages import rl
+            from polya_trainer.stages import training as T
 
             spec = PolyaRunSpec.model_validate({
                 "model": {"name": "random-init", "dtype": "auto"},
@@ -474,7 +474,7 @@ def bench_grpo(a: argparse.Namespace, device: str) -> dict[str, Any]:
                      "prompt_words": a.grpo_prompt_len, "rollouts": "transformers generate",
                      "reward": "length-based (same function on both sides)"},
         "step_ratio_goal": STEP_RATIO_GOAL}
-    skip_ours = ours_importable("rl")
+    skip_ours = ours_importable("stages.rl")
     for name, is_ours in (("ours", True), ("trl_bare", False)):
         if is_ours and skip_ours:
             out[name] = {"skipped": skip_ours}

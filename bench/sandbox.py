@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "trainer"))
 
 from polya_trainer import sandbox  # noqa: E402
-from polya_trainer.artifacts import atomic_write_json  # noqa: E402
+from polya_trainer.runtime.artifacts import atomic_write_json  # noqa: E402
 
 PROGRAM = '''
 from typing import List

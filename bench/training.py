@@ -77,9 +77,9 @@ def write_generated(workdir: Path, n: int) -> None:
     """Generated data in the generate stage's layout (question/completion/prompt_messages)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
-    from polya_trainer.artifacts import write_manifest
-    from polya_trainer.heuristics import plain_messages
-    from polya_trainer.models import stage_dir
+    from polya_trainer.backends.models import stage_dir
+    from polya_trainer.data.heuristics import plain_messages
+    from polya_trainer.runtime.artifacts import write_manifest
     from polya_trainer.toy import word_problems
 
     gen = stage_dir(workdir, "polya", "generate")
@@ -92,8 +92,8 @@ def write_generated(workdir: Path, n: int) -> None:
 
 
 def run_ours(stage: str, spec: Any, workdir: Path, warmup: int) -> list[float]:
-    from polya_trainer import midtrain, rl, training
-    from polya_trainer.progress import Reporter
+    from polya_trainer.runtime.progress import Reporter
+    from polya_trainer.stages import midtrain, rl, training
 
     mod = midtrain if stage == "midtrain" else rl
     arm = "polya" if stage == "midtrain" else "vanilla"  # vanilla RL starts from the base model
@@ -107,8 +107,8 @@ def run_ours(stage: str, spec: Any, workdir: Path, warmup: int) -> list[float]:
 
 def run_bare(stage: str, spec: Any, workdir: Path, warmup: int) -> list[float]:
     from datasets import Dataset, load_dataset
-    from polya_trainer.answers import is_correct
-    from polya_trainer.heuristics import plain_messages
+    from polya_trainer.data.heuristics import plain_messages
+    from polya_trainer.verify.answers import is_correct
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import GRPOConfig, GRPOTrainer, SFTConfig, SFTTrainer
 

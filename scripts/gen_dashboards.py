@@ -3,7 +3,7 @@
     .venv/bin/python scripts/gen_dashboards.py [--check]
 
 Built with grafana-foundation-sdk (Grafana 11.6 types). Every query uses only metrics the
-operator (polya_operator.metrics) and the trainer (polya_trainer.progress) export, plus
+operator (polya_operator.metrics) and the trainer (polya_trainer.runtime.progress) export, plus
 DCGM exporter metrics for GPUs; tests/artifacts checks that, parses every query with promtool
 and runs the queries against a live Prometheus. `--check` exits 1 when the committed files
 differ from what this script generates.

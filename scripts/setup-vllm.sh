@@ -39,7 +39,7 @@ PIP=("$VENV/bin/pip" install -q --disable-pip-version-check --no-warn-script-loc
 # shellcheck disable=SC2086
 "${PIP[@]}" $EXTRA
 "${PIP[@]}" --no-deps -e .
-"$VENV/bin/python" -c "import vllm, polya_trainer.answers, polya_trainer.progress, datasets" \
+"$VENV/bin/python" -c "import vllm, polya_trainer.verify.answers, polya_trainer.runtime.progress, datasets" \
   >/dev/null 2>&1 || { echo "setup-vllm: import check failed" >&2; exit 1; }
 # Expected gaps: the removed torch add-ons and our operator-only dependencies.
 other=$("$VENV/bin/pip" check 2>/dev/null \

@@ -27,7 +27,7 @@ from typing import Any
 
 import celpy
 import jsonschema
-from polya_operator.crd import crd
+from polya_trainer.crd import crd
 
 
 def _to_jsonschema(node: Any) -> Any:

@@ -23,7 +23,7 @@ import re
 from typing import Any
 
 from polya_trainer import spec as s
-from polya_trainer.launcher import launch_command
+from polya_trainer.runtime.launcher import launch_command
 
 LABEL_RUN = "polya.dev/run"
 LABEL_ARM = "polya.dev/arm"

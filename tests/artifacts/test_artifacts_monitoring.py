@@ -77,7 +77,7 @@ def metric_names(expr: str) -> set[str]:
 def exported_names() -> dict[str, set[str]]:
     """Sample names each side can export, from its prometheus_client registry."""
     from polya_operator import metrics as operator_metrics
-    from polya_trainer import progress
+    from polya_trainer.runtime import progress
 
     def names(registry: Any) -> set[str]:
         return set(registry._names_to_collectors)  # every sample name: _total, _bucket, ...
@@ -240,7 +240,7 @@ def operator_metrics_port() -> Iterator[int]:
 @pytest.fixture
 def trainer_metrics_port() -> Iterator[int]:
     """A real trainer Reporter serving /metrics, as a stage pod does."""
-    from polya_trainer.progress import Reporter
+    from polya_trainer.runtime.progress import Reporter
 
     reporters = [Reporter("rl", "polya"), Reporter("generate", "polya"),
                  Reporter("evaluate", "polya")]

@@ -153,7 +153,7 @@ def test_trainer_termination_message_on_sigterm(tmp_path: Path) -> None:
     """The trainer's Reporter in a container: SIGTERM (the kubelet's first step of killing a
     container) leaves a Terminated message in the bind-mounted log."""
     code = ("import time\n"
-            "from polya_trainer.progress import Reporter\n"
+            "from polya_trainer.runtime.progress import Reporter\n"
             "r = Reporter('generate', 'polya')\n"
             "r.install_sigterm()\n"
             "r.start(total=10)\n"

@@ -37,7 +37,7 @@ def now() -> str:
 
 
 def message(job: dict[str, Any], state: str = "Succeeded") -> str:
-    """A termination message in the trainer's format (polya_trainer.progress
+    """A termination message in the trainer's format (polya_trainer.runtime.progress
     .termination_message); the real one is checked on the node double (tests/node)."""
     lab = job["metadata"]["labels"]
     return json.dumps({"stage": lab.get("polya.dev/stage"), "arm": lab.get("polya.dev/arm"),

@@ -57,7 +57,7 @@ start_operator_fixture = pytest.fixture(name="start_operator")(
 
 def figures(name: str, data: dict[str, Any]) -> Path:
     """Print the figures and write them to bench/results/reliability-<name>.json."""
-    from polya_trainer.artifacts import atomic_write_json
+    from polya_trainer.runtime.artifacts import atomic_write_json
 
     data = {"name": name, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **data}
     print(f"RELIABILITY {name}: {json.dumps(data, sort_keys=True)}")

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from polya_trainer.artifacts import read_manifest
+from polya_trainer.runtime.artifacts import read_manifest
 from polya_trainer.spec import PolyaRunSpec, parse_spec
 from polya_trainer.stages import outputs_of, run_stage
 from polya_trainer.toy import word_problems

@@ -5,10 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from polya_trainer import heuristics
 from polya_trainer.backends import Completion, Sampling, load_generator
-from polya_trainer.prompts import build, render
-from polya_trainer.scorers import (
+from polya_trainer.backends.scorers import (
     JudgeScorer,
     NoScorer,
     RewardModelScorer,
@@ -17,6 +15,8 @@ from polya_trainer.scorers import (
     build_scorer,
     parse_rating,
 )
+from polya_trainer.data import heuristics
+from polya_trainer.data.prompts import build, render
 from polya_trainer.spec import ModelSpec, ScorerSpec
 
 
@@ -182,9 +182,9 @@ def trl_prompt_ids(tokenizer, prompts: list, chat_template_kwargs: dict) -> list
 def test_one_bos_in_hf_backend_and_grpo_rollouts(bos_model_dir: Path, tmp_path: Path) -> None:
     """With a template that writes the BOS and a tokenizer that adds one, the prompt ids that
     reach transformers' generate and TRL's GRPO rollouts are identical and hold one BOS."""
-    from polya_trainer import rl
-    from polya_trainer.prompts import CHAT_TEMPLATE_KWARGS, message_ids
+    from polya_trainer.data.prompts import CHAT_TEMPLATE_KWARGS, message_ids
     from polya_trainer.spec import parse_spec
+    from polya_trainer.stages import rl
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(bos_model_dir)

@@ -14,13 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from polya_trainer import benchmarks as bm
-from polya_trainer import evaluate
 from polya_trainer.backends import Completion, Sampling
-from polya_trainer.passk import pass_at_k
-from polya_trainer.progress import REGISTRY, Reporter
+from polya_trainer.data import benchmarks as bm
+from polya_trainer.runtime.progress import REGISTRY, Reporter
 from polya_trainer.spec import CustomBenchmark, EvaluateSpec, parse_spec
-from polya_trainer.stages import outputs_of, run_stage
+from polya_trainer.stages import evaluate, outputs_of, run_stage
+from polya_trainer.verify.passk import pass_at_k
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "benchmarks"
 ALL = ["gsm8k", "math500", "aime24", "aime25", "amc23", "humaneval", "musr"]
@@ -251,7 +250,7 @@ def test_evaluate_stage_on_toy_model(tmp_path: Path, toy_model_dir: Path, proble
             assert all(len(r["completions"]) == 2 and r["n"] == 4 for r in rows)
             assert _gauge("vanilla", bench, ckpt, "4") == pytest.approx(figs["pass@4"])
     # The stored verdicts agree with scoring the stored texts again, independently.
-    from polya_trainer.answers import is_correct
+    from polya_trainer.verify.answers import is_correct
 
     for bench in ("gsm8k", "toyprobs"):
         for line in (workdir / "vanilla/evaluate/questions/base" / f"{bench}.jsonl"
@@ -354,7 +353,7 @@ def test_model_hash_follows_content_not_path(tmp_path: Path, tiny_model_dir: Pat
     shutil.copytree(tiny_model_dir, b)
     assert evaluate.model_hash(spec, str(a)) == evaluate.model_hash(spec, str(b))
     (b / "extra.txt").write_text("changed")  # not in the manifest: the manifest is the key
-    from polya_trainer.artifacts import write_manifest
+    from polya_trainer.runtime.artifacts import write_manifest
 
     write_manifest(b)
     assert evaluate.model_hash(spec, str(a)) != evaluate.model_hash(spec, str(b))

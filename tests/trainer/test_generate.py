@@ -18,16 +18,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from polya_trainer import generate, stages
-from polya_trainer.answers import is_correct
-from polya_trainer.artifacts import read_manifest
+from polya_trainer import stages
 from polya_trainer.backends import Sampling, load_generator
-from polya_trainer.heuristics import plain_messages
-from polya_trainer.progress import Reporter
-from polya_trainer.prompts import instruction_of
-from polya_trainer.scorers import RewardModelScorer, ScoreRequest
+from polya_trainer.backends.scorers import RewardModelScorer, ScoreRequest
+from polya_trainer.data.heuristics import plain_messages
+from polya_trainer.data.prompts import instruction_of
+from polya_trainer.runtime.artifacts import read_manifest
+from polya_trainer.runtime.progress import Reporter
 from polya_trainer.spec import PolyaRunSpec, parse_spec
+from polya_trainer.stages import generate
 from polya_trainer.toy import word_problems
+from polya_trainer.verify.answers import is_correct
 
 IMPOSSIBLE = "-98765.4321"  # no sample will ever produce this: its question must be dropped
 HEURISTICS = ["working_backwards", "decomposing_recombining"]
@@ -52,9 +53,9 @@ def problems(toy_gen: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """
     from collections import Counter
 
-    from polya_trainer.answers import extract_answer
-    from polya_trainer.heuristics import get
-    from polya_trainer.prompts import build
+    from polya_trainer.data.heuristics import get
+    from polya_trainer.data.prompts import build
+    from polya_trainer.verify.answers import extract_answer
 
     rows = [{"question": r["question"], "answer": r["answer"]} for r in word_problems(8, 21)]
     prompts = [build(toy_gen.tokenizer, get(h), r["question"], n_exemplars=0)[1]
@@ -206,7 +207,7 @@ def _question(prompt: str) -> str:
 
 
 def _heuristic_in(prompt: str, hid: str) -> bool:
-    from polya_trainer.heuristics import get
+    from polya_trainer.data.heuristics import get
 
     return get(hid).instruction() in prompt
 
@@ -283,10 +284,10 @@ def test_star_arm_with_reward_model(toy_model_dir: Path, problems: Path, toy_gen
 RESUME_SCRIPT = """
 import json, sys, time
 from pathlib import Path
-from polya_trainer import generate
+from polya_trainer.stages import generate
 from polya_trainer.backends import load_generator
-from polya_trainer.progress import Reporter
-from polya_trainer.prompts import instruction_of
+from polya_trainer.runtime.progress import Reporter
+from polya_trainer.data.prompts import instruction_of
 from polya_trainer.spec import parse_spec
 
 spec = parse_spec(json.loads(sys.argv[1]))
@@ -408,7 +409,7 @@ def test_data_insight_in_card_status_and_dedup(tiny_model_dir: Path, tmp_path: P
     stage status and Prometheus; duplicates across heuristics are counted, and removed only
     with dedup set."""
     from polya_trainer.backends import Completion
-    from polya_trainer.progress import REGISTRY
+    from polya_trainer.runtime.progress import REGISTRY
     from transformers import AutoTokenizer
 
     gen = ScriptedGenerator(AutoTokenizer.from_pretrained(tiny_model_dir), [

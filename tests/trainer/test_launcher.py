@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from polya_trainer.launcher import launch_command, stage_command
+from polya_trainer.runtime.launcher import launch_command, stage_command
 
 TAIL = ["rl", "--spec", "/etc/polya/run.yaml", "--workdir", "/workspace/r", "--arm", "polya"]
 
@@ -107,8 +107,8 @@ def _write_generated(workdir: Path, arm: str, n: int = 16) -> None:
     """Parquet shards and a manifest in the layout generate.py writes (columns it writes)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
-    from polya_trainer.artifacts import write_manifest
-    from polya_trainer.models import stage_dir
+    from polya_trainer.backends.models import stage_dir
+    from polya_trainer.runtime.artifacts import write_manifest
     from polya_trainer.toy import word_problems
 
     gen = stage_dir(workdir, arm, "generate")
@@ -169,8 +169,8 @@ def test_two_process_midtrain_and_rl_through_the_jobs_launcher(
     command and env of the operator's Job: both ranks train (metrics say 2 processes), rank 0
     alone writes checkpoints, the model and the manifest, and a rerun with more steps resumes
     from the 2-process checkpoint."""
-    from polya_trainer.artifacts import is_complete
-    from polya_trainer.training import MARKER, checkpoint_step
+    from polya_trainer.runtime.artifacts import is_complete
+    from polya_trainer.stages.training import MARKER, checkpoint_step
 
     two = {"processesPerNode": 2}
     spec: dict[str, Any] = {

@@ -18,14 +18,14 @@ from typing import Any
 import pytest
 import yaml
 from polya_trainer import spec as s
-from polya_trainer.artifacts import is_complete, read_manifest
-from polya_trainer.local import (
+from polya_trainer.engine.local import (
     EXIT_INTERRUPTED,
     STATUS_FILE,
     StatusBook,
     completed_condition,
     run_file,
 )
+from polya_trainer.runtime.artifacts import is_complete, read_manifest
 from polya_trainer.toy import write_demo_data
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -208,7 +208,7 @@ def _wait_for(predicate: Any, proc: subprocess.Popen, timeout: float, what: str)
 
 def _checkpoint(stage_dir: Path) -> Path | None:
     """The newest complete checkpoint of a training stage (training.py's own rule)."""
-    from polya_trainer.training import checkpoints_dir, newest_checkpoint
+    from polya_trainer.stages.training import checkpoints_dir, newest_checkpoint
 
     return newest_checkpoint(checkpoints_dir(stage_dir.parent.parent, stage_dir.parent.name,
                                              stage_dir.name))

@@ -18,11 +18,11 @@ from typing import Any
 
 import pytest
 import yaml
-from polya_trainer import training as T
-from polya_trainer.artifacts import is_complete, read_manifest, write_manifest
-from polya_trainer.models import stage_dir, trained_model_dir
-from polya_trainer.progress import Reporter
+from polya_trainer.backends.models import stage_dir, trained_model_dir
+from polya_trainer.runtime.artifacts import is_complete, read_manifest, write_manifest
+from polya_trainer.runtime.progress import Reporter
 from polya_trainer.spec import PolyaRunSpec, SpecError
+from polya_trainer.stages import training as T
 from polya_trainer.toy import word_problems
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,7 +58,7 @@ def make_spec(model_dir: Path, **midtrain: Any) -> PolyaRunSpec:
 
 
 def run_midtrain(spec: PolyaRunSpec, workdir: Path, arm: str = "polya") -> tuple[dict, Reporter]:
-    from polya_trainer import midtrain
+    from polya_trainer.stages import midtrain
 
     reporter = Reporter("midtrain", arm)
     return midtrain.run(spec, arm, workdir, reporter), reporter
@@ -89,7 +89,7 @@ def completion_loss(model_dir: Path, examples: Any) -> float:
 
 def test_sft_loss_falls_and_writes_a_complete_model(tiny_model_dir: Path, tmp_path: Path) -> None:
     import torch
-    from polya_trainer import midtrain
+    from polya_trainer.stages import midtrain
     from transformers import AutoModelForCausalLM
 
     write_generated(tmp_path, "polya")
@@ -125,7 +125,7 @@ def test_sft_loss_falls_and_writes_a_complete_model(tiny_model_dir: Path, tmp_pa
 def test_completion_only_loss_and_prompts(tiny_model_dir: Path, tmp_path: Path) -> None:
     """Plain-question prompts by default, heuristic messages with keepHeuristicPrompt, and
     TRL masks the prompt out of the loss."""
-    from polya_trainer import midtrain
+    from polya_trainer.stages import midtrain
 
     write_generated(tmp_path, "polya", n=4)
     spec = make_spec(tiny_model_dir)
@@ -174,7 +174,7 @@ def test_lora_without_merge_keeps_an_adapter(tiny_model_dir: Path, tmp_path: Pat
 
 
 def test_trainer_args_are_validated(tiny_model_dir: Path, tmp_path: Path) -> None:
-    from polya_trainer import midtrain
+    from polya_trainer.stages import midtrain
 
     spec = make_spec(tiny_model_dir, trainerArgs={"lerning_rate_sched": 1, "warmup_steps": 0.1})
     with pytest.raises(SpecError) as err:
@@ -379,7 +379,7 @@ def test_gpu_decision_loads_float32_and_shards_with_fsdp(tiny_model_dir: Path,
 
 def _one_step(spec: PolyaRunSpec, workdir: Path) -> tuple[Any, dict[str, Any], dict[str, Any]]:
     """(trainer, weights before, weights after) of one real SFTTrainer step."""
-    from polya_trainer import midtrain
+    from polya_trainer.stages import midtrain
 
     trainer, _, _ = midtrain.build_trainer(spec, "polya", workdir, Reporter("midtrain"))
     before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}

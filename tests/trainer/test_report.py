@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 from matplotlib.image import imread
-from polya_trainer.artifacts import atomic_write_json
 from polya_trainer.cli import main as cli_main
 from polya_trainer.report import build_table, load_questions, load_results, write_report
+from polya_trainer.runtime.artifacts import atomic_write_json
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -124,7 +124,7 @@ def test_report_tables_match_results(tmp_path: Path) -> None:
 def question_rows(workdir: Path, arm: str, ckpt: str, bench: str, correct: list[int],
                   n: int = 4) -> None:
     """Per-question rows as evaluate writes them (c of n correct; greedy = c > n/2)."""
-    from polya_trainer.passk import pass_at_k
+    from polya_trainer.verify.passk import pass_at_k
 
     rows = [{"id": f"q{i}", "n": n, "c": c, "greedy_correct": c > n // 2,
              **{f"pass@{k}": pass_at_k(n, c, k) for k in (1, 2, 4)}}
@@ -135,7 +135,7 @@ def question_rows(workdir: Path, arm: str, ckpt: str, bench: str, correct: list[
 
 
 def summary_of(correct: list[int], n: int = 4) -> dict[str, float]:
-    from polya_trainer.passk import mean_pass_at_k
+    from polya_trainer.verify.passk import mean_pass_at_k
 
     counts = [(n, c) for c in correct]
     return {"pass@1": mean_pass_at_k(counts, 1), "pass@2": mean_pass_at_k(counts, 2),

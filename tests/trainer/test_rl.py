@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from polya_trainer import rl
-from polya_trainer.artifacts import is_complete, read_manifest, write_manifest
-from polya_trainer.models import stage_dir, trained_model_dir
-from polya_trainer.progress import Reporter
+from polya_trainer.backends.models import stage_dir, trained_model_dir
+from polya_trainer.runtime.artifacts import is_complete, read_manifest, write_manifest
+from polya_trainer.runtime.progress import Reporter
 from polya_trainer.spec import AnswersSpec, PolyaRunSpec, SpecError
+from polya_trainer.stages import rl
 
 
 def make_spec(model_dir: Path, problems: Path, arms: list[str] | None = None,
@@ -100,8 +100,8 @@ def _weights(model_dir: Path) -> dict[str, Any]:
 def _accuracy(model_dir: Path, problems: list[dict[str, str]], samples: int = 8) -> float:
     """Sampled accuracy on fixed questions with a fixed seed (the RL reward, measured apart)."""
     import torch
-    from polya_trainer.answers import is_correct
-    from polya_trainer.heuristics import plain_messages
+    from polya_trainer.data.heuristics import plain_messages
+    from polya_trainer.verify.answers import is_correct
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(model_dir)
@@ -169,7 +169,7 @@ def test_vanilla_arm_starts_from_the_base_model(tiny_model_dir: Path, problems_f
     assert is_complete(trained_model_dir(tmp_path, "vanilla", "rl"))
     metrics = json.loads((stage_dir(tmp_path, "vanilla", "rl") / "metrics.json").read_text())
     assert metrics["global_step"] == 2 and metrics["resumed_from_step"] is None
-    from polya_trainer.training import checkpoints_dir, newest_checkpoint
+    from polya_trainer.stages.training import checkpoints_dir, newest_checkpoint
 
     assert newest_checkpoint(checkpoints_dir(tmp_path, "vanilla", "rl")).name == "checkpoint-2"
 
@@ -189,7 +189,7 @@ def test_vllm_asked_for_but_missing_is_invalid_config(tiny_model_dir: Path, prob
                                                        tmp_path: Path) -> None:
     """generate.backend vllm without vllm: rl refuses to fall back to HF generate, and every
     stage that asks for vLLM names the field; trainerArgs.use_vllm=false opts out."""
-    from polya_trainer.models import require_engine
+    from polya_trainer.backends.models import require_engine
 
     _no_vllm()
     spec = make_spec(tiny_model_dir, problems_file, generate={"backend": "vllm"})
@@ -255,7 +255,7 @@ def test_paper_sample_maps_verls_batches_onto_trl() -> None:
                     "completions_per_update": 512, "updates_per_rollout": 4,
                     "prompts_per_rollout": 128}
     assert plan["completions_per_update"] // cfg.num_generations == 32
-    from polya_trainer import training as T
+    from polya_trainer.stages import training as T
 
     assert T.validate_trainer_args("rl", cfg.trainer_args, GRPOConfig, T.GRPO_PROTECTED) == {
         "vllm_gpu_memory_utilization": 0.35, "vllm_max_model_length": 4096}

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from polya_trainer.artifacts import is_complete
-from polya_trainer.models import stage_dir, trained_model_dir
+from polya_trainer.backends.models import stage_dir, trained_model_dir
+from polya_trainer.runtime.artifacts import is_complete
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))

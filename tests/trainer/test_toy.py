@@ -11,8 +11,8 @@ import importlib.util
 from pathlib import Path
 
 import pytest
-from polya_trainer import heuristics
-from polya_trainer.artifacts import read_manifest
+from polya_trainer.data import heuristics
+from polya_trainer.runtime.artifacts import read_manifest
 from polya_trainer.toy import TOY_VERSION, build_toy_model, toy_accuracy, write_demo_data
 
 
@@ -82,8 +82,8 @@ def test_demo_world_strategies_are_as_reliable_as_designed() -> None:
     guess is right about GUESS_RIGHT of the time."""
     import random
 
-    from polya_trainer.answers import is_correct
     from polya_trainer.toy import GUESS_RIGHT, WORKED, solve, strategy_of, strategy_problems
+    from polya_trainer.verify.answers import is_correct
 
     problems = strategy_problems(600, seed=9)
     rng = random.Random(0)
@@ -108,7 +108,7 @@ def test_demo_world_prompts_pick_their_strategies() -> None:
     the plain mix, so the model can only learn the worked strategies under heuristics."""
     import random
 
-    from polya_trainer.heuristics import CATALOG
+    from polya_trainer.data.heuristics import CATALOG
     from polya_trainer.toy import HEURISTIC_STYLE, _strategy_conversation, strategy_of
 
     rng = random.Random(3)

@@ -12,11 +12,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from polya_trainer.answers import is_correct
-from polya_trainer.artifacts import read_manifest
 from polya_trainer.backends import Sampling, load_generator
+from polya_trainer.runtime.artifacts import read_manifest
 from polya_trainer.spec import parse_spec
 from polya_trainer.toy import word_problems
+from polya_trainer.verify.answers import is_correct
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,10 +32,10 @@ import json, sys
 from pathlib import Path
 
 def main() -> None:
-    from polya_trainer import generate
+    from polya_trainer.stages import generate
     from polya_trainer.backends import Sampling, load_generator
-    from polya_trainer.progress import Reporter
-    from polya_trainer.prompts import build
+    from polya_trainer.runtime.progress import Reporter
+    from polya_trainer.data.prompts import build
     from polya_trainer.spec import parse_spec
 
     spec = parse_spec(json.loads(sys.argv[1]))
@@ -167,7 +167,7 @@ if __name__ == "__main__":
 def test_vllm_receives_the_same_prompt_ids(tiny_model_dir: Path, tmp_path: Path) -> None:
     """The ids reaching the real vLLM engine equal the HF backend's and TRL's (one BOS),
     where vLLM's own text path would prepend a second BOS."""
-    from polya_trainer.prompts import build, message_ids, render
+    from polya_trainer.data.prompts import build, message_ids, render
     from testkit import build_bos_model
     from transformers import AutoTokenizer
 

@@ -1,4 +1,4 @@
-"""Answer extraction and verification (polya_trainer.answers), with real math-verify."""
+"""Answer extraction and verification (polya_trainer.verify.answers), with real math-verify."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from fractions import Fraction
 
 import pytest
-from polya_trainer import answers as A
-from polya_trainer.answers import (
+from polya_trainer.verify import answers as A
+from polya_trainer.verify.answers import (
     Extracted,
     Verdict,
     check,

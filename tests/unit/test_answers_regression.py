@@ -24,7 +24,7 @@ import logging
 from typing import NamedTuple
 
 import pytest
-from polya_trainer.answers import check, clear_caches
+from polya_trainer.verify.answers import check, clear_caches
 
 
 class Case(NamedTuple):
@@ -217,7 +217,7 @@ def math_verify_alone(gold: str, response: str) -> bool:
 
 
 def ours_gold_text(gold: str) -> str:
-    from polya_trainer.answers import parse_gold
+    from polya_trainer.verify.answers import parse_gold
 
     return parse_gold(gold).text
 

@@ -8,8 +8,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from polya_trainer import artifacts as a
-from polya_trainer.progress import TERMINATION_LIMIT, Reporter, compact, read_progress
+from polya_trainer.runtime import artifacts as a
+from polya_trainer.runtime.progress import TERMINATION_LIMIT, Reporter, compact, read_progress
 
 
 def test_atomic_write_leaves_no_temporary_files(tmp_path: Path) -> None:

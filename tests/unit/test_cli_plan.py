@@ -33,7 +33,7 @@ spec:
 def plan(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     f = tmp_path / "run.yaml"
     f.write_text(RUN)
-    return subprocess.run([sys.executable, "-m", "polya_trainer.cli", "plan", str(f), *args],
+    return subprocess.run([sys.executable, "-m", "polya_operator.cli", "plan", str(f), *args],
                           capture_output=True, text=True, cwd=ROOT, check=False, timeout=120)
 
 

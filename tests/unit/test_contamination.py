@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from polya_trainer import contamination as cc
-from polya_trainer.heuristics import get, plain_messages
+from polya_trainer.data import contamination as cc
+from polya_trainer.data.heuristics import get, plain_messages
 from polya_trainer.spec import parse_spec
 
 BENCH_Q = ("A train leaves the station at nine in the morning travelling at sixty miles per "
@@ -87,7 +87,7 @@ def test_gate_report_keeps_everything_and_off_skips(tmp_path: Path) -> None:
 
 
 def test_rl_prompts_drop_overlapping_questions(tmp_path: Path) -> None:
-    from polya_trainer import rl
+    from polya_trainer.stages import rl
 
     data = tmp_path / "rl.jsonl"
     data.write_text("".join(json.dumps({"question": q, "answer": "3"}) + "\n"

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from polya_trainer.data import DataError, gold_answer, keep_verifiable, load_qa
-from polya_trainer.models import ModelError, load_causal_lm, load_tokenizer
+from polya_trainer.backends.models import ModelError, load_causal_lm, load_tokenizer
+from polya_trainer.data.loading import DataError, gold_answer, keep_verifiable, load_qa
 from polya_trainer.spec import DatasetSpec, ModelSpec
 
 

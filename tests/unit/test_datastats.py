@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from polya_trainer import datastats as ds
+from polya_trainer.data import datastats as ds
 
 LONG = " ".join(f"step{i} adds {i} apples to the basket" for i in range(12))
 

@@ -17,8 +17,8 @@ import pytest
 from crdcheck import api_errors
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from polya_operator.crd import crd
 from polya_trainer import spec as s
+from polya_trainer.crd import crd
 
 EXAMPLES = int(os.environ.get("POLYA_FUZZ_EXAMPLES", "10000"))
 STATS = {"accepted": 0, "rejected": 0}

@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 
 import pytest
-from polya_trainer import heuristics as H
-from polya_trainer.answers import extract_answer, is_correct
+from polya_trainer.data import heuristics as H
 from polya_trainer.spec import HEURISTIC_ID, HeuristicsSpec
+from polya_trainer.verify.answers import extract_answer, is_correct
 from pydantic import ValidationError
 
 ALL_EXEMPLARS = [(h.id, i, e) for h in H.CATALOG for i, e in enumerate(h.exemplars)]

@@ -9,7 +9,7 @@ import random
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from polya_trainer.passk import mean_pass_at_k, pass_at_k, usable_ks
+from polya_trainer.verify.passk import mean_pass_at_k, pass_at_k, usable_ks
 
 
 def brute_force(n: int, c: int, k: int) -> float:

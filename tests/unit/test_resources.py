@@ -9,7 +9,7 @@ import pytest
 import yaml
 from polya_operator import resources as r
 from polya_trainer import spec as s
-from polya_trainer.launcher import launch_command
+from polya_trainer.runtime.launcher import launch_command
 
 META = {"name": "r1", "namespace": "team", "uid": "1234"}
 K8S = "1.32.0"

@@ -17,9 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from polya_trainer import sandbox
-from polya_trainer.sandbox import ExecResult, Limits
-from polya_trainer.sandbox_hostile import Targets, cases
+from polya_trainer.verify import sandbox
+from polya_trainer.verify.sandbox import ExecResult, Limits
+from polya_trainer.verify.sandbox_hostile import Targets, cases
 
 LIMITS = Limits(timeout_s=8.0, cpu_s=3, memory_bytes=512 << 20, file_bytes=4 << 20)
 SECRET = "s3cr3t-token-7d1f"

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import yaml
 from crdcheck import api_errors, names_field
-from polya_operator.crd import crd, crd_yaml
 from polya_trainer import spec as s
+from polya_trainer.crd import crd, crd_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = sorted((ROOT / "manifests" / "samples").glob("*.yaml"))
@@ -227,7 +227,7 @@ def test_builtin_benchmarks_match_the_trainer_registry() -> None:
     """The CRD's enum of benchmark names is exactly what the evaluate stage can resolve."""
     import typing
 
-    from polya_trainer import benchmarks as bm
+    from polya_trainer.data import benchmarks as bm
 
     assert set(s.BUILTIN_BENCHMARKS) == {*bm.REGISTRY, *bm.GROUPS}
     assert set(typing.get_args(s.BuiltinBenchmark)) == set(s.BUILTIN_BENCHMARKS)
@@ -316,7 +316,7 @@ def test_stdlib_operator_is_not_shadowed() -> None:
 
 
 def test_configuration_reference_is_current() -> None:
-    from polya_operator.crd import config_reference
+    from polya_trainer.crd import config_reference
 
     assert (ROOT / "docs" / "configuration.md").read_text() == config_reference(), "make crd"
     assert "`spec.stages.rl.numGenerations`" in config_reference()

@@ -16,7 +16,12 @@ from pathlib import Path
 
 import pytest
 from polya_operator.planner import observe_job, parse_progress
-from polya_trainer.progress import TERMINATION_LIMIT, Reporter, process_rank, termination_message
+from polya_trainer.runtime.progress import (
+    TERMINATION_LIMIT,
+    Reporter,
+    process_rank,
+    termination_message,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -112,7 +117,7 @@ def test_sigterm_writes_the_termination_message(tmp_path: Path) -> None:
     term.touch()
     code = (
         "import time\n"
-        "from polya_trainer.progress import Reporter\n"
+        "from polya_trainer.runtime.progress import Reporter\n"
         f"r = Reporter('generate', 'polya', termination_path={str(term)!r}, main=True)\n"
         "r.install_sigterm()\n"
         "r.start(total=100)\n"

@@ -1,17 +1,15 @@
-"""`polya`: one command line for people.
+"""The workload's command line (``python -m polya_trainer``); ``polya`` adds the operator's
+``plan`` and ``operator`` commands to it (:mod:`polya_operator.cli`).
 
     polya validate FILE...        check PolyaRun files, naming each bad field
     polya crd                     print the CustomResourceDefinition
-    polya plan FILE [-o yaml|json] show the stages and Jobs, or every object the operator
-                                  would create (--image, --default-resources)
     polya run FILE [--workdir]    run a whole PolyaRun on this machine
     polya stage STAGE --spec FILE --workdir DIR --arm ARM   one stage (the pod entrypoint)
     polya toy-model DIR           build the small CPU-trainable base model
     polya report WORKDIR          (re)build the comparison report
     polya inspect WORKDIR         browse generated samples (--heuristic, --min-score, --limit)
-    polya operator [kopf args]    run the operator
 
-Heavy imports (torch, kopf) happen inside the commands that need them.
+Heavy imports (torch) happen inside the commands that need them.
 """
 
 from __future__ import annotations
@@ -19,9 +17,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from . import spec as s
+from polya_trainer import spec as s
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -43,45 +43,15 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_crd(args: argparse.Namespace) -> int:
-    from polya_operator.crd import crd_yaml
+    from polya_trainer.crd import crd_yaml
 
     sys.stdout.write(crd_yaml())
     return 0
 
 
-def _cmd_plan(args: argparse.Namespace) -> int:
-    runs = s.load_runs(args.file)
-    if not args.output:
-        for run in runs:
-            print(f"PolyaRun {run.metadata.name}: arms {', '.join(run.spec.arms)}")
-            for arm in run.spec.arms:
-                for stage in run.spec.stages_for(arm):
-                    res = getattr(run.spec.stages, stage).resources
-                    print(f"  {arm:8s} {stage:9s} job {run.metadata.name}-{arm}-{stage}-0  "
-                          f"gpus={res.gpus} nodes={res.nodes}")
-        return 0
-    from polya_operator.preview import planned_objects
-    from polya_operator.resources import default_resources
-
-    try:
-        defaults = default_resources(args.default_resources)
-    except ValueError as exc:
-        print(f"--default-resources: {exc}", file=sys.stderr)
-        return 2
-    objects = [obj for run in runs for obj in planned_objects(
-        run, image=args.image, defaults=defaults, namespace=args.namespace)]
-    if args.output == "json":
-        print(json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}, indent=2))
-    else:
-        import yaml
-
-        sys.stdout.write(yaml.safe_dump_all(objects, sort_keys=False))
-    return 0
-
-
 def _cmd_stage(args: argparse.Namespace) -> int:
-    from .progress import Reporter
-    from .stages import run_stage
+    from polya_trainer.runtime.progress import Reporter
+    from polya_trainer.stages import run_stage
 
     run = s.load_runs(args.spec)[0]
     reporter = Reporter(args.stage, args.arm)
@@ -130,13 +100,13 @@ def _settle_invalid_config(grace: float = 10.0) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .local import run_file
+    from polya_trainer.engine.local import run_file
 
     return run_file(args.file, workdir=args.workdir, arms=args.arm, quiet=args.quiet)
 
 
 def _cmd_toy(args: argparse.Namespace) -> int:
-    from .toy import build_toy_model
+    from polya_trainer.toy import build_toy_model
 
     path = build_toy_model(args.dir, force=args.force)
     print(path)
@@ -144,27 +114,22 @@ def _cmd_toy(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from .report import write_report
+    from polya_trainer.report import write_report
 
     print(write_report(Path(args.workdir)))
     return 0
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
-    from .browse import render
+    from polya_trainer.browse import render
 
     shown = render(args.workdir, heuristic=args.heuristic, min_score=args.min_score,
                    question=args.question, sort=args.sort, limit=args.limit)
     return 0 if shown else 1
 
 
-def _cmd_operator(args: argparse.Namespace) -> int:
-    from polya_operator.main import main as operator_main
-
-    return operator_main(args.kopf_args)
-
-
-def parser() -> argparse.ArgumentParser:
+def parser(extend: Callable[[Any], None] | None = None) -> argparse.ArgumentParser:
+    """The workload's commands; ``extend`` adds more (the operator's ``plan`` and ``operator``)."""
     p = argparse.ArgumentParser(prog="polya", description="Pólya mid-training before RL.")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -173,21 +138,6 @@ def parser() -> argparse.ArgumentParser:
     v.set_defaults(func=_cmd_validate)
 
     sub.add_parser("crd", help="print the CRD").set_defaults(func=_cmd_crd)
-
-    pl = sub.add_parser("plan", help="show the stages and Jobs of a PolyaRun, or (-o) every "
-                        "object the operator would create")
-    pl.add_argument("file")
-    pl.add_argument("-o", "--output", choices=("yaml", "json"),
-                    help="print the ConfigMap, PVC, Services and Jobs (a table without -o)")
-    pl.add_argument("--image", default=None, help="trainer image of runs without spec.image "
-                    "(default: $POLYA_TRAINER_IMAGE or the operator's default)")
-    pl.add_argument("--default-resources", default=None, metavar="JSON",
-                    help="per-stage resource defaults as the operator's "
-                    "$POLYA_DEFAULT_RESOURCES, e.g. '{\"rl\": {\"gpus\": 4}}' "
-                    "(default: that variable)")
-    pl.add_argument("--namespace", default="default",
-                    help="namespace of runs whose file names none")
-    pl.set_defaults(func=_cmd_plan)
 
     st = sub.add_parser("stage", help="run one stage (pod entrypoint)")
     st.add_argument("stage", choices=s.STAGES)
@@ -221,14 +171,14 @@ def parser() -> argparse.ArgumentParser:
     ins.add_argument("--limit", type=int, default=20, help="samples shown (default 20)")
     ins.set_defaults(func=_cmd_inspect)
 
-    op = sub.add_parser("operator", help="run the operator (extra args go to kopf run)")
-    op.add_argument("kopf_args", nargs=argparse.REMAINDER)
-    op.set_defaults(func=_cmd_operator)
+    if extend is not None:
+        extend(sub)
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+def main(argv: list[str] | None = None,
+         extend: Callable[[Any], None] | None = None) -> int:
+    args = parser(extend).parse_args(argv)
     return int(args.func(args) or 0)
 
 

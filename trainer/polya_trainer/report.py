@@ -33,8 +33,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .artifacts import atomic_write_bytes, atomic_write_json, atomic_write_text
-from .spec import ARMS
+from polya_trainer.runtime.artifacts import atomic_write_bytes, atomic_write_json, atomic_write_text
+from polya_trainer.spec import ARMS
 
 CHECKPOINTS = ("base", "midtrain", "rl")
 REFERENCE = ("vanilla", "rl")  # the paper's baseline: vanilla RL
@@ -52,7 +52,7 @@ def _kind(bench: str, figures: dict[str, Any]) -> str:
     """A benchmark's kind: recorded with its figures, else the registry's (math if unknown)."""
     if figures.get("kind"):
         return str(figures["kind"])
-    from . import benchmarks as bm
+    from polya_trainer.data import benchmarks as bm
 
     entry = bm.REGISTRY.get(bench)
     return entry.kind if entry is not None else "math"

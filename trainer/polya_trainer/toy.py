@@ -17,7 +17,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from .artifacts import atomic_path, read_manifest, write_manifest
+from polya_trainer.runtime.artifacts import atomic_path, read_manifest, write_manifest
 
 TOY_VERSION = 5  # bump when the recipe changes: cached models are rebuilt
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|pad|>"]
@@ -84,7 +84,7 @@ def _conversation(rng: random.Random) -> list[dict[str, str]]:
     msgs: list[dict[str, str]] = []
     kind = rng.random()
     try:
-        from . import heuristics as catalog
+        from polya_trainer.data import heuristics as catalog
     except ImportError:  # the catalog is optional for the toy corpus
         catalog = None  # type: ignore[assignment]
     if catalog is not None and kind < 0.35:
@@ -127,7 +127,7 @@ def _corpus(seed: int, n: int = 4000) -> list[str]:
     texts += [*FILLERS, "\\boxed{} \\frac{1}{2} answer question solution heuristic"]
     # Words the heuristic prompts and exemplars use, so they tokenize sensibly.
     try:
-        from .heuristics import CATALOG
+        from polya_trainer.data.heuristics import CATALOG
 
         for h in CATALOG:
             texts += [h.name, h.description] + [e.solution for e in h.exemplars]
@@ -216,7 +216,7 @@ def _pretrain(out: Path, rows: list[dict[str, Any]], shape: dict[str, int], *, s
 
 def write_problem_file(path: str | Path, n: int, seed: int = 0) -> Path:
     """A JSONL file of word problems (question, answer) readable by `datasets`."""
-    from .artifacts import atomic_write_text
+    from polya_trainer.runtime.artifacts import atomic_write_text
 
     rows = word_problems(n, seed)
     text = "".join(json.dumps({"question": r["question"], "answer": r["answer"]}) + "\n"
@@ -235,7 +235,7 @@ def toy_accuracy(model_dir: str | Path, n: int = 64, seed: int = 1234,
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from .answers import is_correct
+    from polya_trainer.verify.answers import is_correct
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir)
@@ -243,7 +243,7 @@ def toy_accuracy(model_dir: str | Path, n: int = 64, seed: int = 1234,
     problems = word_problems(n, seed)
     prompts: dict[str, list[list[dict[str, str]]]] = {}
     try:
-        from . import heuristics as catalog
+        from polya_trainer.data import heuristics as catalog
 
         prompts["plain"] = [catalog.plain_messages(p["question"]) for p in problems]
         for hid in heuristic_ids if heuristic_ids is not None else catalog.ids()[:4]:
@@ -476,7 +476,7 @@ def _strategy_conversation(rng: random.Random) -> list[dict[str, str]]:
     """A chat of two to four demo-world problems, each solved in the strategy its prompt
     calls for: a heuristic's system turn picks that heuristic's strategy (another catalog
     heuristic picks a worked strategy at random), no system turn or a filler the plain mix."""
-    from . import heuristics as catalog
+    from polya_trainer.data import heuristics as catalog
 
     msgs: list[dict[str, str]] = []
     kind = rng.random()
@@ -517,7 +517,7 @@ def write_strategy_data(directory: str | Path, train: int = 48, rl: int = 256,
                         evaluation: int = 384) -> dict[str, Path]:
     """The demo's three JSONL files (question, answer) from disjoint seeds: seed questions for
     generation, RL prompts and a held-out evaluation set."""
-    from .artifacts import atomic_write_text
+    from polya_trainer.runtime.artifacts import atomic_write_text
 
     directory = Path(directory)
     out = {}
@@ -538,8 +538,8 @@ def strategy_mix(model_dir: str | Path, n: int = 96, seed: int = 4321, samples: 
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from . import heuristics as catalog
-    from .answers import is_correct
+    from polya_trainer.data import heuristics as catalog
+    from polya_trainer.verify.answers import is_correct
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir)
@@ -598,7 +598,7 @@ def demo_summary(workdir: str | Path, benchmark: str = "toy-arithmetic", k: int 
                  draws: int = 2000, seed: int = 0) -> dict[str, Any]:
     """pass@k of every (arm, checkpoint) evaluated in `workdir`, with a 95% bootstrap interval
     over questions, and paired differences (rl - base, rl - midtrain, polya - vanilla)."""
-    from .passk import pass_at_k
+    from polya_trainer.verify.passk import pass_at_k
 
     workdir = Path(workdir)
     per: dict[str, dict[str, float]] = {}

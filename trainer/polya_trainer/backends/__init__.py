@@ -65,11 +65,11 @@ def load_generator(backend: str, model: Any, name: str | None = None,
     `model` is the spec's `ModelSpec`; `gpus` sets vLLM's tensor parallel size.
     """
     if backend == "hf":
-        from .hf import HFGenerator
+        from polya_trainer.backends.hf import HFGenerator
 
         return HFGenerator(model, name=name, **kwargs)
     if backend == "vllm":
-        from .vllm import VLLMGenerator
+        from polya_trainer.backends.vllm import VLLMGenerator
 
         return VLLMGenerator(model, name=name, tensor_parallel_size=max(1, gpus), **kwargs)
     raise ValueError(f"unknown backend {backend!r}; expected 'hf' or 'vllm'")
@@ -77,6 +77,6 @@ def load_generator(backend: str, model: Any, name: str | None = None,
 
 def prompt_ids(tokenizer: Any, prompts: list[Prompt]) -> list[list[int]]:
     """Token ids of each prompt: ids as given, text through ``prompts.encode``."""
-    from ..prompts import encode
+    from polya_trainer.data.prompts import encode
 
     return [list(p) if not isinstance(p, str) else encode(tokenizer, p) for p in prompts]

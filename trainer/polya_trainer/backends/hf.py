@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import Completion, Prompt, Sampling, prompt_ids
+from polya_trainer.backends import Completion, Prompt, Sampling, prompt_ids
 
 
 def default_device() -> str:
@@ -22,7 +22,7 @@ class HFGenerator:
 
     def __init__(self, model: Any, name: str | None = None, batch_size: int = 16,
                  device: str | None = None, seed: int = 0, **_: Any) -> None:
-        from ..models import load_causal_lm, load_tokenizer
+        from polya_trainer.backends.models import load_causal_lm, load_tokenizer
 
         self.device = device or default_device()
         self.batch_size = max(1, batch_size)

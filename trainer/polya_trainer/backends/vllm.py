@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from . import Completion, Prompt, Sampling, prompt_ids
+from polya_trainer.backends import Completion, Prompt, Sampling, prompt_ids
 
 ENV_UTILIZATION = "POLYA_VLLM_GPU_MEMORY_UTILIZATION"
 
@@ -53,7 +53,7 @@ class VLLMGenerator:
                  max_model_len: int | None = None, **_: Any) -> None:
         from vllm import LLM
 
-        from ..models import hub_kwargs
+        from polya_trainer.backends.models import hub_kwargs
 
         path = name or model.name
         gpu = on_gpu()

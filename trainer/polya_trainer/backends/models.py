@@ -6,8 +6,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .artifacts import is_complete
-from .spec import ModelSpec, PolyaRunSpec, SpecError
+from polya_trainer.runtime.artifacts import is_complete
+from polya_trainer.spec import ModelSpec, PolyaRunSpec, SpecError
 
 
 class ModelError(RuntimeError):

@@ -12,10 +12,10 @@ import importlib
 import json
 from pathlib import Path
 
-from .artifacts import read_manifest
-from .models import require_engine, stage_dir
-from .progress import Reporter
-from .spec import STAGES, PolyaRunSpec
+from polya_trainer.backends.models import require_engine, stage_dir
+from polya_trainer.runtime.artifacts import read_manifest
+from polya_trainer.runtime.progress import Reporter
+from polya_trainer.spec import STAGES, PolyaRunSpec
 
 MODULES = {"generate": "generate", "midtrain": "midtrain", "rl": "rl", "evaluate": "evaluate"}
 
@@ -42,7 +42,7 @@ def run_stage(stage: str, spec: PolyaRunSpec, arm: str, workdir: str | Path,
     if done is not None:
         reporter.finish(done, message="already complete (manifest found)")
         return done
-    module = importlib.import_module(f"polya_trainer.{MODULES[stage]}")
+    module = importlib.import_module(f"polya_trainer.stages.{MODULES[stage]}")
     try:
         require_engine(spec, stage)  # vLLM asked for but missing: InvalidConfig, no fallback
         outputs = module.run(spec, arm, Path(workdir), reporter)

@@ -41,14 +41,19 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from . import benchmarks as bm
-from .artifacts import atomic_write_json, atomic_write_text, read_manifest, write_manifest
-from .backends import Completion, Sampling, load_generator
-from .models import checkpoint_model, stage_dir
-from .passk import pass_at_k, usable_ks
-from .progress import Reporter
-from .prompts import CHAT_TEMPLATE_DATE
-from .spec import EvaluateSpec, PolyaRunSpec
+from polya_trainer.backends import Completion, Sampling, load_generator
+from polya_trainer.backends.models import checkpoint_model, stage_dir
+from polya_trainer.data import benchmarks as bm
+from polya_trainer.data.prompts import CHAT_TEMPLATE_DATE
+from polya_trainer.runtime.artifacts import (
+    atomic_write_json,
+    atomic_write_text,
+    read_manifest,
+    write_manifest,
+)
+from polya_trainer.runtime.progress import Reporter
+from polya_trainer.spec import EvaluateSpec, PolyaRunSpec
+from polya_trainer.verify.passk import pass_at_k, usable_ks
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +87,7 @@ def model_hash(spec: PolyaRunSpec, path: str) -> str:
         if manifest is not None:
             files = {k: v["sha256"] for k, v in manifest.get("files", {}).items()}
         else:
-            from .artifacts import sha256_file
+            from polya_trainer.runtime.artifacts import sha256_file
 
             files = {str(f.relative_to(p)): sha256_file(f) for f in sorted(p.rglob("*"))
                      if f.is_file() and not any(x.startswith(".") for x in f.relative_to(p).parts)}
@@ -173,7 +178,7 @@ def samplings(ev: EvaluateSpec, seed: int) -> tuple[Sampling, Sampling]:
 
 def prompt_ids(tokenizer: Any, items: list[bm.Item]) -> list[list[int]]:
     """Token ids of each item's chat prompt, as TRL's rollouts would make them."""
-    from .prompts import message_ids
+    from polya_trainer.data.prompts import message_ids
 
     return [message_ids(tokenizer, item.messages) for item in items]
 
@@ -299,7 +304,7 @@ def run(spec: PolyaRunSpec, arm: str, workdir: Path, reporter: Reporter) -> dict
             reporter.eval_result(bench.name, ckpt, "greedy", summary["greedy"])
 
     atomic_write_json(out_dir / "results.json", results)
-    from .report import write_report
+    from polya_trainer.report import write_report
 
     write_report(workdir)
     write_manifest(out_dir, files=["results.json", *files],
@@ -331,7 +336,7 @@ def _evaluate_checkpoint(spec: PolyaRunSpec, ev: EvaluateSpec, arm: str, ckpt: s
                          fallback: bool) -> dict[str, dict[str, Any]]:
     """Generate every unfinished benchmark of one checkpoint; score each in the background
     while the engine generates the next; write rows and part files."""
-    from .models import load_tokenizer
+    from polya_trainer.backends.models import load_tokenizer
 
     tokenizer = load_tokenizer(spec.model, model_path)
     prompts = {b.name: prompt_ids(tokenizer, items[b.name]) for b in todo}

@@ -48,8 +48,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from .data import gold_answer, load_rows
-from .spec import CustomBenchmark
+from polya_trainer.data.loading import gold_answer, load_rows
+from polya_trainer.spec import CustomBenchmark
 
 Kind = Literal["math", "code", "choice"]
 ENV_DIR = "POLYA_BENCHMARK_DIR"
@@ -148,7 +148,7 @@ class Benchmark:
 def math_messages(question: str) -> list[dict[str, str]]:
     """The plain question asking for a boxed answer (shared with generation and training)."""
     try:
-        from .heuristics import plain_messages
+        from polya_trainer.data.heuristics import plain_messages
 
         return plain_messages(question)
     except ImportError:  # pragma: no cover - the catalog ships with the package
@@ -224,7 +224,7 @@ _ANSWER_IS = re.compile(r"answer\s*(?:is|:)\s*[:\-]?\s*\**\s*([^\n.]+)", re.I)
 def parse_choice(text: str, choices: Sequence[str]) -> int | None:
     """The 0-based option a response picks: a number (1-based), a letter, or the option's
     text, taken from the last \\boxed{} (else "answer is ...", else the last line)."""
-    from .answers import last_boxed
+    from polya_trainer.verify.answers import last_boxed
 
     raw = last_boxed(text)
     if raw is None:
@@ -250,13 +250,13 @@ def verdicts(kind: Kind, item: Item, completions: Sequence[str], *,
     `kind`. Math: the answer-extraction method (``answers.Method``: boxed, gsm8k, last_number
     with the opt-in fallback, none); code: "tests"; choice: "choice"."""
     if kind == "math":
-        from .answers import check_many_verdicts, parse_gold
+        from polya_trainer.verify.answers import check_many_verdicts, parse_gold
 
         gold = parse_gold(item.reference["answer"])
         return [(v.correct, v.method) for v in check_many_verdicts(
             list(completions), [gold] * len(completions), allow_fallback=allow_fallback)]
     if kind == "code":
-        from .sandbox import check_humaneval
+        from polya_trainer.verify.sandbox import check_humaneval
 
         ref = item.reference
         return [(ok, "tests") for ok in check_humaneval(

@@ -33,15 +33,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import answers, contamination, datastats
-from .artifacts import atomic_path, atomic_write_json, sha256_file, write_manifest
-from .backends import Sampling, load_generator
-from .data import load_qa
-from .models import stage_dir
-from .progress import Reporter
-from .prompts import build, dumps, instruction_of
-from .scorers import ScoreRequest, best_index, build_scorer
-from .spec import PolyaRunSpec
+from polya_trainer.backends import Sampling, load_generator
+from polya_trainer.backends.models import stage_dir
+from polya_trainer.backends.scorers import ScoreRequest, best_index, build_scorer
+from polya_trainer.data import contamination, datastats
+from polya_trainer.data.loading import load_qa
+from polya_trainer.data.prompts import build, dumps, instruction_of
+from polya_trainer.runtime.artifacts import (
+    atomic_path,
+    atomic_write_json,
+    sha256_file,
+    write_manifest,
+)
+from polya_trainer.runtime.progress import Reporter
+from polya_trainer.spec import PolyaRunSpec
+from polya_trainer.verify import answers
 
 NO_HEURISTIC = "none"
 COLUMNS: list[tuple[str, str]] = [
@@ -353,7 +359,7 @@ def run(spec: PolyaRunSpec, arm: str, workdir: str | Path, reporter: Reporter | 
     """
     if arm not in ("polya", "star"):
         raise ValueError(f"the {arm} arm has no generate stage")
-    from . import heuristics as catalog
+    from polya_trainer.data import heuristics as catalog
 
     reporter = reporter or Reporter("generate", arm)
     g = spec.stages.generate

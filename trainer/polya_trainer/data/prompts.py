@@ -65,7 +65,7 @@ def build(tokenizer: Any, heuristic: Any | None, question: str,
     `heuristic=None` gives the plain question (STaR). For chat templates that reject a
     system turn, the instruction moves into the first user turn.
     """
-    from . import heuristics as catalog
+    from polya_trainer.data import heuristics as catalog
 
     if heuristic is None:
         messages = catalog.plain_messages(question)

@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .spec import DatasetSpec
+from polya_trainer.spec import DatasetSpec
 
 LOCAL_FORMATS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
 MAX_FIELD_CHARS = 100_000
@@ -63,7 +63,7 @@ def verifiable(answer: str) -> bool:
     Plain words ("seven", "none") are not: math-verify would read them as products of
     symbols. Words inside \\text{...} (multiple-choice letters, days) are allowed.
     """
-    from .answers import parse_gold
+    from polya_trainer.verify.answers import parse_gold
 
     gold = parse_gold(answer)
     if gold.number is not None:

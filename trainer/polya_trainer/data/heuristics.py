@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .spec import HeuristicsSpec
+from polya_trainer.spec import HeuristicsSpec
 
 __all__ = [
     "ANSWER_REQUEST", "CATALOG", "STAR", "Exemplar", "Heuristic", "build_messages", "get",

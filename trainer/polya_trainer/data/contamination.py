@@ -23,8 +23,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .artifacts import atomic_write_json
-from .datastats import ngrams, words
+from polya_trainer.data.datastats import ngrams, words
+from polya_trainer.runtime.artifacts import atomic_write_json
 
 Gram = tuple[str, ...]
 Texts = dict[str, list[tuple[str, str]]]
@@ -32,7 +32,7 @@ EXAMPLES = 20  # overlapping item ids listed per (source, benchmark)
 
 
 def _template_grams(n: int) -> set[Gram]:
-    from . import benchmarks as bm
+    from polya_trainer.data import benchmarks as bm
 
     texts = [m["content"] for m in (*bm.math_messages(""), *bm.code_messages(""),
                                     *bm.choice_messages("", "", []))]
@@ -42,7 +42,7 @@ def _template_grams(n: int) -> set[Gram]:
 def benchmark_texts(spec: Any, workdir: str | Path | None = None) -> Texts:
     """{benchmark: [(item id, prompt text)]} for every evaluation benchmark of the spec (the
     items evaluation uses: ``evaluate.limit`` applies)."""
-    from . import benchmarks as bm
+    from polya_trainer.data import benchmarks as bm
 
     ev = spec.stages.evaluate
     out: Texts = {}

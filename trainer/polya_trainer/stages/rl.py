@@ -27,13 +27,19 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from . import training as T
-from .answers import has_boxed, is_correct
-from .data import load_qa
-from .models import load_causal_lm, load_tokenizer, require_engine, rl_start_model, vllm_field
-from .progress import Reporter
-from .prompts import CHAT_TEMPLATE_KWARGS
-from .spec import PolyaRunSpec, SpecError
+from polya_trainer.backends.models import (
+    load_causal_lm,
+    load_tokenizer,
+    require_engine,
+    rl_start_model,
+    vllm_field,
+)
+from polya_trainer.data.loading import load_qa
+from polya_trainer.data.prompts import CHAT_TEMPLATE_KWARGS
+from polya_trainer.runtime.progress import Reporter
+from polya_trainer.spec import PolyaRunSpec, SpecError
+from polya_trainer.stages import training as T
+from polya_trainer.verify.answers import has_boxed, is_correct
 
 log = logging.getLogger(__name__)
 STAGE = "rl"
@@ -176,9 +182,9 @@ def load_prompts(spec: PolyaRunSpec, workdir: str | Path | None = None, arm: str
     (spec.contamination; ``<arm>/rl/contamination.json``)."""
     from datasets import Dataset
 
-    from . import contamination
-    from .heuristics import plain_messages
-    from .models import stage_dir
+    from polya_trainer.backends.models import stage_dir
+    from polya_trainer.data import contamination
+    from polya_trainer.data.heuristics import plain_messages
 
     rows = load_qa(spec.stages.rl.dataset, "spec.stages.rl.dataset")
     if workdir is not None:

@@ -38,11 +38,11 @@ from typing import Any
 
 import yaml
 
-from . import spec as s
-from .artifacts import atomic_write_json, atomic_write_text
-from .launcher import stage_args
-from .progress import read_progress
-from .stages import outputs_of
+from polya_trainer import spec as s
+from polya_trainer.runtime.artifacts import atomic_write_json, atomic_write_text
+from polya_trainer.runtime.launcher import stage_args
+from polya_trainer.runtime.progress import read_progress
+from polya_trainer.stages import outputs_of
 
 EXIT_INTERRUPTED = 130
 EXIT_BAD_ARGS = 2  # the entrypoint's argparse error: never retried (as in the operator)
@@ -452,7 +452,7 @@ class Runner:
                    POLYA_RUNNER_PID=str(os.getpid()))
         env.pop("POLYA_METRICS_PORT", None)  # no port clash between runs on one machine
         env.setdefault("TOKENIZERS_PARALLELISM", "false")
-        cmd = [sys.executable, "-m", "polya_trainer.local", "--child",
+        cmd = [sys.executable, "-m", "polya_trainer.engine.local", "--child",
                *stage_args(entry.name, str(self.spec_path), str(self.workdir), entry.arm)]
         asked = 0
         deadline: float | None = None
@@ -501,8 +501,8 @@ class Runner:
         return now_mtime
 
     def _attempt_inprocess(self, entry: s.StageStatus, progress: Path) -> int:
-        from .progress import Reporter
-        from .stages import run_stage
+        from polya_trainer.runtime.progress import Reporter
+        from polya_trainer.stages import run_stage
 
         reporter = Reporter(entry.name, entry.arm, path=progress)
         if self.display is not None:
@@ -547,7 +547,7 @@ class Runner:
 
     def _write_report(self) -> str | None:
         try:
-            from .report import write_report
+            from polya_trainer.report import write_report
 
             path = Path(write_report(self.workdir))
         except Exception as exc:  # the run's stages did succeed; say why there is no report
@@ -629,13 +629,13 @@ def run_file(path: str | Path, workdir: str | Path | None = None,
 
 
 def _child_main(argv: list[str]) -> int:
-    """``python -m polya_trainer.local --child STAGE ...``: the pod entrypoint, plus a parent
+    """``python -m polya_trainer.engine.local --child STAGE ...``: the pod entrypoint, plus a parent
     death signal so that a killed runner never leaves a stage running."""
     _set_parent_death_signal()
     runner = os.environ.get("POLYA_RUNNER_PID")
     if runner and os.getppid() != int(runner):  # the runner died before prctl took effect
         return EXIT_INTERRUPTED
-    from .cli import main
+    from polya_trainer.cli import main
 
     return main(["stage", *argv])
 
@@ -643,5 +643,5 @@ def _child_main(argv: list[str]) -> int:
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         raise SystemExit(_child_main(sys.argv[2:]))
-    raise SystemExit("usage: python -m polya_trainer.local --child STAGE --spec F --workdir D "
-                     "--arm A (use `polya run FILE` instead)")
+    raise SystemExit("usage: python -m polya_trainer.engine.local --child STAGE --spec F "
+                     "--workdir D --arm A (use `polya run FILE` instead)")

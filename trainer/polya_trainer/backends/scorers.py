@@ -13,8 +13,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .backends import Sampling
-from .prompts import render, render_conversation
+from polya_trainer.backends import Sampling
+from polya_trainer.data.prompts import render, render_conversation
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ class RewardModelScorer:
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        from .models import hub_kwargs
+        from polya_trainer.backends.models import hub_kwargs
 
         kw: dict[str, Any] = hub_kwargs(model_spec, path) if model_spec is not None else {}
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")

@@ -36,7 +36,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from .artifacts import atomic_write_text
+from polya_trainer.runtime.artifacts import atomic_write_text
 
 TERMINATION_LIMIT = 4096
 TERMINATION_ENV = "POLYA_TERMINATION_MESSAGE_PATH"

@@ -11,7 +11,7 @@ covers the completion only (``completion_only_loss``). Full fine-tune by default
 ``lora`` a peft adapter, merged into the weights at the end when ``lora.merge``.
 
 Schedule: cosine with 3% warm-up; checkpoints every ``saveSteps`` and on SIGTERM; resumes
-from the newest complete checkpoint (see :mod:`polya_trainer.training`).
+from the newest complete checkpoint (see :mod:`polya_trainer.stages.training`).
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from . import training as T
-from .artifacts import is_complete
-from .models import load_causal_lm, load_tokenizer, stage_dir
-from .progress import Reporter
-from .spec import MidtrainSpec, PolyaRunSpec
+from polya_trainer.backends.models import load_causal_lm, load_tokenizer, stage_dir
+from polya_trainer.runtime.artifacts import is_complete
+from polya_trainer.runtime.progress import Reporter
+from polya_trainer.spec import MidtrainSpec, PolyaRunSpec
+from polya_trainer.stages import training as T
 
 log = logging.getLogger(__name__)
 STAGE = "midtrain"
@@ -54,7 +54,7 @@ def _messages(raw: Any, row: int) -> list[dict[str, str]]:
 
 def to_example(row: dict[str, Any], index: int, keep_heuristic_prompt: bool) -> dict[str, Any]:
     """One conversational prompt/completion example from a generated row."""
-    from .heuristics import plain_messages
+    from polya_trainer.data.heuristics import plain_messages
 
     if keep_heuristic_prompt:
         if not row.get("prompt_messages"):

@@ -25,8 +25,9 @@
   processes the flag is all-reduced each step so every rank stops at the same step.
   torchrun gives its workers 30 s after forwarding SIGTERM before it kills them; set the
   pod's ``terminationGracePeriodSeconds`` above one step plus one checkpoint save.
-* **Progress**: :class:`StageCallback` feeds the shared :class:`~polya_trainer.progress.Reporter`
-  (step/total, loss, learning rate, epoch, reward mean/std, tokens/s).
+* **Progress**: :class:`StageCallback` feeds the shared
+  :class:`~polya_trainer.runtime.progress.Reporter` (step/total, loss, learning rate, epoch,
+  reward mean/std, tokens/s).
 * **Final model**: written in HF format to a temporary sibling directory, with the tokenizer
   and a manifest, then renamed to ``models.trained_model_dir`` (so ``models.is_complete``
   holds only for a whole model).
@@ -48,10 +49,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .artifacts import atomic_write_json, write_manifest
-from .models import stage_dir, trained_model_dir
-from .progress import Reporter
-from .spec import ModelSpec, SpecError
+from polya_trainer.backends.models import stage_dir, trained_model_dir
+from polya_trainer.runtime.artifacts import atomic_write_json, write_manifest
+from polya_trainer.runtime.progress import Reporter
+from polya_trainer.spec import ModelSpec, SpecError
 
 log = logging.getLogger(__name__)
 

@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 import yaml
+
 from polya_trainer import spec as s
 
 _RULES = "x-kubernetes-validations"

@@ -18,7 +18,7 @@ Why ``accelerate launch`` (for both cases, one launcher): it is what TRL and the
 document, so its options and environment are the ones they are tested with; it runs the torch
 elastic agent underneath (the same as ``torchrun``), which sets RANK/LOCAL_RANK/WORLD_SIZE/
 MASTER_ADDR (vLLM's colocate mode needs them) and forwards SIGTERM to the workers, which then
-save a checkpoint (see polya_trainer.training). Mixed precision and dynamo are passed
+save a checkpoint (see polya_trainer.stages.training). Mixed precision and dynamo are passed
 explicitly ("no": the Trainer's own bf16/fp16 arguments decide), so no config file is needed
 and nothing is guessed with warnings. Note: the agent kills the workers 30 s after forwarding
 SIGTERM, so one step plus one checkpoint save should fit in that time.

@@ -1,0 +1,1 @@
+"""Questions, heuristics, prompts, benchmarks and statistics of data."""

@@ -1,0 +1,1 @@
+"""The pure planner and the local executor."""

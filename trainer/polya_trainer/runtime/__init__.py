@@ -1,0 +1,1 @@
+"""What a stage process needs at run time: progress, artifacts, launch."""

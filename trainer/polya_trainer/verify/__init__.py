@@ -1,0 +1,1 @@
+"""Verification: answer checking, pass@k, the code sandbox."""
