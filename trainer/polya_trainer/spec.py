@@ -280,6 +280,9 @@ class GenerateSpec(StageBase):
     """Questions per output shard; a kill loses at most the shard in flight."""
     batch_size: int = Field(16, ge=1, le=4096)
     """Prompts per generate call (hf backend)."""
+    shards: int = Field(1, ge=1, le=256)
+    """Pods that split the questions (an Indexed Job; locally, parallel processes). The unit
+    of work is a shard of `shardSize` questions; the data equals a 1-shard run's."""
     dedup: Literal["off", "exact", "near"] = "off"
     """Remove duplicate solutions within a question: exact (same text) or near (also word
     5-gram Jaccard >= 0.8). Duplicates are counted in the card either way."""
@@ -448,6 +451,9 @@ class EvaluateSpec(StageBase):
     """Which models of each arm to evaluate."""
     backend: Literal["vllm", "hf"] = "vllm"
     """Inference engine."""
+    shards: int = Field(1, ge=1, le=256)
+    """Pods that split each benchmark's questions (an Indexed Job; locally, parallel
+    processes); the results equal a 1-shard run's."""
     resources: Resources = Field(default_factory=lambda: Resources(gpus=1))
     """Compute for this stage."""
 

@@ -82,7 +82,7 @@ def fingerprint(spec: PolyaRunSpec, arm: str, heuristic_ids: list[str]) -> str:
         "arm": arm, "model": spec.model.dump(), "dataset": spec.dataset.dump(),
         "heuristics": heuristic_ids, "seed": spec.seed,
         "generate": g.model_dump(mode="json", exclude={"resources", "backoff_limit",
-                                                       "active_deadline_seconds"}),
+                                                       "active_deadline_seconds", "shards"}),
     }
     if spec.answers.last_number_fallback:  # only when set, so older fingerprints stay valid
         body["answers"] = spec.answers.dump()
