@@ -101,7 +101,11 @@ def _settle_invalid_config(grace: float = 10.0) -> None:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from polya_trainer.engine.local import run_file
+    from polya_trainer.engine.sweep import run_sweep, sweep_in
 
+    sweep = sweep_in(args.file)  # spec.sweep: its variants, one after another
+    if sweep is not None:
+        return run_sweep(sweep, workdir=args.workdir, arms=args.arm, quiet=args.quiet)
     return run_file(args.file, workdir=args.workdir, arms=args.arm, quiet=args.quiet)
 
 

@@ -682,3 +682,145 @@ def write_report(workdir: Path) -> Path:
                                                       for a, c in cards.items()}})
     atomic_write_text(out / "report.html", render_html(data, images, cards))
     return atomic_write_text(out / "report.md", render_markdown(data, plots, cards))
+
+
+# --------------------------------------------------------------------------- sweep report
+# A sweep (``spec.sweep``) runs one variant per (heuristics count n, seed) under
+# ``<sweep>/<variant>/`` with a ``variant.json`` naming n and the seed. The sweep report reads
+# each variant's results and shows, per n, the mean and the standard deviation across seeds
+# of the math average (the headline's benchmarks) at every pass@k, and the ablation curve.
+
+SWEEP_ROWS = (("polya", "rl"), ("polya", "midtrain"), ("vanilla", "rl"))
+
+
+def _math_average(figures: dict[str, dict[str, Any]], metric: str) -> float | None:
+    values = [f[metric] for b, f in figures.items()
+              if _kind(b, f) == "math" and isinstance(f.get(metric), int | float)]
+    return sum(values) / len(values) if values else None
+
+
+def sweep_table(root: Path) -> dict[str, Any]:
+    """{"metrics", "headline", "rows", "points": [{n, seed, row, metric: value}],
+    "summary": {row: {metric: [{n, mean, std, seeds}]}}} over the variants under `root`."""
+    import numpy as np
+
+    points: list[dict[str, Any]] = []
+    metrics: set[str] = set()
+    for vfile in sorted(Path(root).glob("*/variant.json")):
+        variant = json.loads(vfile.read_text())
+        for arm, ckpts in load_results(vfile.parent).items():
+            for ckpt, figures in ckpts.items():
+                if (arm, ckpt) not in SWEEP_ROWS:
+                    continue
+                names = {m for f in figures.values() for m in f if m.startswith("pass@")}
+                metrics |= names
+                point = {"variant": variant["name"], "n": variant.get("heuristics"),
+                         "seed": variant["seed"], "row": f"{arm}/{ckpt}"}
+                point.update({m: _math_average(figures, m) for m in names})
+                points.append(point)
+    ordered = sorted(metrics, key=_k_of)
+    summary: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for arm, ckpt in SWEEP_ROWS:
+        row = f"{arm}/{ckpt}"
+        mine = [p for p in points if p["row"] == row]
+        if not mine:
+            continue
+        summary[row] = {}
+        for metric in ordered:
+            cells = []
+            for n in sorted({p["n"] or 0 for p in mine}):
+                vals = np.array([p[metric] for p in mine if (p["n"] or 0) == n
+                                 and p.get(metric) is not None], dtype=float)
+                if len(vals):
+                    cells.append({"n": n, "mean": float(vals.mean()), "seeds": len(vals),
+                                  "std": float(vals.std(ddof=1)) if len(vals) > 1 else 0.0})
+            summary[row][metric] = cells
+    headline = f"pass@{HEADLINE_K}" if f"pass@{HEADLINE_K}" in metrics else (
+        ordered[-1] if ordered else None)
+    return {"metrics": ordered, "headline": headline, "rows": list(summary),
+            "points": points, "summary": summary}
+
+
+def _sweep_body(data: dict[str, Any], metric: str) -> tuple[list[str], list[list[str]]]:
+    ns = sorted({c["n"] for cells in data["summary"].values() for c in cells.get(metric, [])})
+    header = ["heuristics n", *data["rows"]]
+    body = []
+    for n in ns:
+        row = [str(n) if n else "all"]
+        for name in data["rows"]:
+            cell = next((c for c in data["summary"][name].get(metric, []) if c["n"] == n), None)
+            row.append("–" if cell is None else
+                       f"{100 * cell['mean']:.1f} ± {100 * cell['std']:.1f} ({cell['seeds']})")
+        body.append(row)
+    return header, body
+
+
+def _ablation_plot(data: dict[str, Any]) -> bytes | None:
+    """The math average at the headline metric against n, mean ± std across seeds."""
+    from matplotlib.figure import Figure
+
+    metric = data["headline"]
+    if metric is None:
+        return None
+    fig = Figure(figsize=(6, 4))
+    ax = fig.add_subplot()
+    ns: set[int] = set()
+    for row in data["rows"]:
+        cells = data["summary"][row].get(metric, [])
+        xs = [c["n"] for c in cells]
+        ns |= set(xs)
+        ax.errorbar(xs, [100 * c["mean"] for c in cells], yerr=[100 * c["std"] for c in cells],
+                    marker="o", capsize=4, label=row,
+                    linestyle="--" if row.startswith("vanilla") else "-")
+    if len(ns) > 1 and max(ns) / max(1, min(ns)) >= 4:
+        ax.set_xscale("log", base=2)
+    ax.set_xticks(sorted(ns), [str(n) for n in sorted(ns)])
+    ax.set_xlabel("heuristics n (the catalog's first n)")
+    ax.set_ylabel(f"math average {metric} (%)")
+    ax.set_title(f"Ablation over n: mean ± std across seeds ({metric})")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+SWEEP_INTRO = ("Each cell: the math-benchmark average in percent, mean ± standard deviation "
+               "across seeds (number of seeds in brackets). Generation ran once at the largest "
+               "n; a variant with n heuristics mid-trained on the catalog's first n.")
+
+
+def write_sweep_report(root: Path) -> Path:
+    """Write ``<root>/report/sweep.{md,html,json}`` and ``ablation.png``; the Markdown path."""
+    root = Path(root)
+    out = root / "report"
+    data = sweep_table(root)
+    if not data["points"]:
+        raise FileNotFoundError(f"no evaluated sweep variant under {root}")
+    png = _ablation_plot(data)
+    plots = []
+    if png is not None:
+        atomic_write_bytes(out / "ablation.png", png)
+        plots.append("ablation.png")
+    atomic_write_json(out / "sweep.json", {**data, "plots": plots})
+    md = ["# Sweep report", "", SWEEP_INTRO, ""]
+    for metric in data["metrics"]:
+        md += [f"## {metric}{' (headline)' if metric == data['headline'] else ''}", "",
+               *_md_table(*_sweep_body(data, metric)), ""]
+    md += [f"![ablation]({p})" for p in plots]
+    esc = html.escape
+    page = ["<!DOCTYPE html>", "<html lang=\"en\"><head><meta charset=\"utf-8\">",
+            "<title>Sweep report</title><style>body{font-family:sans-serif;margin:2em}"
+            "table{border-collapse:collapse}td,th{border:1px solid #bbb;padding:.3em .6em}"
+            "</style></head><body>", "<h1>Sweep report</h1>", f"<p>{esc(SWEEP_INTRO)}</p>"]
+    for metric in data["metrics"]:
+        header, body = _sweep_body(data, metric)
+        page.append(f"<h2>{esc(metric)}</h2><table id=\"sweep-{esc(metric)}\"><tr>"
+                    + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr>")
+        page += ["<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>" for r in body]
+        page.append("</table>")
+    if png is not None:
+        page.append("<figure><img alt=\"ablation\" src=\"data:image/png;base64,"
+                    + base64.b64encode(png).decode() + "\"><figcaption>ablation over n"
+                    "</figcaption></figure>")
+    page.append("</body></html>")
+    atomic_write_text(out / "sweep.html", "\n".join(page))
+    return atomic_write_text(out / "sweep.md", "\n".join(md) + "\n")

@@ -289,6 +289,9 @@ class GenerateSpec(StageBase):
     diversity_embedding_model: str | None = Field(None, max_length=512)
     """Encoder (Hugging Face id) for the per-question Vendi score; unset: a lexical stand-in
     (word 1-2-gram count cosine)."""
+    seed: int | None = Field(None, ge=0, le=2**31 - 1)
+    """Seed of generation; unset: `spec.seed`. A sweep pins it to the parent's seed, so that
+    every variant shares one generation (the stage cache)."""
     resources: Resources = Field(default_factory=lambda: Resources(gpus=1))
     """Compute for this stage."""
 
@@ -335,6 +338,9 @@ class MidtrainSpec(StageBase):
     """Checkpoint every N optimizer steps (and on SIGTERM)."""
     max_steps: int | None = Field(None, ge=1)
     """Stop after N steps (overrides epochs)."""
+    heuristics_count: int | None = Field(None, ge=1, le=64)
+    """Train only on the samples of the first n heuristics the generate stage used (a sweep
+    over `heuristicsCount` sets it); unset: all of them."""
     trainer_args: FreeForm = Field(
         default_factory=dict, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})
     """Extra `trl.SFTConfig` fields, checked against its real fields."""
@@ -533,6 +539,30 @@ class StorageSpec(Spec):
         return self
 
 
+class SweepSpec(Spec):
+    """Variants of this run, one child run per (heuristics count, seed). Generation runs once
+    at the largest count with the parent's seed; each variant mid-trains on the catalog's
+    first n heuristics and runs midtrain, rl and evaluate with its own seed."""
+
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1})  # count, seeds or both
+
+    heuristics_count: list[Annotated[int, Field(ge=1, le=64)]] | None = Field(
+        None, min_length=1, max_length=16, json_schema_extra={"x-kubernetes-list-type": "set"})
+    """Numbers of heuristics n (the catalog's first n), e.g. [1, 2, 4, 8, 16]."""
+    seeds: list[Annotated[int, Field(ge=0, le=2**31 - 1)]] | None = Field(
+        None, min_length=1, max_length=16, json_schema_extra={"x-kubernetes-list-type": "set"})
+    """Seeds of midtrain, rl and evaluate; unset: `spec.seed` only."""
+
+    @model_validator(mode="after")
+    def _valid(self) -> SweepSpec:
+        if self.heuristics_count is None and self.seeds is None:
+            raise ValueError("a sweep names heuristicsCount, seeds or both")
+        for name, values in (("heuristicsCount", self.heuristics_count), ("seeds", self.seeds)):
+            if values is not None and len(set(values)) != len(values):
+                raise ValueError(f"sweep.{name} must not repeat")
+        return self
+
+
 def _kept(fields: tuple[str, ...]) -> list[dict[str, str]]:
     """Transition rules on the spec object: a field may be neither added nor removed.
 
@@ -548,8 +578,13 @@ def _kept(fields: tuple[str, ...]) -> list[dict[str, str]]:
 class PolyaRunSpec(Spec):
     """Desired state of a PolyaRun: model, data, heuristics, arms and the four stages."""
 
-    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": _kept(
-        ("model", "dataset", "arms", "storage"))})
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
+        *_kept(("model", "dataset", "arms", "storage", "sweep")),
+        {"rule": "!has(self.sweep) || !has(self.sweep.heuristicsCount) || !has(self.heuristics)"
+                 " || (!has(self.heuristics.count) && !has(self.heuristics.ids))",
+         "fieldPath": ".sweep.heuristicsCount",
+         "message": "sweep.heuristicsCount replaces heuristics.count and heuristics.ids: "
+                    "leave both unset"}]})
 
     model: ModelSpec = Field(json_schema_extra=_immutable("spec.model"))
     """The base model (required)."""
@@ -587,11 +622,30 @@ class PolyaRunSpec(Spec):
     """Delete the finished run's Jobs after this many seconds."""
     queue_name: str | None = Field(None, pattern=DNS_SUBDOMAIN, max_length=253)
     """Kueue LocalQueue; Jobs are created suspended for Kueue to admit."""
+    sweep: SweepSpec | None = Field(None, json_schema_extra=_immutable("spec.sweep"))
+    """Run variants of this spec that share upstream stages (see SweepSpec); the run itself
+    then only aggregates its child runs."""
 
     @model_validator(mode="after")
     def _arms_unique(self) -> PolyaRunSpec:
         if len(set(self.arms)) != len(self.arms):
             raise ValueError("arms must not repeat")
+        return self
+
+    @model_validator(mode="after")
+    def _sweep_counts(self) -> PolyaRunSpec:
+        counts = self.sweep.heuristics_count if self.sweep else None
+        if counts is None:
+            return self
+        if self.heuristics.count is not None or self.heuristics.ids is not None:
+            raise ValueError("sweep.heuristicsCount replaces heuristics.count and "
+                             "heuristics.ids: leave both unset")
+        from polya_trainer.data.heuristics import CATALOG
+
+        available = len(CATALOG) + len(self.heuristics.custom)
+        if max(counts) > available:
+            raise ValueError(f"sweep.heuristicsCount: {max(counts)} is more than the "
+                             f"{available} heuristics available")
         return self
 
     def stages_for(self, arm: str) -> list[str]:

@@ -363,6 +363,8 @@ def run(spec: PolyaRunSpec, arm: str, workdir: str | Path, reporter: Reporter | 
 
     reporter = reporter or Reporter("generate", arm)
     g = spec.stages.generate
+    if g.seed is not None:  # a sweep pins generation's seed so that its variants share it
+        spec = spec.model_copy(update={"seed": g.seed})
     t_start = time.perf_counter()
     questions = load_qa(spec.dataset)
     chosen: list[Any | None] = list(catalog.select(spec.heuristics)) if arm == "polya" else [None]

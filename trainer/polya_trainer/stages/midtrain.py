@@ -67,15 +67,34 @@ def to_example(row: dict[str, Any], index: int, keep_heuristic_prompt: bool) -> 
             "completion": [{"role": "assistant", "content": str(row["completion"])}]}
 
 
-def load_examples(workdir: str | Path, arm: str, cfg: MidtrainSpec) -> Any:
-    """The SFT dataset (a `datasets.Dataset` of prompt/completion message lists)."""
+def heuristic_prefix(spec: PolyaRunSpec, arm: str) -> list[str] | None:
+    """The ids of the first ``midtrain.heuristicsCount`` heuristics generate used (None: all)."""
+    from polya_trainer.data.heuristics import select
+
+    n = spec.stages.midtrain.heuristics_count
+    if n is None or arm != "polya":  # the star arm's data has no heuristics
+        return None
+    ids = [h.id for h in select(spec.heuristics)]
+    if n > len(ids):
+        raise ValueError(f"stages.midtrain.heuristicsCount is {n} but generate used only "
+                         f"{len(ids)} heuristics")
+    return ids[:n]
+
+
+def load_examples(workdir: str | Path, arm: str, cfg: MidtrainSpec,
+                  heuristics: list[str] | None = None) -> Any:
+    """The SFT dataset (a `datasets.Dataset` of prompt/completion message lists), from the
+    samples of `heuristics` only when given."""
     from datasets import Dataset, load_dataset
 
     raw = load_dataset("parquet", data_files=data_files(workdir, arm), split="train")
-    for col in ("question", "completion"):
+    for col in ("question", "completion", *(("heuristic",) if heuristics else ())):
         if col not in raw.column_names:
             raise ValueError(f"generated data of arm {arm!r} lacks column {col!r} "
                              f"(columns: {', '.join(raw.column_names)})")
+    if heuristics:
+        keep = set(heuristics)
+        raw = raw.filter(lambda row: row["heuristic"] in keep)
     if len(raw) == 0:
         raise ValueError(f"generated data of arm {arm!r} has no rows: nothing to mid-train on")
     rows = [to_example(r, i, cfg.keep_heuristic_prompt) for i, r in enumerate(raw)]
@@ -130,7 +149,7 @@ def build_trainer(spec: PolyaRunSpec, arm: str, workdir: str | Path, reporter: R
 
     cfg = spec.stages.midtrain
     args = sft_config(spec, T.checkpoints_dir(workdir, arm, STAGE))
-    dataset = load_examples(workdir, arm, cfg)
+    dataset = load_examples(workdir, arm, cfg, heuristic_prefix(spec, arm))
     tok = load_tokenizer(spec.model)
     if not getattr(tok, "chat_template", None):
         raise ValueError(f"the tokenizer of {spec.model.name!r} has no chat template; "

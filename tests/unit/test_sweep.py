@@ -1,0 +1,246 @@
+"""Sweeps (spec.sweep), their expansion into variant runs, the stage cache's keys and store,
+and the sweep report's aggregation. Fast: no model runs here (tests/trainer/test_sweep.py
+runs a real sweep)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from crdcheck import api_errors, names_field
+from polya_trainer import spec as s
+from polya_trainer.engine.sweep import MAX_NAME, SWEEP_LABEL, expand, variant_name
+from polya_trainer.runtime import cache
+from polya_trainer.runtime.artifacts import atomic_write_json, read_manifest, write_manifest
+
+
+def sweep_run(sweep: dict[str, Any] | None = None, name: str = "abl",
+              **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": s.API_VERSION, "kind": s.KIND,
+            "metadata": {"name": name, "namespace": "lab", "labels": {"team": "x"}},
+            "spec": {"model": {"name": "org/model"}, "arms": ["vanilla", "polya"], "seed": 7,
+                     "sweep": sweep if sweep is not None else
+                     {"heuristicsCount": [4, 1, 2], "seeds": [2, 1]}, **spec}}
+
+
+def errors_of(obj: dict[str, Any]) -> list[tuple[str, str]]:
+    try:
+        s.parse_run(copy.deepcopy(obj))
+    except s.SpecError as exc:
+        return exc.errors
+    return []
+
+
+# --------------------------------------------------------------------------- the contract
+
+INVALID = [
+    ("empty", sweep_run({}), "spec.sweep"),
+    ("count-zero", sweep_run({"heuristicsCount": [0, 2]}), "spec.sweep.heuristicsCount"),
+    ("count-too-big", sweep_run({"heuristicsCount": [65]}), "spec.sweep.heuristicsCount"),
+    ("seed-negative", sweep_run({"seeds": [-1]}), "spec.sweep.seeds"),
+    ("count-repeats", sweep_run({"heuristicsCount": [2, 2]}), "spec.sweep"),
+    ("with-heuristics-count", sweep_run({"heuristicsCount": [1, 2]}, heuristics={"count": 4}),
+     "sweep.heuristicsCount"),
+    ("with-heuristics-ids", sweep_run({"heuristicsCount": [1]},
+                                      heuristics={"ids": ["working_backwards"]}),
+     "sweep.heuristicsCount"),
+]
+
+
+@pytest.mark.parametrize(("case", "obj", "field"), INVALID, ids=[c[0] for c in INVALID])
+def test_invalid_sweeps_rejected_by_both_layers(case: str, obj: dict[str, Any],
+                                                field: str) -> None:
+    p_errors, a_errors = errors_of(obj), api_errors(copy.deepcopy(obj))
+    assert p_errors and names_field(p_errors, field), (case, p_errors)
+    if case != "count-repeats":  # the schema's list-type set: uniqueness is the API server's
+        assert a_errors and names_field(a_errors, field), (case, a_errors)
+
+
+def test_count_beyond_the_catalog_is_rejected_by_the_contract() -> None:
+    from polya_trainer.data.heuristics import CATALOG
+
+    assert len(CATALOG) >= 64  # the schema's bound is then the tighter one
+    assert errors_of(sweep_run()) == [] and api_errors(sweep_run()) == []
+
+
+def test_sweep_is_immutable_once_created() -> None:
+    old = sweep_run()
+    new = copy.deepcopy(old)
+    new["spec"]["sweep"]["seeds"] = [1, 2, 3]
+    assert names_field(api_errors(new, old=old), "spec.sweep")
+    plain = copy.deepcopy(old)
+    del plain["spec"]["sweep"]
+    assert names_field(api_errors(new, old=plain), "spec.sweep")  # may not be added
+
+
+# --------------------------------------------------------------------------- expansion
+
+
+def test_expand_is_deterministic_and_shares_generation() -> None:
+    run = s.parse_run(sweep_run())
+    variants = expand(run)
+    assert [v.name for v in variants] == ["abl-h1-s1", "abl-h1-s2", "abl-h2-s1", "abl-h2-s2",
+                                          "abl-h4-s1", "abl-h4-s2"]
+    assert [v.name for v in expand(run)] == [v.name for v in variants]
+    for v in variants:
+        sp = v.run.spec
+        assert sp.sweep is None and sp.heuristics.count == 4
+        assert sp.stages.generate.seed == 7  # the parent's: one generation for all
+        assert (sp.stages.midtrain.heuristics_count, sp.seed) == (v.heuristics, v.seed)
+        assert v.run.metadata.model_extra["labels"] == {"team": "x", SWEEP_LABEL: "abl"}
+        assert v.run.metadata.namespace == "lab"
+    gens = {json.dumps(v.run.spec.stages.generate.dump(), sort_keys=True) for v in variants}
+    assert len(gens) == 1
+
+
+def test_expand_seeds_only_and_counts_only() -> None:
+    seeds = expand(s.parse_run(sweep_run({"seeds": [3, 1]})))
+    assert [(v.name, v.heuristics, v.seed) for v in seeds] == [("abl-s1", None, 1),
+                                                              ("abl-s3", None, 3)]
+    assert all(v.run.spec.heuristics.count is None for v in seeds)
+    counts = expand(s.parse_run(sweep_run({"heuristicsCount": [8, 2]})))
+    assert [(v.name, v.seed) for v in counts] == [("abl-h2", 7), ("abl-h8", 7)]
+    assert expand(s.parse_run({**sweep_run(), "spec": {"model": {"name": "m"}}})) == []
+
+
+def test_variant_names_stay_valid_and_distinct_for_long_parents() -> None:
+    a, b = "a" * 38 + "xy", "a" * 38 + "zw"
+    names = {variant_name(p, "h16-s12345") for p in (a, b)}
+    assert len(names) == 2
+    for n in names:
+        assert len(n) <= MAX_NAME
+        s.ObjectMeta(name=n)  # RFC 1035, as run names must be
+    assert variant_name("short", "h1-s1") == "short-h1-s1"
+
+
+# --------------------------------------------------------------------------- cache keys
+
+
+def _finish(workdir: Path, arm: str, stage: str, payload: str) -> None:
+    d = workdir / arm / stage
+    (d / "data").mkdir(parents=True, exist_ok=True)
+    (d / "data" / "part.txt").write_text(payload)
+    (d / "checkpoints").mkdir(exist_ok=True)
+    (d / "checkpoints" / "big.bin").write_text("optimizer state")
+    write_manifest(d, files=["data/part.txt"], outputs={"data": f"{arm}/{stage}/data"})
+
+
+@pytest.fixture()
+def model_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "model"
+    d.mkdir()
+    (d / "weights.bin").write_bytes(b"w1")
+    return d
+
+
+def _key(spec: s.PolyaRunSpec, stage: str, arm: str, workdir: Path) -> str | None:
+    return cache.stage_key(stage, spec, arm, workdir)
+
+
+def test_keys_share_generation_across_variants_and_split_downstream(
+        tmp_path: Path, model_dir: Path) -> None:
+    run = s.parse_run(sweep_run())
+    run.spec.model.name = str(model_dir)
+    variants = expand(run)
+    gen = {_key(v.run.spec, "generate", "polya", tmp_path / v.name) for v in variants}
+    assert len(gen) == 1 and None not in gen
+    vanilla = {(v.seed, _key(v.run.spec, "rl", "vanilla", tmp_path / v.name)) for v in variants}
+    assert len({k for _, k in vanilla}) == 2  # one per seed, shared across n
+    for v in variants:  # the same upstream data for every variant
+        _finish(tmp_path / v.name, "polya", "generate", "rows")
+    mid = {_key(v.run.spec, "midtrain", "polya", tmp_path / v.name) for v in variants}
+    assert len(mid) == 6 and None not in mid
+    # Upstream unfinished: no key.
+    assert _key(variants[0].run.spec, "rl", "polya", tmp_path / variants[0].name) is None
+
+
+def test_keys_follow_content_not_scheduling(tmp_path: Path, model_dir: Path) -> None:
+    data = tmp_path / "q.jsonl"
+    data.write_text('{"question": "1+1", "answer": "2"}\n')
+    body = {"model": {"name": str(model_dir)}, "dataset": {"source": str(data)}}
+    key = _key(s.parse_spec(body), "generate", "polya", tmp_path / "w")
+    moved = s.parse_spec({**body, "storage": {"pvc": "other"}, "queueName": "q",
+                          "stages": {"generate": {"backoffLimit": 9, "resources": {
+                              "gpus": 1, "nodeSelector": {"a": "b"}}},
+                              "midtrain": {"epochs": 5.0}}})
+    assert _key(moved, "generate", "polya", tmp_path / "other") == key
+    assert _key(s.parse_spec({**body, "seed": 1}), "generate", "polya", tmp_path / "w") != key
+    assert _key(s.parse_spec(body), "generate", "star", tmp_path / "w") != key
+    data.write_text('{"question": "1+1", "answer": "3"}\n')
+    assert _key(s.parse_spec(body), "generate", "polya", tmp_path / "w") != key
+    (model_dir / "weights.bin").write_bytes(b"w2")
+    data.write_text('{"question": "1+1", "answer": "2"}\n')
+    assert _key(s.parse_spec(body), "generate", "polya", tmp_path / "w") != key
+
+
+def test_publish_then_restore_marks_the_source(tmp_path: Path, model_dir: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = s.parse_spec({"model": {"name": str(model_dir)}})
+    runs = [tmp_path / "one", tmp_path / "two"]
+    calls: list[str] = []
+
+    def execute(workdir: Path) -> Any:
+        def go() -> dict[str, str]:
+            calls.append(workdir.name)
+            _finish(workdir, "polya", "generate", "rows")
+            return {"data": "polya/generate/data"}
+        return go
+
+    first = cache.cached_run("generate", spec, "polya", runs[0], execute(runs[0]))
+    second = cache.cached_run("generate", spec, "polya", runs[1], execute(runs[1]))
+    assert calls == ["one"]
+    assert first == {"data": "polya/generate/data"}
+    assert second == {**first, cache.CACHED_FROM: "one/polya/generate"}
+    restored = runs[1] / "polya" / "generate"
+    assert read_manifest(restored, verify=True)["outputs"] == second
+    assert (restored / "data" / "part.txt").read_text() == "rows"
+    assert not (restored / "checkpoints").exists()  # checkpoints are not cached
+    entries = list((tmp_path / cache.CACHE_DIR).iterdir())
+    assert len(entries) == 1 and json.loads((entries[0] / cache.ENTRY).read_text())[
+        "source"] == "one/polya/generate"
+    # The restored stage digests like the original, so downstream keys are shared too.
+    assert cache.manifest_digest(restored) == cache.manifest_digest(
+        runs[0] / "polya" / "generate")
+    # Off: the stage runs again.
+    monkeypatch.setenv("POLYA_STAGE_CACHE", "0")
+    cache.cached_run("generate", spec, "polya", tmp_path / "three", execute(tmp_path / "three"))
+    assert calls == ["one", "three"]
+
+
+def test_half_published_entry_is_a_miss(tmp_path: Path, model_dir: Path) -> None:
+    spec = s.parse_spec({"model": {"name": str(model_dir)}})
+    key = cache.stage_key("generate", spec, "polya", tmp_path / "one")
+    assert key is not None
+    partial = tmp_path / cache.CACHE_DIR / key
+    (partial / "data").mkdir(parents=True)  # no entry.json: a writer died before the end
+    assert cache.restore(tmp_path / cache.CACHE_DIR, key, tmp_path / "one" / "g") is None
+
+
+# --------------------------------------------------------------------------- report
+
+
+def test_sweep_report_mean_std_and_curve(tmp_path: Path) -> None:
+    from polya_trainer.report import sweep_table, write_sweep_report
+
+    figures = {(1, 1): 0.25, (1, 2): 0.75, (2, 1): 0.5, (2, 2): 0.5}
+    for (n, seed), value in figures.items():
+        vdir = tmp_path / f"abl-h{n}-s{seed}"
+        atomic_write_json(vdir / "variant.json", {"name": vdir.name, "heuristics": n,
+                                                  "seed": seed, "parent": "abl"})
+        atomic_write_json(vdir / "polya" / "evaluate" / "results.json", {"rl": {
+            "gsm8k": {"pass@1": value, "pass@2": 1.0, "greedy": value, "n": 4},
+            "humaneval": {"pass@1": 0.0, "pass@2": 0.0, "greedy": 0.0, "n": 4}}})
+    data = sweep_table(tmp_path)
+    cells = data["summary"]["polya/rl"]["pass@1"]
+    assert [(c["n"], c["seeds"]) for c in cells] == [(1, 2), (2, 2)]
+    assert cells[0]["mean"] == pytest.approx(0.5)  # humaneval is not a math benchmark
+    assert cells[0]["std"] == pytest.approx(0.3535533906)  # sample std of 0.25, 0.75
+    assert cells[1]["std"] == 0.0
+    assert data["headline"] == "pass@2"
+    md = write_sweep_report(tmp_path).read_text()
+    assert "| 1 | 50.0 ± 35.4 (2) |" in md and "![ablation](ablation.png)" in md
+    assert (tmp_path / "report" / "ablation.png").read_bytes()[:4] == b"\x89PNG"
+    assert "data:image/png;base64," in (tmp_path / "report" / "sweep.html").read_text()
