@@ -268,6 +268,11 @@ def _env(spec: s.PolyaRunSpec, arm: str, stage: str, nodes: int) -> list[dict[st
     ]
     if spec.storage.uri:
         env.append({"name": "POLYA_STORAGE_URI", "value": spec.storage.uri})
+    if spec.storage.uri and spec.storage.credentials_secret:  # S3 keys, only by reference
+        env += [{"name": key, "valueFrom": {"secretKeyRef": {
+            "name": spec.storage.credentials_secret, "key": key,
+            **({"optional": True} if key == "AWS_SESSION_TOKEN" else {})}}}
+            for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")]
     if nodes > 1:  # declared so that $(JOB_COMPLETION_INDEX) expands in the command
         env.append({"name": "JOB_COMPLETION_INDEX", "valueFrom": {"fieldRef": {
             "fieldPath": "metadata.annotations['batch.kubernetes.io/job-completion-index']"}}})

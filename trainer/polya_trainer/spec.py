@@ -518,8 +518,18 @@ class StorageSpec(Spec):
     """Create a claim `<run>-workspace` of this size (the default is 100Gi)."""
     storage_class: str | None = Field(None, pattern=DNS_SUBDOMAIN, max_length=253)
     """StorageClass of the created claim."""
-    uri: str | None = Field(None, pattern=r"^(s3|gs|az|file)://.+$", max_length=1024)
-    """Object-store prefix (s3://, gs://, az://) synced before and after each stage."""
+    uri: str | None = Field(None, pattern=r"^(s3|gs|file)://.+$", max_length=1024)
+    """Object-store prefix of this run (s3://bucket/prefix, gs://bucket/prefix): each stage
+    downloads its inputs into a scratch volume and uploads its outputs (manifest last);
+    training checkpoints are uploaded as they are saved. Give each run its own prefix."""
+    endpoint_url: str | None = Field(None, pattern=r"^https?://[^\s/]+(/\S*)?$",
+                                     max_length=512)
+    """Endpoint of an S3-compatible store (MinIO, Ceph, R2, ...) for an s3:// uri; unset:
+    AWS S3."""
+    credentials_secret: str | None = Field(None, pattern=DNS_SUBDOMAIN, max_length=253)
+    """Secret with keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and optionally
+    AWS_SESSION_TOKEN), given to the pods only via secretKeyRef. Unset: workload identity
+    (EKS IRSA or Pod Identity, GKE Workload Identity) or the node's own role."""
     mount_path: str = Field("/workspace", pattern=r"^/.*$", max_length=256)
     """Where the workspace is mounted in the pods."""
     access_mode: Literal["ReadWriteOnce", "ReadWriteMany"] | None = None

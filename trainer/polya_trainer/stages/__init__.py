@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 from polya_trainer.backends.models import require_engine, stage_dir
+from polya_trainer.runtime import storage
 from polya_trainer.runtime import cache
 from polya_trainer.runtime.artifacts import read_manifest
 from polya_trainer.runtime.progress import Reporter
@@ -39,8 +40,10 @@ def run_stage(stage: str, spec: PolyaRunSpec, arm: str, workdir: str | Path,
     if not applies(spec, arm, stage):
         raise ValueError(f"the {arm} arm has no {stage} stage")
     reporter = reporter or Reporter(stage, arm)
+    storage.pull(spec, arm, stage, workdir)  # storage.uri: inputs (or this stage) to scratch
     done = outputs_of(workdir, arm, stage)
     if done is not None:
+        storage.push(spec, arm, stage, workdir)
         reporter.finish(done, message="already complete (manifest found)")
         return done
     module = importlib.import_module(f"polya_trainer.stages.{MODULES[stage]}")
@@ -54,6 +57,7 @@ def run_stage(stage: str, spec: PolyaRunSpec, arm: str, workdir: str | Path,
         raise
     if outputs_of(workdir, arm, stage) is None:
         raise RuntimeError(f"stage {stage} for arm {arm} returned without writing its manifest")
+    storage.push(spec, arm, stage, workdir)  # storage.uri: objects, then the manifest
     reporter.finish(outputs)
     return outputs
 

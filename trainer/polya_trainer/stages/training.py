@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from polya_trainer.backends.models import stage_dir, trained_model_dir
+from polya_trainer.runtime import storage
 from polya_trainer.runtime.artifacts import atomic_write_json, write_manifest
 from polya_trainer.runtime.progress import Reporter
 from polya_trainer.spec import ModelSpec, SpecError
@@ -434,6 +435,7 @@ def make_callback(reporter: Reporter, flag: StopFlag | None = None) -> Any:
         def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             if state.is_world_process_zero:
                 mark_checkpoint(args.output_dir, state.global_step)
+                storage.checkpoint_saved(args.output_dir, state.global_step)  # storage.uri
 
     return StageCallback()
 

@@ -1,0 +1,352 @@
+"""Artifacts on an object store (``spec.storage.uri``: ``s3://bucket/prefix``, ``gs://...``).
+
+The store mirrors the workdir: ``<uri>/<arm>/<stage>/...``, the training checkpoints under
+``<uri>/<arm>/<stage>/checkpoints/checkpoint-N/`` and the report under ``<uri>/report/``.
+The uri is the run's own prefix (like a workdir): give each run its own.
+
+Around each stage (:func:`pull` and :func:`push`, called by ``stages.run_stage``):
+
+* **pull** downloads, into the local scratch workdir, the stage itself when the store holds
+  it complete (the stage is then skipped), else its inputs (the arm's upstream stages; for
+  evaluate also the other arms' generate and evaluate stages, for the report) and, for a
+  training stage, the newest complete uploaded checkpoint, from which it resumes.
+* **push** uploads the finished stage. Training checkpoints go up as they are saved
+  (:func:`checkpoint_saved`, called from the training callback's ``on_save``).
+
+**Atomic directories.** An upload first deletes the remote ``MANIFEST.json``, then writes
+every object, then the manifest last: the local manifest's body plus ``objects``, the size
+and sha256 of every object. A directory is present on the store only when its manifest
+exists and every object it lists has that size and sha256 (:func:`read_dir`), so a reader
+never takes a half-written or half-overwritten directory for a complete one. Single-object
+writes are atomic on S3 and GCS (an object appears whole when its PUT, or its multipart
+upload, completes).
+
+**Clients.** pyarrow's filesystems (the AWS and Google Cloud C++ SDKs, already installed with
+``datasets``): s3fs/gcsfs would bring botocore, whose python-dateutil<3 cap conflicts with
+the Kubernetes client's. Credentials follow each SDK's default chain: environment
+(``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY`` from ``storage.credentialsSecret``), web
+identity (EKS IRSA / Pod Identity), GKE Workload Identity, or the node's role. Nothing here
+logs or records them.
+
+**Limit.** A stage running on several nodes keeps checkpoint files on each node's scratch;
+only the main process uploads, so sharded (FSDP) checkpoints of other nodes are not uploaded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from polya_trainer.backends.models import stage_dir
+from polya_trainer.runtime.artifacts import MANIFEST, atomic_path, read_manifest
+from polya_trainer.spec import PolyaRunSpec, SpecError
+
+log = logging.getLogger(__name__)
+
+CHUNK = 8 << 20
+CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+TRAINING = ("midtrain", "rl")
+LOCK_FILE = ".polya-storage.lock"
+
+
+@dataclass
+class Store:
+    """A pyarrow filesystem and the run's root path on it (no scheme)."""
+
+    fs: Any
+    root: str
+
+    def path(self, *parts: str) -> str:
+        return "/".join([self.root.rstrip("/"), *(p.strip("/") for p in parts if p)])
+
+
+def open_store(uri: str, endpoint_url: str | None = None) -> Store:
+    """The store behind `uri` (s3://, gs:// or file://)."""
+    from pyarrow import fs as pafs
+
+    parts = urlsplit(uri)
+    if parts.scheme == "s3" and endpoint_url:
+        ep = urlsplit(endpoint_url)
+        s3 = pafs.S3FileSystem(endpoint_override=ep.netloc, scheme=ep.scheme or "https",
+                               region=os.environ.get("AWS_REGION", "us-east-1"))
+        return Store(s3, f"{parts.netloc}{parts.path}")
+    if parts.scheme in ("s3", "gs", "file"):
+        filesystem, root = pafs.FileSystem.from_uri(uri)
+        return Store(filesystem, root)
+    raise SpecError([("spec.storage.uri",
+                      f"scheme {parts.scheme}:// is not supported (use s3://, gs:// or file://)")])
+
+
+def store_for(spec: PolyaRunSpec) -> Store | None:
+    uri = spec.storage.uri
+    return open_store(uri, spec.storage.endpoint_url) if uri else None
+
+
+# --------------------------------------------------------------------------- objects
+
+
+def _exists(store: Store, path: str) -> bool:
+    from pyarrow import fs as pafs
+
+    return store.fs.get_file_info(path).type == pafs.FileType.File
+
+
+def _read_json(store: Store, path: str) -> dict[str, Any] | None:
+    try:
+        with store.fs.open_input_stream(path) as f:
+            body = json.loads(f.read())
+    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _open_out(store: Store, path: str) -> Any:
+    """An output stream; object stores need no directories, a local one does."""
+    if store.fs.type_name == "local":
+        store.fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    return store.fs.open_output_stream(path)
+
+
+def _put_file(store: Store, src: Path, path: str) -> dict[str, Any]:
+    """Upload one file; returns its size and sha256 (hashed while it streams)."""
+    h = hashlib.sha256()
+    size = 0
+    with open(src, "rb") as f, _open_out(store, path) as out:
+        while block := f.read(CHUNK):
+            h.update(block)
+            out.write(block)
+            size += len(block)
+    return {"size": size, "sha256": h.hexdigest()}
+
+
+def _get_file(store: Store, path: str, dest: Path | None, entry: dict[str, Any]) -> bool:
+    """Stream one object (to `dest` when given); True when its size and sha256 match."""
+    h = hashlib.sha256()
+    size = 0
+    try:
+        with store.fs.open_input_stream(path) as f, \
+                (open(dest, "wb") if dest else contextlib.nullcontext()) as out:
+            while block := f.read(CHUNK):
+                h.update(block)
+                size += len(block)
+                if out is not None:
+                    out.write(block)
+    except FileNotFoundError:
+        return False
+    return size == entry.get("size") and h.hexdigest() == entry.get("sha256")
+
+
+def _local_files(directory: Path, skip: tuple[str, ...] = ()) -> list[str]:
+    """Files under `directory` to upload: no dot-names, not the manifest, not under `skip`."""
+    out = []
+    for p in sorted(directory.rglob("*")):
+        rel = p.relative_to(directory)
+        if (not p.is_file() or rel.as_posix() == MANIFEST
+                or any(part.startswith(".") for part in rel.parts)
+                or any(rel.parts[0] == s for s in skip)):
+            continue
+        out.append(rel.as_posix())
+    return out
+
+
+def push_dir(store: Store, local: str | Path, remote: str, skip: tuple[str, ...] = ()) -> \
+        dict[str, Any]:
+    """Upload `local` to `remote`: manifest removed, objects, manifest last. Returns the
+    manifest written (the local MANIFEST.json's body, if any, plus ``objects``)."""
+    local = Path(local)
+    manifest = store.path(remote, MANIFEST)
+    with contextlib.suppress(FileNotFoundError):
+        store.fs.delete_file(manifest)
+    objects = {rel: _put_file(store, local / rel, store.path(remote, rel))
+               for rel in _local_files(local, skip)}
+    try:
+        body = json.loads((local / MANIFEST).read_text())
+    except FileNotFoundError:
+        body = {}
+    body["objects"] = objects
+    with _open_out(store, manifest) as out:
+        out.write(json.dumps(body, indent=2, sort_keys=True).encode())
+    return body
+
+
+def read_dir(store: Store, remote: str, dest: str | Path | None = None) -> dict[str, Any] | None:
+    """The remote directory's manifest if it is complete and every object verifies, else
+    None. With `dest`, the objects are downloaded and the directory appears at `dest`
+    (replacing what was there) only once all of them verified."""
+    body = _read_json(store, store.path(remote, MANIFEST))
+    if body is None or not isinstance(body.get("objects"), dict):
+        return None
+    if dest is None:
+        ok = all(_get_file(store, store.path(remote, rel), None, entry)
+                 for rel, entry in body["objects"].items())
+        return body if ok else None
+    with atomic_path(dest) as tmp:
+        for rel, entry in body["objects"].items():
+            target = tmp / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if not _get_file(store, store.path(remote, rel), target, entry):
+                raise _Incomplete
+        (tmp / MANIFEST).write_text(json.dumps(body, indent=2, sort_keys=True) + "\n")
+    return body
+
+
+class _Incomplete(Exception):
+    """An object is missing or differs from the manifest (being rewritten, or damaged)."""
+
+
+def read_stage(uri: str, arm: str, stage: str, dest: str | Path | None = None,
+               endpoint_url: str | None = None) -> dict[str, Any] | None:
+    """A stage as a reader sees it: its manifest when complete and verified, else None."""
+    store = open_store(uri, endpoint_url)
+    try:
+        return read_dir(store, f"{arm}/{stage}", dest)
+    except _Incomplete:
+        return None
+
+
+def _pull_dir(store: Store, remote: str, dest: Path) -> bool:
+    try:
+        return read_dir(store, remote, dest) is not None
+    except _Incomplete:
+        log.warning("storage: %s changed while downloading; not used", remote)
+        return False
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def remote_checkpoints(store: Store, remote: str) -> list[tuple[int, str]]:
+    """(step, path) of the checkpoint directories under `remote`, newest first."""
+    from pyarrow import fs as pafs
+
+    sel = pafs.FileSelector(store.path(remote), allow_not_found=True)
+    found = []
+    for info in store.fs.get_file_info(sel):
+        m = CHECKPOINT_RE.match(info.base_name)
+        if m and info.type == pafs.FileType.Directory:
+            found.append((int(m.group(1)), f"{remote}/{info.base_name}"))
+    return sorted(found, reverse=True)
+
+
+def _pull_checkpoint(store: Store, workdir: Path, arm: str, stage: str) -> int | None:
+    """Download the newest complete uploaded checkpoint newer than the local ones."""
+    from polya_trainer.stages.training import checkpoint_step, checkpoints_dir, newest_checkpoint
+
+    local = checkpoints_dir(workdir, arm, stage)
+    newest = newest_checkpoint(local)
+    have = checkpoint_step(newest) if newest else None
+    for step, remote in remote_checkpoints(store, f"{arm}/{stage}/checkpoints"):
+        if have is not None and step <= have:
+            return None
+        if _pull_dir(store, remote, local / f"checkpoint-{step}"):
+            log.info("storage: resuming from the uploaded checkpoint-%d", step)
+            return step
+    return None
+
+
+# --------------------------------------------------------------------------- stage hooks
+
+
+@dataclass
+class _Active:
+    store: Store
+    workdir: Path
+
+
+_active: _Active | None = None
+
+
+def inputs(spec: PolyaRunSpec, arm: str, stage: str) -> list[tuple[str, str]]:
+    """The (arm, stage) directories a stage reads: its arm's upstream stages; evaluate
+    also reads every arm's generate and evaluate stage for the report."""
+    own = spec.stages_for(arm)
+    needed = [(arm, s) for s in own[:own.index(stage)]]
+    if stage == "evaluate":
+        for other in spec.arms:
+            for s in ("generate", "evaluate"):
+                if s in spec.stages_for(other) and (other, s) not in needed and other != arm:
+                    needed.append((other, s))
+    return needed
+
+
+@contextlib.contextmanager
+def _workdir_lock(workdir: Path) -> Iterator[None]:
+    """One process per node downloads; the stage's other processes wait for it."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    with open(workdir / LOCK_FILE, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def pull(spec: PolyaRunSpec, arm: str, stage: str, workdir: str | Path) -> None:
+    """Before a stage: fetch what it needs from the store (no-op without storage.uri)."""
+    global _active
+    store = store_for(spec)
+    if store is None:
+        _active = None
+        return
+    workdir = Path(workdir)
+    _active = _Active(store, workdir)
+    with _workdir_lock(workdir):
+        here = stage_dir(workdir, arm, stage)
+        if read_manifest(here, verify=False) is not None:
+            return
+        if _pull_dir(store, f"{arm}/{stage}", here):
+            return  # complete on the store: run_stage finds the manifest and skips
+        for a, s in inputs(spec, arm, stage):
+            if read_manifest(stage_dir(workdir, a, s), verify=False) is None:
+                _pull_dir(store, f"{a}/{s}", stage_dir(workdir, a, s))
+        if stage in TRAINING:
+            _pull_checkpoint(store, workdir, arm, stage)
+
+
+def _is_main() -> bool:
+    return int(os.environ.get("RANK", "0") or 0) == 0
+
+
+def push(spec: PolyaRunSpec, arm: str, stage: str, workdir: str | Path) -> None:
+    """After a stage: upload it unless the store already holds this very manifest."""
+    store = store_for(spec)
+    if store is None or not _is_main():
+        return
+    here = stage_dir(workdir, arm, stage)
+    local = read_manifest(here, verify=False)
+    remote = _read_json(store, store.path(arm, stage, MANIFEST))
+    if local is None or (remote is not None and "objects" in remote
+                         and remote.get("files") == local.get("files")
+                         and remote.get("created") == local.get("created")):
+        return
+    push_dir(store, here, f"{arm}/{stage}", skip=("checkpoints",))
+    report = Path(workdir) / "report"
+    if stage == "evaluate" and report.is_dir():
+        push_dir(store, report, "report")
+
+
+def checkpoint_saved(output_dir: str | Path, step: int) -> None:
+    """Upload a checkpoint just saved (main process), then drop the uploaded checkpoints the
+    Trainer's rotation removed locally. No-op unless a stage with storage.uri is running."""
+    active = _active
+    directory = Path(output_dir) / f"checkpoint-{step}"
+    if active is None or not directory.is_dir():
+        return
+    rel = Path(output_dir).resolve().relative_to(active.workdir.resolve()).as_posix()
+    push_dir(active.store, directory, f"{rel}/checkpoint-{step}")
+    for old, remote in remote_checkpoints(active.store, rel):
+        if old < step and not (Path(output_dir) / f"checkpoint-{old}").is_dir():
+            with contextlib.suppress(FileNotFoundError):
+                active.store.fs.delete_file(active.store.path(remote, MANIFEST))
+            active.store.fs.delete_dir(active.store.path(remote))
+
