@@ -13,7 +13,7 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/pip install -q -U pip
   # torch first and pinned: the CPU wheel on disk; letting pip choose would pull CUDA.
   .venv/bin/pip install -q torch==2.13.0
-  .venv/bin/pip install -q -e ".[train,dev]"
+  .venv/bin/pip install -q -e ".[train,dev,tracking]"
   touch "$stamp"
 fi
 

@@ -276,10 +276,14 @@ def _env(spec: s.PolyaRunSpec, arm: str, stage: str, nodes: int) -> list[dict[st
     if nodes > 1:  # declared so that $(JOB_COMPLETION_INDEX) expands in the command
         env.append({"name": "JOB_COMPLETION_INDEX", "valueFrom": {"fieldRef": {
             "fieldPath": "metadata.annotations['batch.kubernetes.io/job-completion-index']"}}})
-    token = spec.model.hub_token_secret
-    if token:
-        env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {
-            "name": token.name, "key": token.key}}})
+    # Credentials only as secretKeyRefs: the values never enter the Job or the ConfigMap.
+    tracking = spec.tracking
+    for name, ref in (("HF_TOKEN", spec.model.hub_token_secret),
+                      ("MLFLOW_TRACKING_TOKEN", tracking.mlflow and tracking.mlflow.token_secret),
+                      ("WANDB_API_KEY", tracking.wandb and tracking.wandb.api_key_secret)):
+        if ref:
+            env.append({"name": name, "valueFrom": {"secretKeyRef": {
+                "name": ref.name, "key": ref.key}}})
     return env
 
 

@@ -505,6 +505,54 @@ class ContaminationSpec(Spec):
     """Shared word n-gram length that counts as an overlap."""
 
 
+class MlflowTracking(Spec):
+    """An MLflow tracking server. Each (arm, stage) logs to one MLflow run, named
+    `<run>-<arm>-<stage>`, that a resumed or retried stage continues."""
+
+    tracking_uri: str = Field(min_length=1, max_length=1024)
+    """The server, e.g. http://mlflow.mlflow.svc:5000 (MLFLOW_TRACKING_URI)."""
+    experiment: str | None = Field(None, min_length=1, max_length=256)
+    """Experiment name (created when missing); unset: the PolyaRun's name."""
+    token_secret: SecretKeyRef | None = None
+    """Secret with a bearer token for the server (MLFLOW_TRACKING_TOKEN, only via
+    secretKeyRef)."""
+
+
+class WandbTracking(Spec):
+    """Weights & Biases. Each (arm, stage) is one W&B run (group: the PolyaRun)."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
+        {"rule": "self.mode == 'offline' || has(self.apiKeySecret)",
+         "message": "wandb.mode online needs wandb.apiKeySecret"}]})
+
+    project: str = Field(min_length=1, max_length=128)
+    """W&B project."""
+    entity: str | None = Field(None, min_length=1, max_length=128)
+    """W&B entity (user or team); unset: the API key's default entity."""
+    api_key_secret: SecretKeyRef | None = None
+    """Secret holding the API key (WANDB_API_KEY, only via secretKeyRef)."""
+    mode: Literal["online", "offline"] = "online"
+    """offline: write runs under `<arm>/<stage>/wandb` in the workspace (`wandb sync` later)."""
+
+    @model_validator(mode="after")
+    def _key(self) -> WandbTracking:
+        if self.mode == "online" and self.api_key_secret is None:
+            raise ValueError("wandb.mode online needs wandb.apiKeySecret")
+        return self
+
+
+class TrackingSpec(Spec):
+    """Experiment tracking: every stage logs its parameters, per-step metrics and artifacts
+    (the generate card, the evaluation report) to the tracking run of its (arm, stage)."""
+
+    mlflow: MlflowTracking | None = None
+    """Log to an MLflow tracking server."""
+    wandb: WandbTracking | None = None
+    """Log to Weights & Biases."""
+    tensorboard: bool = False
+    """Write TensorBoard event files under `<workdir>/<arm>/<stage>/tb`."""
+
+
 class StorageSpec(Spec):
     """Where stages share artifacts: an existing claim, a new claim, or an object store."""
 
@@ -613,6 +661,8 @@ class PolyaRunSpec(Spec):
     """Answer extraction, shared by every stage that checks answers."""
     contamination: ContaminationSpec = Field(default_factory=ContaminationSpec)
     """Overlap check of the training inputs against the evaluation benchmarks."""
+    tracking: TrackingSpec = Field(default_factory=TrackingSpec)
+    """Experiment tracking (MLflow, Weights & Biases, TensorBoard)."""
     storage: StorageSpec = Field(default_factory=StorageSpec,
                                  json_schema_extra=_immutable("spec.storage"))
     """The shared workspace."""

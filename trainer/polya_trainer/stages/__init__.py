@@ -13,8 +13,7 @@ import json
 from pathlib import Path
 
 from polya_trainer.backends.models import require_engine, stage_dir
-from polya_trainer.runtime import storage
-from polya_trainer.runtime import cache
+from polya_trainer.runtime import cache, storage, tracking
 from polya_trainer.runtime.artifacts import read_manifest
 from polya_trainer.runtime.progress import Reporter
 from polya_trainer.spec import STAGES, PolyaRunSpec
@@ -50,7 +49,8 @@ def run_stage(stage: str, spec: PolyaRunSpec, arm: str, workdir: str | Path,
     try:
         require_engine(spec, stage)  # vLLM asked for but missing: InvalidConfig, no fallback
         outputs = cache.cached_run(  # a cache hit restores the result instead
-            stage, spec, arm, workdir, lambda: module.run(spec, arm, Path(workdir), reporter),
+            stage, spec, arm, workdir,
+            lambda: tracking.tracked(module.run)(spec, arm, Path(workdir), reporter),
             reporter)
     except Exception as exc:
         reporter.finish(state="Failed", message=f"{type(exc).__name__}: {exc}"[:1024])

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from polya_trainer.backends.models import load_causal_lm, load_tokenizer, stage_dir
+from polya_trainer.runtime import tracking
 from polya_trainer.runtime.artifacts import is_complete
 from polya_trainer.runtime.progress import Reporter
 from polya_trainer.spec import MidtrainSpec, PolyaRunSpec
@@ -123,7 +124,7 @@ def sft_config(spec: PolyaRunSpec, output_dir: str | Path) -> Any:
         "logging_steps": 1,
         "seed": spec.seed,
         "completion_only_loss": True,
-        "report_to": "none",
+        "report_to": tracking.report_to(),
         "disable_tqdm": True,
         **T.device_args(spec.model, lora=cfg.lora is not None),
     }

@@ -36,6 +36,7 @@ from polya_trainer.backends.models import (
 )
 from polya_trainer.data.loading import load_qa
 from polya_trainer.data.prompts import CHAT_TEMPLATE_KWARGS
+from polya_trainer.runtime import tracking
 from polya_trainer.runtime.progress import Reporter
 from polya_trainer.spec import PolyaRunSpec, SpecError
 from polya_trainer.stages import training as T
@@ -161,7 +162,7 @@ def grpo_config(spec: PolyaRunSpec, output_dir: str | Path) -> Any:
         "save_total_limit": 2,
         "logging_steps": 1,
         "seed": spec.seed,
-        "report_to": "none",
+        "report_to": tracking.report_to(),
         "disable_tqdm": True,
         "use_vllm": use_vllm(spec),
         **({"generation_batch_size": plan["generation_batch_size"]}
