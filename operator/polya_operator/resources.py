@@ -309,6 +309,7 @@ def job(meta: dict[str, Any], spec: s.PolyaRunSpec, arm: str, stage: str, attemp
     """The batch/v1 Job of one attempt of one (arm, stage)."""
     cfg: s.StageBase = getattr(spec.stages, stage)
     res = cfg.resources
+    shards = getattr(cfg, "shards", 1)  # generate/evaluate split over an Indexed Job
     name = job_name(meta["name"], arm, stage, attempt)
     run = meta["name"]
     workdir = f"{spec.storage.mount_path.rstrip('/')}/{run}"
@@ -323,7 +324,7 @@ def job(meta: dict[str, Any], spec: s.PolyaRunSpec, arm: str, stage: str, attemp
         "image": spec.image or image or default_image(),
         "imagePullPolicy": spec.image_pull_policy,
         "command": command,
-        "env": _env(spec, arm, stage, res.nodes),
+        "env": _env(spec, arm, stage, max(res.nodes, shards)),  # >1: indexed
         "ports": [{"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}],
         "resources": _resources(res),
         "volumeMounts": [
@@ -378,6 +379,14 @@ def job(meta: dict[str, Any], spec: s.PolyaRunSpec, arm: str, stage: str, attemp
         job_spec["activeDeadlineSeconds"] = cfg.active_deadline_seconds
     if res.nodes > 1:
         job_spec.update(completionMode="Indexed", completions=res.nodes, parallelism=res.nodes)
+    if shards > 1:
+        # Each index does its part of the work (polya_trainer.runtime.shards) and is retried
+        # alone, up to the stage's backoffLimit (backoffLimitPerIndex: backoffLimit then
+        # defaults to unlimited, so it is left out). More than half the indices failed means
+        # a systematic fault: the Job stops. Finished parts survive into a next attempt.
+        del job_spec["backoffLimit"]
+        job_spec.update(completionMode="Indexed", completions=shards, parallelism=shards,
+                        backoffLimitPerIndex=cfg.backoff_limit, maxFailedIndexes=shards // 2)
     if spec.queue_name:
         job_spec["suspend"] = True  # Kueue admits (unsuspends) it
     job_labels = labels(run, "trainer", **child)

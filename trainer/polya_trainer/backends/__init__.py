@@ -25,6 +25,10 @@ class Sampling:
     top_p: float = 1.0
     max_new_tokens: int = 256
     seed: int = 0
+    offset: int = 0
+    """Position of the first prompt in the whole work list: each prompt's random stream
+    derives from seed and its position, so a slice (a sharded stage's part) samples exactly
+    what the whole list does there (hf: slices must start on a batch boundary)."""
 
     @property
     def greedy(self) -> bool:

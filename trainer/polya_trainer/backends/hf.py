@@ -16,8 +16,10 @@ def default_device() -> str:
 class HFGenerator:
     """Generation with `model.generate`, `batch_size` prompts per call.
 
-    Determinism: `torch.manual_seed(sampling.seed)` before each `generate` call, so the same
-    prompts, batch size and seed give the same completions.
+    Determinism: the generator is reseeded before each batch from the seed and the batch's
+    position (``sampling.offset`` + its start), so the same prompts, batch size and seed
+    give the same completions, and so does any slice of the list that starts on a batch
+    boundary (a sharded stage's part).
     """
 
     def __init__(self, model: Any, name: str | None = None, batch_size: int = 16,
@@ -64,10 +66,10 @@ class HFGenerator:
         n = 1 if sampling.greedy else sampling.n
         kwargs = self._kwargs(sampling, n)
         out: list[list[Completion]] = []
-        torch.manual_seed(sampling.seed)
         ids = prompt_ids(self.tokenizer, prompts)
         self.last_prompt_ids = ids
         for start in range(0, len(ids), self.batch_size):
+            torch.manual_seed((sampling.seed + (sampling.offset + start) * n) % 2**31)
             batch = ids[start:start + self.batch_size]
             enc = self.tokenizer.pad({"input_ids": batch}, return_tensors="pt",
                                      padding=True).to(self.device)

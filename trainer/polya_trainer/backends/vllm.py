@@ -91,11 +91,11 @@ class VLLMGenerator:
 
         n = 1 if sampling.greedy else sampling.n
         # vLLM seeds the j-th of n samples with seed + j: space prompts n apart so no two
-        # samples of one call share a random stream.
+        # samples of one call share a random stream; positions count from sampling.offset.
         return [SamplingParams(n=n, temperature=sampling.temperature,
                                top_p=1.0 if sampling.greedy else sampling.top_p,
                                max_tokens=sampling.max_new_tokens,
-                               seed=(sampling.seed + i * n) % 2**31)
+                               seed=(sampling.seed + (sampling.offset + i) * n) % 2**31)
                 for i in range(count)]
 
     def generate(self, prompts: list[Prompt], sampling: Sampling) -> list[list[Completion]]:

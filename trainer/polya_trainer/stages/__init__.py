@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from polya_trainer.backends.models import require_engine, stage_dir
-from polya_trainer.runtime import cache, storage, tracking
+from polya_trainer.runtime import cache, shards, storage, tracking
 from polya_trainer.runtime.artifacts import read_manifest
 from polya_trainer.runtime.progress import Reporter
 from polya_trainer.spec import STAGES, PolyaRunSpec
@@ -55,7 +55,9 @@ def run_stage(stage: str, spec: PolyaRunSpec, arm: str, workdir: str | Path,
     except Exception as exc:
         reporter.finish(state="Failed", message=f"{type(exc).__name__}: {exc}"[:1024])
         raise
-    if outputs_of(workdir, arm, stage) is None:
+    # One index of a sharded stage ends without the stage manifest unless it merged.
+    sharded_part = shards.current_index(getattr(getattr(spec.stages, stage), "shards", 1))
+    if outputs_of(workdir, arm, stage) is None and sharded_part is None:
         raise RuntimeError(f"stage {stage} for arm {arm} returned without writing its manifest")
     storage.push(spec, arm, stage, workdir)  # storage.uri: objects, then the manifest
     reporter.finish(outputs)

@@ -45,6 +45,7 @@ from polya_trainer.backends import Completion, Sampling, load_generator
 from polya_trainer.backends.models import checkpoint_model, stage_dir
 from polya_trainer.data import benchmarks as bm
 from polya_trainer.data.prompts import CHAT_TEMPLATE_DATE
+from polya_trainer.runtime import shards as jobshards
 from polya_trainer.runtime.artifacts import (
     atomic_write_json,
     atomic_write_text,
@@ -57,6 +58,7 @@ from polya_trainer.verify.passk import pass_at_k, usable_ks
 
 log = logging.getLogger(__name__)
 
+BLOCK = 16  # items per unit of sharded work; also the hf batch size, so slices align
 KEEP_COMPLETIONS = 2  # sampled completions stored per question
 KEEP_CHARS = 600  # characters kept per stored completion
 SCORING_VERSION = 2  # 2: cut-off completions wrong, strict answers, token-id prompts
@@ -168,11 +170,12 @@ class _Progress:
             self.reporter.update(done=self.done, accuracy=acc, message=message)
 
 
-def samplings(ev: EvaluateSpec, seed: int) -> tuple[Sampling, Sampling]:
+def samplings(ev: EvaluateSpec, seed: int, offset: int = 0) -> tuple[Sampling, Sampling]:
+    """Greedy and sampled settings; `offset` is the first item's position in its benchmark."""
     greedy = Sampling(n=1, temperature=0.0, top_p=1.0, max_new_tokens=ev.max_new_tokens,
-                      seed=seed)
+                      seed=seed, offset=offset)
     sampled = Sampling(n=ev.samples, temperature=ev.temperature, top_p=ev.top_p,
-                       max_new_tokens=ev.max_new_tokens, seed=seed)
+                       max_new_tokens=ev.max_new_tokens, seed=seed, offset=offset)
     return greedy, sampled
 
 
@@ -184,10 +187,10 @@ def prompt_ids(tokenizer: Any, items: list[bm.Item]) -> list[list[int]]:
 
 
 def generate_benchmark(gen: Any, items: list[bm.Item], ev: EvaluateSpec, seed: int,
-                       prompts: list[Any] | None = None
+                       prompts: list[Any] | None = None, offset: int = 0
                        ) -> tuple[list[list[Completion]], list[list[Completion]]]:
     """Greedy and sampled completions of all `items`: one engine call each."""
-    greedy, sampled = samplings(ev, seed)
+    greedy, sampled = samplings(ev, seed, offset)
     if prompts is None:
         prompts = prompt_ids(gen.tokenizer, items)
     g_out = gen.generate(prompts, greedy)
@@ -255,6 +258,7 @@ def run(spec: PolyaRunSpec, arm: str, workdir: Path, reporter: Reporter) -> dict
     ev = effective(spec.stages.evaluate)
     workdir = Path(workdir)
     out_dir = stage_dir(workdir, arm, "evaluate")
+    outputs = {"results": f"{arm}/evaluate/results.json", "report": "report/report.md"}
     benches = bm.resolve(ev.benchmarks, ev.custom, base=workdir, revisions=ev.revisions)
     items = {b.name: b.load(ev.limit) for b in benches}
     checkpoints = []
@@ -266,33 +270,53 @@ def run(spec: PolyaRunSpec, arm: str, workdir: Path, reporter: Reporter) -> dict
         checkpoints.append((ckpt, path))
     if not checkpoints:
         raise FileNotFoundError(f"arm {arm}: none of the checkpoints {ev.checkpoints} exists")
-    per_ckpt = sum(len(v) for v in items.values())
-    progress = _Progress(reporter, per_ckpt * len(checkpoints))
+    # Sharded (stages.evaluate.shards > 1 with JOB_COMPLETION_INDEX): this index's items
+    # of each benchmark, in blocks of BLOCK (runtime/shards.py); else every item.
+    job_index = jobshards.current_index(ev.shards)
+    slices = {b.name: range(len(items[b.name])) for b in benches}
+    if job_index is not None:
+        mine = jobshards.assign([len(items[b.name]) for b in benches], BLOCK, ev.shards,
+                                job_index)
+        slices = {b.name: mine.get(g, range(0)) for g, b in enumerate(benches)}
+    progress = _Progress(reporter, sum(len(r) for r in slices.values()) * len(checkpoints))
     fallback = bool(spec.answers.last_number_fallback)
 
-    results: dict[str, dict[str, Any]] = {}
-    files: list[str] = []
+    plan: list[tuple[str, str, str, dict[str, dict[str, Any]], list[bm.Benchmark]]] = []
     for ckpt, model_path in checkpoints:
         key = model_hash(spec, model_path)
         done: dict[str, dict[str, Any]] = {}
         todo: list[bm.Benchmark] = []
         for bench in benches:
-            rel = Path("questions") / ckpt / f"{bench.name}.jsonl"
-            fp = _fingerprint(ev, key, spec.seed, bench, fallback and bench.kind == "math")
-            part_path = out_dir / "parts" / ckpt / f"{bench.name}.json"
-            summary = _load_part(part_path, fp, out_dir / rel)
-            if summary is None:  # the same model content and settings in another arm (base)
-                summary = _reuse_other_arm(workdir, arm, ckpt, bench.name, fp, out_dir, rel)
+            summary = _finished(workdir, arm, ckpt, bench, ev, key, spec.seed, fallback, out_dir)
             if summary is None:
                 todo.append(bench)
                 continue
-            progress.done += summary["n"]
+            progress.done += len(slices[bench.name])
             reporter.update(done=progress.done,
                             message=f"{ckpt}/{bench.name}: reused finished results")
             done[bench.name] = summary
-        if todo:
-            done.update(_evaluate_checkpoint(spec, ev, arm, ckpt, model_path, key, todo, items,
-                                             out_dir, progress, fallback))
+        plan.append((ckpt, model_path, key, done, todo))
+    if job_index is None:
+        for ckpt, model_path, key, done, todo in plan:
+            if todo:
+                done.update(_evaluate_checkpoint(spec, ev, arm, ckpt, model_path, key, todo,
+                                                 items, out_dir, progress, fallback))
+    else:
+        work = _work_key(ev, spec.seed, fallback, plan, benches, items)
+        files = _evaluate_part(spec, ev, plan, items, slices, out_dir, progress, fallback,
+                               job_index)
+        jobshards.write_index_manifest(out_dir, job_index, ev.shards, work, files)
+        if not jobshards.claim_merge(out_dir, job_index, ev.shards, work):
+            reporter.update(message=f"index {job_index}/{ev.shards} done; the last index "
+                                    "merges")
+            return outputs
+        for ckpt, _, key, done, todo in plan:
+            done.update(_merge_checkpoint(spec, ev, workdir, arm, ckpt, key, todo, benches,
+                                          items, out_dir, fallback))
+
+    results: dict[str, dict[str, Any]] = {}
+    files = []
+    for ckpt, _, _, done, _ in plan:
         results[ckpt] = {}
         for bench in benches:
             summary = done[bench.name]
@@ -307,27 +331,159 @@ def run(spec: PolyaRunSpec, arm: str, workdir: Path, reporter: Reporter) -> dict
     from polya_trainer.report import write_report
 
     write_report(workdir)
-    write_manifest(out_dir, files=["results.json", *files],
-                   outputs={"results": f"{arm}/evaluate/results.json",
-                            "report": "report/report.md"})
-    return {"results": f"{arm}/evaluate/results.json", "report": "report/report.md"}
+    write_manifest(out_dir, files=["results.json", *files], outputs=outputs)
+    return outputs
+
+
+def _finished(workdir: Path, arm: str, ckpt: str, bench: bm.Benchmark, ev: EvaluateSpec,
+              key: str, seed: int, fallback: bool, out_dir: Path) -> dict[str, Any] | None:
+    """The summary of a finished (checkpoint, benchmark): this arm's, or another arm's with
+    the same fingerprint (copied here), else None."""
+    rel = Path("questions") / ckpt / f"{bench.name}.jsonl"
+    fp = _fingerprint(ev, key, seed, bench, fallback and bench.kind == "math")
+    summary = _load_part(out_dir / "parts" / ckpt / f"{bench.name}.json", fp, out_dir / rel)
+    if summary is None:  # the same model content and settings in another arm (base)
+        summary = _reuse_other_arm(workdir, arm, ckpt, bench.name, fp, out_dir, rel)
+    return summary
+
+
+def _write_benchmark(spec: PolyaRunSpec, ev: EvaluateSpec, ckpt: str, key: str,
+                     bench: bm.Benchmark, rows: list[dict[str, Any]], out_dir: Path,
+                     fallback: bool) -> dict[str, Any]:
+    """Rows and part file of one finished (checkpoint, benchmark); returns its summary."""
+    summary = {**summarize(rows, usable_ks(ev.k, ev.samples), ev.samples), "kind": bench.kind,
+               "settings": settings(ev, bench, spec, key)}
+    fp = _fingerprint(ev, key, spec.seed, bench, fallback and bench.kind == "math")
+    atomic_write_text(out_dir / "questions" / ckpt / f"{bench.name}.jsonl", _jsonl(rows))
+    atomic_write_json(out_dir / "parts" / ckpt / f"{bench.name}.json",
+                      {"fingerprint": fp, "summary": summary})
+    return summary
+
+
+def _work_key(ev: EvaluateSpec, seed: int, fallback: bool, plan: list[Any],
+              benches: list[bm.Benchmark], items: dict[str, list[bm.Item]]) -> str:
+    """What the shards of this stage compute: every (checkpoint, benchmark) fingerprint, the
+    benchmark sizes and the block size."""
+    body = [[ckpt, b.name, len(items[b.name]),
+             _fingerprint(ev, key, seed, b, fallback and b.kind == "math")]
+            for ckpt, _, key, _, _ in plan for b in benches]
+    return hashlib.sha256(json.dumps([BLOCK, body]).encode()).hexdigest()[:16]
+
+
+def _part_paths(index: int, ckpt: str, bench: str) -> tuple[str, str]:
+    base = f"{jobshards.INDEX_DIR}/{index}/{ckpt}/{bench}"
+    return f"{base}.jsonl", f"{base}.json"
+
+
+def _evaluate_part(spec: PolyaRunSpec, ev: EvaluateSpec, plan: list[Any],
+                   items: dict[str, list[bm.Item]], slices: dict[str, range], out_dir: Path,
+                   progress: _Progress, fallback: bool, index: int) -> list[str]:
+    """One index's items of every unfinished (checkpoint, benchmark): rows under
+    ``indices/<index>/<checkpoint>/``, each with a sidecar; a retried index skips the
+    benchmarks whose sidecar matches. Returns the files written (relative to out_dir)."""
+    from polya_trainer.backends.models import load_tokenizer
+
+    files: list[str] = []
+    for ckpt, model_path, key, _, todo in plan:
+        pending: list[bm.Benchmark] = []
+        for bench in todo:
+            span = slices[bench.name]
+            if not span:
+                continue
+            rows_rel, side_rel = _part_paths(index, ckpt, bench.name)
+            fp = _fingerprint(ev, key, spec.seed, bench, fallback and bench.kind == "math")
+            want = {"fingerprint": fp, "start": span.start, "stop": span.stop}
+            try:
+                side = json.loads((out_dir / side_rel).read_text())
+            except (FileNotFoundError, json.JSONDecodeError):
+                side = None
+            if side == want and (out_dir / rows_rel).is_file():
+                files += [rows_rel, side_rel]
+                progress.done += len(span)
+                continue
+            pending.append(bench)
+        if not pending:
+            continue
+        tokenizer = load_tokenizer(spec.model, model_path)
+        part = {b.name: items[b.name][slices[b.name].start:slices[b.name].stop] for b in pending}
+        prompts = {name: prompt_ids(tokenizer, its) for name, its in part.items()}
+        gen = _load_engine(spec, ev, model_path, prompts)
+        try:
+            scored = run_benchmarks(gen, pending, part, prompts, ev, spec.seed,
+                                    allow_fallback=fallback, progress=progress,
+                                    label=f"{ckpt}/",
+                                    offsets={b.name: slices[b.name].start for b in pending})
+        finally:
+            gen.close()
+        for bench in pending:
+            rows_rel, side_rel = _part_paths(index, ckpt, bench.name)
+            span = slices[bench.name]
+            fp = _fingerprint(ev, key, spec.seed, bench, fallback and bench.kind == "math")
+            atomic_write_text(out_dir / rows_rel, _jsonl(scored[bench.name]))
+            atomic_write_json(out_dir / side_rel,
+                              {"fingerprint": fp, "start": span.start, "stop": span.stop})
+            files += [rows_rel, side_rel]
+    return files
+
+
+def _merge_checkpoint(spec: PolyaRunSpec, ev: EvaluateSpec, workdir: Path, arm: str,
+                      ckpt: str, key: str, todo: list[bm.Benchmark],
+                      benches: list[bm.Benchmark], items: dict[str, list[bm.Item]],
+                      out_dir: Path, fallback: bool) -> dict[str, dict[str, Any]]:
+    """Each unfinished benchmark's rows from every index, in item order, written as a 1-shard
+    run writes them (a benchmark another arm finished meanwhile is taken from there)."""
+    sizes = [len(items[b.name]) for b in benches]
+    out: dict[str, dict[str, Any]] = {}
+    for bench in todo:
+        g = benches.index(bench)
+        summary = _finished(workdir, arm, ckpt, bench, ev, key, spec.seed, fallback, out_dir)
+        if summary is None:
+            rows: list[dict[str, Any]] = []
+            for index in range(ev.shards):
+                if g not in jobshards.assign(sizes, BLOCK, ev.shards, index):
+                    continue
+                text = (out_dir / _part_paths(index, ckpt, bench.name)[0]).read_text()
+                rows += [json.loads(line) for line in text.splitlines()]
+            if len(rows) != len(items[bench.name]):
+                raise RuntimeError(f"{ckpt}/{bench.name}: the shards hold {len(rows)} of "
+                                   f"{len(items[bench.name])} rows")
+            summary = _write_benchmark(spec, ev, ckpt, key, bench, rows, out_dir, fallback)
+        out[bench.name] = summary
+    return out
 
 
 def run_benchmarks(gen: Any, benches: list[bm.Benchmark], items: dict[str, list[bm.Item]],
                    prompts: dict[str, list[Any]], ev: EvaluateSpec, seed: int, *,
                    allow_fallback: bool = False, progress: _Progress | None = None,
-                   label: str = "") -> dict[str, list[dict[str, Any]]]:
+                   label: str = "", offsets: dict[str, int] | None = None
+                   ) -> dict[str, list[dict[str, Any]]]:
     """Generate each benchmark (one engine call per sampling setting) and score it in a
-    background thread while the engine generates the next one."""
+    background thread while the engine generates the next one. `offsets`: position of each
+    benchmark's first item when `items` holds a slice (a sharded part)."""
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="score") as pool:
         pending: list[tuple[str, Future[list[dict[str, Any]]]]] = []
         for bench in benches:
             g_out, s_out = generate_benchmark(gen, items[bench.name], ev, seed,
-                                              prompts[bench.name])
+                                              prompts[bench.name],
+                                              (offsets or {}).get(bench.name, 0))
             pending.append((bench.name, pool.submit(
                 score_benchmark, bench, items[bench.name], g_out, s_out, ev,
                 allow_fallback=allow_fallback, progress=progress, label=label)))
         return {name: future.result() for name, future in pending}
+
+
+def _load_engine(spec: PolyaRunSpec, ev: EvaluateSpec, model_path: str,
+                 prompts: dict[str, list[Any]]) -> Any:
+    """The engine for one checkpoint; vLLM's context is the longest prompt plus the answer,
+    and hf batches BLOCK prompts (so sharded slices start on batch boundaries)."""
+    longest = max((len(p) for ps in prompts.values() for p in ps), default=0)
+    kwargs: dict[str, Any] = {"seed": spec.seed}
+    if ev.backend == "vllm":
+        kwargs["max_model_len"] = longest + ev.max_new_tokens
+    else:
+        kwargs["batch_size"] = BLOCK
+    return load_generator(ev.backend, spec.model, name=model_path, gpus=ev.resources.gpus,
+                          **kwargs)
 
 
 def _evaluate_checkpoint(spec: PolyaRunSpec, ev: EvaluateSpec, arm: str, ckpt: str,
@@ -340,30 +496,14 @@ def _evaluate_checkpoint(spec: PolyaRunSpec, ev: EvaluateSpec, arm: str, ckpt: s
 
     tokenizer = load_tokenizer(spec.model, model_path)
     prompts = {b.name: prompt_ids(tokenizer, items[b.name]) for b in todo}
-    longest = max((len(p) for ps in prompts.values() for p in ps), default=0)
-    kwargs: dict[str, Any] = {"seed": spec.seed}
-    if ev.backend == "vllm":
-        kwargs["max_model_len"] = longest + ev.max_new_tokens
-    ks = usable_ks(ev.k, ev.samples)
-    gen = load_generator(ev.backend, spec.model, name=model_path, gpus=ev.resources.gpus,
-                         **kwargs)
-    out: dict[str, dict[str, Any]] = {}
+    gen = _load_engine(spec, ev, model_path, prompts)
     try:
         scored = run_benchmarks(gen, todo, items, prompts, ev, spec.seed,
                                 allow_fallback=fallback, progress=progress, label=f"{ckpt}/")
-        for bench in todo:
-            rows = scored[bench.name]
-            summary = {**summarize(rows, ks, ev.samples), "kind": bench.kind,
-                       "settings": settings(ev, bench, spec, key)}
-            rel = Path("questions") / ckpt / f"{bench.name}.jsonl"
-            fp = _fingerprint(ev, key, spec.seed, bench, fallback and bench.kind == "math")
-            atomic_write_text(out_dir / rel, _jsonl(rows))
-            atomic_write_json(out_dir / "parts" / ckpt / f"{bench.name}.json",
-                              {"fingerprint": fp, "summary": summary})
-            out[bench.name] = summary
     finally:
         gen.close()
-    return out
+    return {bench.name: _write_benchmark(spec, ev, ckpt, key, bench, scored[bench.name],
+                                         out_dir, fallback) for bench in todo}
 
 
 def _reuse_other_arm(workdir: Path, arm: str, ckpt: str, bench: str, fingerprint: str,

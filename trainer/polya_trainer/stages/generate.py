@@ -39,6 +39,7 @@ from polya_trainer.backends.scorers import ScoreRequest, best_index, build_score
 from polya_trainer.data import contamination, datastats
 from polya_trainer.data.loading import load_qa
 from polya_trainer.data.prompts import build, dumps, instruction_of
+from polya_trainer.runtime import shards as jobshards
 from polya_trainer.runtime.artifacts import (
     atomic_path,
     atomic_write_json,
@@ -377,9 +378,17 @@ def run(spec: PolyaRunSpec, arm: str, workdir: str | Path, reporter: Reporter | 
     if contam:
         reporter.update(contaminated_questions=contam["seed_questions"]["overlapping"])
     shards = [questions[i:i + g.shard_size] for i in range(0, len(questions), g.shard_size)]
-    _clean(out, len(shards))
-    reporter.start(total=len(questions), unit="questions",
-                   message=f"{len(shards)} shards, {len(chosen)} heuristic(s)")
+    # Sharded (stages.generate.shards > 1 with JOB_COMPLETION_INDEX): this index's data
+    # shards only, each seeded and batched as in a 1-shard run (runtime/shards.py).
+    job_index = jobshards.current_index(g.shards)
+    mine = (range(len(shards)) if job_index is None
+            else jobshards.split(len(shards), g.shards, job_index))
+    if job_index is None:  # other indices may be writing; the merger cleans instead
+        _clean(out, len(shards))
+    label = "" if job_index is None else f"index {job_index}/{g.shards}: "
+    reporter.start(total=sum(len(shards[i]) for i in mine), unit="questions",
+                   message=f"{label}{len(mine)} of {len(shards)} shards, "
+                           f"{len(chosen)} heuristic(s)")
     own_generator = generator is None
     own_scorer = scorer is None
     sides: list[dict[str, Any]] = []
@@ -398,7 +407,8 @@ def run(spec: PolyaRunSpec, arm: str, workdir: str | Path, reporter: Reporter | 
                                 f"{figures['accepted']}/{figures['attempted']} pairs accepted")
 
     try:
-        for index, qs in enumerate(shards):
+        for index in mine:
+            qs = shards[index]
             side = finished_shard(out, index, fp)
             if side is not None:
                 resumed += 1
@@ -412,13 +422,28 @@ def run(spec: PolyaRunSpec, arm: str, workdir: str | Path, reporter: Reporter | 
                 side = write_shard(out, index, result, fp)
             sides.append(side)
             done += len(qs)
-            report(f"shard {index + 1}/{len(shards)} done")
+            report(f"{label}shard {index + 1}/{len(shards)} done")
     finally:
         if own_scorer and scorer is not None:
             scorer.close()
         if own_generator and generator is not None:
             generator.close()
 
+    outputs = {"data": f"{arm}/generate/data", "card": f"{arm}/generate/card.json"}
+    if job_index is not None:
+        names = [f"shards/{shard_name(s['shard'])}.json" for s in sides]
+        jobshards.write_index_manifest(out, job_index, g.shards, fp,
+                                       [*names, *(s["file"] for s in sides if s["file"])],
+                                       resumed=resumed)
+        if not jobshards.claim_merge(out, job_index, g.shards, fp):
+            reporter.update(done=done, message=f"{label}done; the last index merges")
+            return outputs
+        # The merge: every index is done, so every sidecar is there; nobody writes now.
+        resumed = sum(m["resumed"] for m in jobshards.merged_meta(out, g.shards, fp))
+        sides = [finished_shard(out, i, fp) or {} for i in range(len(shards))]
+        if not all(sides):
+            raise RuntimeError("a data shard of a finished index is missing or changed")
+        _clean(out, len(shards))
     summary = summarize(sides)
     files = [s["file"] for s in sides if s["file"]]
     reporter.update(message="data statistics and diversity")
@@ -440,8 +465,9 @@ def run(spec: PolyaRunSpec, arm: str, workdir: str | Path, reporter: Reporter | 
         "wall_seconds": round(time.perf_counter() - t_start, 3),
         "columns": [name for name, _ in COLUMNS],
     }
+    if g.shards > 1:
+        card["indices"] = g.shards
     atomic_write_json(out / "card.json", card)
-    outputs = {"data": f"{arm}/generate/data", "card": f"{arm}/generate/card.json"}
     extra = [f for f in ("datastats.json", "contamination.json") if (out / f).is_file()]
     write_manifest(out, files=[*files, *extra, "card.json"], outputs=outputs, arm=arm,
                    stage="generate")

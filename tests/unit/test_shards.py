@@ -1,0 +1,110 @@
+"""Sharded inference stages: the slicing is a deterministic partition, the merge is claimed
+exactly once per set of finished indices, and the Job builder renders an Indexed Job."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+from polya_operator import resources as r
+from polya_trainer import spec as s
+from polya_trainer.runtime import shards
+
+META = {"name": "r1", "namespace": "team", "uid": "1234"}
+
+
+@pytest.mark.parametrize("total", [0, 1, 2, 7, 16, 100])
+@pytest.mark.parametrize("count", [1, 2, 3, 5, 8])
+def test_split_is_a_balanced_contiguous_partition(total: int, count: int) -> None:
+    parts = [shards.split(total, count, i) for i in range(count)]
+    assert [x for p in parts for x in p] == list(range(total))  # in order, each once
+    assert max(map(len, parts)) - min(map(len, parts)) <= 1
+    assert parts == [shards.split(total, count, i) for i in range(count)]  # deterministic
+
+
+def test_split_rejects_an_index_outside_the_count() -> None:
+    with pytest.raises(ValueError, match="index"):
+        shards.split(10, 3, 3)
+
+
+@pytest.mark.parametrize("sizes", [[40, 3, 0, 17], [5], [0, 0], [16, 16, 16, 1]])
+@pytest.mark.parametrize("count", [1, 2, 3, 7])
+def test_assign_partitions_every_group_in_unit_aligned_ranges(sizes: list[int],
+                                                              count: int) -> None:
+    unit = 16
+    seen: dict[int, list[int]] = {g: [] for g in range(len(sizes))}
+    for index in range(count):
+        for g, span in shards.assign(sizes, unit, count, index).items():
+            assert span.start % unit == 0  # slices start on a batch boundary
+            assert len(span) > 0
+            seen[g] += list(span)
+    # Every item of every group exactly once, and in item order when indices are in order.
+    assert seen == {g: list(range(n)) for g, n in enumerate(sizes)}
+
+
+def test_current_index_reads_the_job_controller_variable() -> None:
+    assert shards.current_index(3, {"JOB_COMPLETION_INDEX": "2"}) == 2
+    assert shards.current_index(3, {}) is None  # no index: the whole stage in one process
+    assert shards.current_index(1, {"JOB_COMPLETION_INDEX": "0"}) is None
+    with pytest.raises(ValueError, match="outside"):
+        shards.current_index(3, {"JOB_COMPLETION_INDEX": "3"})
+
+
+def _finish(stage: Path, index: int, count: int, key: str = "k1") -> None:
+    f = stage / "data" / f"part-{index}"
+    f.parent.mkdir(parents=True, exist_ok=True)
+    f.write_text(f"rows of {index}")
+    shards.write_index_manifest(stage, index, count, key, [f"data/part-{index}"])
+
+
+def test_merge_is_claimed_once_by_the_last_index_and_again_by_a_retried_merger(
+        tmp_path: Path) -> None:
+    stage = tmp_path / "generate"
+    _finish(stage, 0, 3)
+    assert not shards.claim_merge(stage, 0, 3, "k1")  # 1 and 2 unfinished
+    _finish(stage, 2, 3)
+    assert not shards.claim_merge(stage, 2, 3, "k1")
+    _finish(stage, 1, 3)
+    # Two indices that see all manifests at once: exactly one wins.
+    assert [shards.claim_merge(stage, i, 3, "k1") for i in (1, 2)] == [True, False]
+    # The merger dies mid-merge and is retried: a new manifest (nonce), so a new claim.
+    _finish(stage, 1, 3)
+    assert shards.claim_merge(stage, 1, 3, "k1")
+    assert not shards.claim_merge(stage, 0, 3, "k1")
+    # Manifests of other settings, another count or with a cut file do not count.
+    assert not shards.claim_merge(stage, 1, 3, "other-key")
+    assert not shards.claim_merge(stage, 1, 4, "k1")
+    (stage / "data" / "part-0").write_text("cut")
+    assert shards.read_index_manifest(stage, 0, 3, "k1") is None
+    assert not shards.claim_merge(stage, 1, 3, "k1")
+    with pytest.raises(RuntimeError, match=r"\[0\]"):
+        shards.merged_meta(stage, 3, "k1")
+
+
+def _spec(**stages: dict) -> s.PolyaRunSpec:
+    return s.parse_spec({"model": {"name": "org/model"}, "stages": stages})
+
+
+@pytest.mark.parametrize("stage", ["generate", "evaluate"])
+def test_a_sharded_stage_is_an_indexed_job_retried_per_index(stage: str) -> None:
+    sp = _spec(**{stage: {"shards": 4, "backoffLimit": 3}})
+    job = r.job(META, sp, "polya", stage, 0, image="img:1")
+    kubernetes_validate.validate(job, "1.32.0", strict=True)
+    js = job["spec"]
+    assert (js["completionMode"], js["completions"], js["parallelism"]) == ("Indexed", 4, 4)
+    assert js["backoffLimitPerIndex"] == 3 and js["maxFailedIndexes"] == 2
+    assert "backoffLimit" not in js  # it would fail the Job on the first pod failure
+    rules = js["podFailurePolicy"]["rules"]
+    assert rules[0]["action"] == "Ignore" and rules[1]["action"] == "FailJob"
+    env = {e["name"]: e for e in js["template"]["spec"]["containers"][0]["env"]}
+    assert env["JOB_COMPLETION_INDEX"]["valueFrom"]["fieldRef"]["fieldPath"] == \
+        f"metadata.annotations['{shards.INDEX_ANNOTATION}']"
+    # One shard: the plain Job of one pod, retried by the planner.
+    plain = r.job(META, _spec(), "polya", stage, 0, image="img:1")["spec"]
+    assert plain["backoffLimit"] == 0 and "completionMode" not in plain
+
+
+def test_shards_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="shards"):
+        _spec(generate={"shards": 0})
