@@ -48,7 +48,7 @@ import aiohttp
 import kopf
 from polya_trainer import spec as s
 
-from . import kube, metrics, watchdog, webhook
+from . import kube, metrics, sweep, watchdog, webhook
 from . import planner as p
 from . import resources as r
 
@@ -402,6 +402,8 @@ class Operator:
         run = self._run(namespace, name)
         if run is None or run["metadata"].get("deletionTimestamp"):
             return "success"
+        if sweep.is_parent(run.get("spec")):  # a sweep's parent: its children run (sweep.py)
+            return "success"
         ukey = (namespace, name, run["metadata"].get("uid") or "")
         if ukey in self.status:  # our own last write wins over a not-yet-seen watch event
             run = {**run, "status": self.status[ukey]}
@@ -716,4 +718,5 @@ def make_registry(config: Config | None = None) -> tuple[kopf.OperatorRegistry, 
     registry = kopf.OperatorRegistry()
     op = Operator(config)
     op.register(registry)
+    sweep.register(registry, op.config.namespaces)  # sweep parents (sweep.py)
     return registry, op

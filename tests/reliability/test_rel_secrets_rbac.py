@@ -83,6 +83,10 @@ def test_hub_token_never_leaks_and_operator_requests_are_recorded(
     cluster.call("DELETE", "/apis/polya.dev/v1alpha1/namespaces/default/polyaruns/gone")
     wait_for(lambda: finished(cluster, "late"), 30, "the deadline")
     wait_for(lambda: cluster.jobs("late") == [] and cluster.jobs("gone") == [], 30, "deleted")
+    # A sweep: its parent creates (and owns) a child PolyaRun (polya_operator/sweep.py).
+    cluster.create_run("swp", {"model": spec["model"], "arms": ["vanilla"],
+                               "sweep": {"seeds": [1]}})
+    wait_for(lambda: succeeded(cluster, "swp"), 60, "the sweep to succeed")
     time.sleep(1.2)  # a couple of watch checks (list polyaruns)
 
     # --- the token appears nowhere but in its Secret

@@ -777,6 +777,41 @@ class StageStatus(Spec):
     """Why the stage is in its state."""
 
 
+class SweepVariantStatus(Spec):
+    """One variant of a sweep: a child PolyaRun."""
+
+    model_config = ConfigDict(strict=False)
+
+    name: str = Field(max_length=63)
+    """The child PolyaRun."""
+    heuristics: int | None = Field(None, ge=1)
+    """Its number of heuristics n (unset when the sweep varies only seeds)."""
+    seed: int = Field(ge=0)
+    """Its seed."""
+    state: Literal["Pending", "Running", "Succeeded", "Failed"] = "Pending"
+    """Pending (not created yet), Running, Succeeded or Failed."""
+    progress: float = Field(0.0, ge=0.0, le=100.0)
+    """The child's overall percent done."""
+
+
+class SweepStatus(Spec):
+    """Observed state of a sweep's variants."""
+
+    model_config = ConfigDict(strict=False)
+
+    variants: int = Field(0, ge=0)
+    """Variants in the sweep."""
+    created: int = Field(0, ge=0)
+    """Child PolyaRuns created so far (the first one generates; the others follow once its
+    generate stage is done, so that they find it in the stage cache)."""
+    succeeded: int = Field(0, ge=0)
+    """Variants that succeeded."""
+    failed: int = Field(0, ge=0)
+    """Variants that failed."""
+    children: list[SweepVariantStatus] = Field(default_factory=list)
+    """Every variant, in the sweep's order."""
+
+
 class PolyaRunStatus(Spec):
     """Observed state of a PolyaRun, written only by the operator (or the local runner)."""
 
@@ -800,6 +835,8 @@ class PolyaRunStatus(Spec):
     """When the run finished."""
     report: str | None = None
     """Path of the comparison report in the workspace."""
+    sweep: SweepStatus | None = None
+    """A sweep run's variants (its child PolyaRuns), aggregated."""
 
 
 class ObjectMeta(BaseModel):

@@ -8,6 +8,8 @@ disabled (handlers.py), so neither CRDs nor namespaces are read.
 Hardened clusters (OpenShift) run the OwnerReferencesPermissionEnforcement admission plugin
 (kubernetes plugin/pkg/admission/gc/gc_admission.go): creating a child with ownerReferences
 needs `delete` on the child, and blockOwnerDeletion needs `update` on polyaruns/finalizers.
+A sweep PolyaRun creates its variants as child PolyaRuns (polya_operator/sweep.py): get and
+create on polyaruns, and delete for that plugin.
 tests/reliability/test_rel_secrets_rbac.py checks these rules against the requests the
 operator really makes plus the permissions that plugin checks (recorded by the emulator).
 */}}
@@ -16,7 +18,7 @@ operator really makes plus the permissions that plugin checks (recorded by the e
 {{- define "polyarun.rules.namespaced" -}}
 - apiGroups: ["polya.dev"]
   resources: ["polyaruns"]
-  verbs: ["list", "watch"]
+  verbs: ["get", "list", "watch", "create", "delete"]
 - apiGroups: ["polya.dev"]
   resources: ["polyaruns/status"]
   verbs: ["patch"]
