@@ -73,6 +73,17 @@ def _program(rule: str) -> Any:
     return _ENV.program(_ENV.compile(rule))
 
 
+def _absent_nulls(value: Any) -> Any:
+    """The value as CEL sees it: the API server treats a null-valued field as absent
+    (``has(self.f)`` is false; kubernetes/kubernetes#106051, and the CRD docs' validation
+    rules section: "Null valued fields are treated as absent fields in CEL expressions")."""
+    if isinstance(value, dict):
+        return {k: _absent_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_absent_nulls(v) for v in value]
+    return value
+
+
 def _cel(schema: dict[str, Any], value: Any, path: str, errors: list[tuple[str, str]],
          old: Any = None) -> None:
     if value is None:
@@ -80,11 +91,11 @@ def _cel(schema: dict[str, Any], value: Any, path: str, errors: list[tuple[str, 
     for rule in schema.get("x-kubernetes-validations", []):
         if rule.get("optionalOldSelf"):
             raise NotImplementedError("optionalOldSelf rules are not emulated")
-        env = {"self": celpy.json_to_cel(value)}
+        env = {"self": celpy.json_to_cel(_absent_nulls(value))}
         if "oldSelf" in rule["rule"]:
             if old is None:
                 continue  # a transition rule without an old value is not evaluated
-            env["oldSelf"] = celpy.json_to_cel(old)
+            env["oldSelf"] = celpy.json_to_cel(_absent_nulls(old))
         program = _program(rule["rule"])
         result = program.evaluate(env)
         if result is not True and not (isinstance(result, celpy.celtypes.BoolType) and result):

@@ -109,7 +109,9 @@ def test_rbac_has_no_wildcards(name: str, renders: dict[str, dict[str, str]]) ->
 def test_rbac_cluster_mode(renders: dict[str, dict[str, str]]) -> None:
     rules = _rules(_objs(renders["defaults"]), "ClusterRole")
     assert _verbs(rules, "batch", "jobs") == {"create", "list", "watch", "delete", "patch"}
-    assert _verbs(rules, "polya.dev", "polyaruns") == {"list", "watch"}
+    # get/create/delete: a sweep's child PolyaRuns (polya_operator/sweep.py).
+    assert _verbs(rules, "polya.dev", "polyaruns") == {"list", "watch", "get", "create",
+                                                       "delete"}
     assert _verbs(rules, "polya.dev", "polyaruns/status") == {"patch"}
     assert _verbs(rules, "", "pods") == {"list", "watch"}
     assert _verbs(rules, "", "configmaps") == {"create", "delete"}  # immutable snapshots

@@ -50,7 +50,11 @@ def _card(workdir: Path) -> dict[str, Any]:
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_damaged_shards_are_redone_not_used(toy_model_dir: Path, tmp_path: Path) -> None:
+def test_damaged_shards_are_redone_not_used(toy_model_dir: Path, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    # The stage's own resume is under test: with the stage cache on, the second run would
+    # restore the first one's entry (tests/unit/test_sweep.py covers a damaged entry).
+    monkeypatch.setenv("POLYA_STAGE_CACHE", "0")
     data = tmp_path / "problems.jsonl"
     data.write_text("".join(json.dumps({"question": r["question"], "answer": r["answer"]})
                             + "\n" for r in word_problems(9, 21)))

@@ -219,6 +219,33 @@ def test_half_published_entry_is_a_miss(tmp_path: Path, model_dir: Path) -> None
     assert cache.restore(tmp_path / cache.CACHE_DIR, key, tmp_path / "one" / "g") is None
 
 
+def test_damaged_entry_is_evicted_and_recomputed(tmp_path: Path, model_dir: Path) -> None:
+    """Entries hard-link the stage's files, so damage written in place into a stage dir
+    reaches its entry too: restore checks every file's sha256 and drops such an entry."""
+    spec = s.parse_spec({"model": {"name": str(model_dir)}})
+    calls: list[str] = []
+
+    def go(workdir: Path) -> Any:
+        def execute() -> dict[str, str]:
+            calls.append(workdir.name)
+            _finish(workdir, "polya", "generate", "rows")
+            return {"data": "polya/generate/data"}
+        return execute
+
+    one, two = tmp_path / "one", tmp_path / "two"
+    cache.cached_run("generate", spec, "polya", one, go(one))
+    (one / "polya/generate/data/part.txt").write_text("rot!")  # same size, in place
+    cache.cached_run("generate", spec, "polya", two, go(two))
+    assert calls == ["one", "two"]  # the damaged entry was not used
+    assert (two / "polya/generate/data/part.txt").read_text() == "rows"
+    key = cache.stage_key("generate", spec, "polya", two)
+    assert key is not None and cache.lookup(tmp_path / cache.CACHE_DIR, key) is not None
+    three = tmp_path / "three"  # republished from the recomputed stage
+    cache.cached_run("generate", spec, "polya", three, go(three))
+    assert calls == ["one", "two"]
+    assert (three / "polya/generate/data/part.txt").read_text() == "rows"
+
+
 # --------------------------------------------------------------------------- report
 
 

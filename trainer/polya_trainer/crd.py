@@ -50,7 +50,10 @@ def _structural(node: Any) -> Any:
         options = [o for o in node.pop("anyOf") if o.get("type") != "null"]
         if len(options) != 1:
             raise ValueError(f"union types are not structural: {options}")
+        rules = options[0].get(_RULES, []) + node.get(_RULES, [])
         node = {**options[0], **node, "nullable": True}
+        if rules:
+            node[_RULES] = rules  # the model's rules and the field's both apply
     if "const" in node:
         node["enum"] = [node.pop("const")]
         node.setdefault("type", "string")

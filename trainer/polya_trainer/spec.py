@@ -602,7 +602,9 @@ class SweepSpec(Spec):
     at the largest count with the parent's seed; each variant mid-trains on the catalog's
     first n heuristics and runs midtrain, rl and evaluate with its own seed."""
 
-    model_config = ConfigDict(json_schema_extra={"minProperties": 1})  # count, seeds or both
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
+        {"rule": "has(self.heuristicsCount) || has(self.seeds)",
+         "message": "a sweep names heuristicsCount, seeds or both"}]})
 
     heuristics_count: list[Annotated[int, Field(ge=1, le=64)]] | None = Field(
         None, min_length=1, max_length=16, json_schema_extra={"x-kubernetes-list-type": "set"})

@@ -31,6 +31,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
@@ -235,12 +236,39 @@ def restore(root: Path, key: str, stage_path: Path) -> dict[str, str] | None:
         return None
     src = root / key
     manifest = json.loads((src / MANIFEST).read_text())
+    if not _intact(src, manifest):
+        _evict(root, key)  # damaged (entries share inodes with stage dirs): recompute
+        return None
     _link_tree(src, stage_path)
     outputs = dict(manifest.get("outputs", {}))
     outputs[CACHED_FROM] = str(entry["source"])
     manifest["outputs"] = outputs
     atomic_write_json(stage_path / MANIFEST, manifest)  # last: the stage is now complete
     return outputs
+
+
+def _intact(src: Path, manifest: dict[str, Any]) -> bool:
+    """Every file the entry holds matches the size and sha256 its manifest records."""
+    for name, entry in manifest.get("files", {}).items():
+        if Path(name).parts[0] in SKIPPED_DIRS:
+            continue
+        try:
+            if (src / name).stat().st_size != entry["size"] or \
+                    sha256_file(src / name) != entry["sha256"]:
+                return False
+        except (FileNotFoundError, KeyError):
+            return False
+    return True
+
+
+def _evict(root: Path, key: str) -> None:
+    """Take a damaged entry out of the cache: renamed away first, so no reader sees half."""
+    trash = root / f".evicted-{key[:16]}-{os.getpid()}-{time.monotonic_ns()}"
+    try:
+        os.rename(root / key, trash)
+    except OSError:
+        return  # another process evicted it already
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 def source_name(workdir: Path, arm: str, stage: str) -> str:

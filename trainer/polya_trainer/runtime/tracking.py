@@ -150,10 +150,11 @@ class StageTracker:
 
     def _start_wandb(self) -> None:
         import wandb
+        from wandb.sdk.lib.runid import generate_id
 
         cfg = self.spec.tracking.wandb
         assert cfg is not None
-        run_id = self.ids.setdefault("wandb_run_id", wandb.util.generate_id())
+        run_id = self.ids.setdefault("wandb_run_id", generate_id())
         atomic_write_json(self.dir / TRACKING_FILE, self.ids)
         directory = self.dir / WANDB_DIR
         directory.mkdir(parents=True, exist_ok=True)
