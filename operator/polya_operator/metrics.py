@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import platform
 import time
+from typing import Any
 
 import kopf
 from aiohttp import web
@@ -118,3 +119,29 @@ def set_states(counts: dict[str, int]) -> None:
         RUNS.labels(state).set(counts.get(state, 0))
 
 
+
+
+def observe_plan(namespace: str, name: str, plan: Any) -> None:
+    """Metrics of one reconcile's transitions and events (``plan``: a planner Plan)."""
+    stages = {(x.arm, x.name): x for x in plan.status.stages}
+    for t in plan.transitions:
+        if t.new in ("Succeeded", "Failed") and t.seconds is not None:
+            STAGE_DURATION.labels(t.stage, t.new).observe(t.seconds)
+        elif t.new == "Running" and t.seconds is not None:
+            TIME_TO_RUNNING.labels(t.stage).observe(t.seconds)
+    for ev in plan.actions:
+        reason = getattr(ev, "reason", None)
+        if reason == "StageRetrying" and ev.stage:
+            why = getattr(stages.get((ev.arm, ev.stage)), "reason", None) or "Unknown"
+            STAGE_RETRIES.labels(ev.stage, why).inc()
+        elif reason == "Preempted" and ev.stage:
+            STAGE_PREEMPTIONS.labels(ev.stage).inc()
+        elif reason in ("RunSucceeded", "RunFailed"):
+            RUNS_FINISHED.labels(reason[3:]).inc()
+    done = any(c.type in ("Succeeded", "Failed") and c.status == "True"
+               for c in plan.status.conditions)
+    for (arm, stage), st in stages.items():
+        if done:
+            forget_run(namespace, name, [(arm, stage)])
+        else:
+            RUN_PROGRESS.labels(namespace, name, arm, stage).set(float(st.progress) / 100.0)

@@ -2,7 +2,7 @@
 
 ``polya plan FILE -o yaml|json`` prints them so that a user can review them or pipe them to
 ``kubectl apply --dry-run=server -f -``. Nothing here builds a manifest itself: the planner
-(``planner.plan``) is run against a simulated cluster in which every Job it creates
+(``engine.planner.plan``) is run against a simulated cluster in which every Job it creates
 succeeds at once, and the ConfigMap, PVC, Services and Jobs of its actions are collected in
 the order the operator would create them (first attempt of each stage; arms in parallel or
 in turn exactly as the planner decides).
@@ -15,8 +15,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from polya_trainer import spec as s
+from polya_trainer.engine import planner as p
 
-from . import planner as p
+from . import executor as x
 from . import resources as r
 
 
@@ -42,36 +43,25 @@ def planned_objects(run: s.PolyaRun, image: str | None = None,
     parsed = r.with_defaults(s.parse_spec(obj["spec"]), defaults)
     image = image or r.default_image()
     now = datetime(2025, 1, 1, tzinfo=UTC)
-    jobs: list[p.JobInfo] = []
+    jobs: list[p.Attempt] = []
     out: list[dict[str, Any]] = []
     seen: set[tuple[str, str]] = set()
-
-    def add(manifest: dict[str, Any]) -> None:
-        key = (manifest["kind"], manifest["metadata"]["name"])
-        if key not in seen:
-            seen.add(key)
-            out.append(manifest)
-
     for _ in range(max_rounds):
-        plan = p.plan(obj, list(jobs), now, image=image, parsed=parsed)
-        created = False
+        plan = p.plan(obj, list(jobs), now, parsed=parsed, policy=x.policy(parsed))
         for action in plan.actions:
-            if isinstance(action, p.CreateConfigMap | p.CreatePVC | p.CreateService):
-                add(action.manifest)
-            elif isinstance(action, p.CreateJob):
-                add(action.manifest)
-                created = True
-                jobs.append(p.JobInfo(
-                    name=action.manifest["metadata"]["name"], arm=action.arm,
-                    stage=action.stage, attempt=action.attempt, phase="Succeeded",
-                    created=p.iso(now), started=p.iso(now), finished=p.iso(now),
-                    progress={"stage": action.stage, "arm": action.arm, "state": "Succeeded",
-                              "progress": 100.0, "outputs": {"dir": action.stage}}))
+            for manifest in x.manifests(action, obj["metadata"], parsed, image):
+                key = (manifest["kind"], manifest["metadata"]["name"])
+                if key not in seen:
+                    seen.add(key)
+                    out.append(manifest)
+        for a in plan.of(p.StartAttempt):
+            jobs.append(p.Attempt(
+                name=a.name, arm=a.arm, stage=a.stage, attempt=a.attempt, phase="Succeeded",
+                created=p.iso(now), started=p.iso(now), finished=p.iso(now),
+                progress={"stage": a.stage, "arm": a.arm, "state": "Succeeded",
+                          "progress": 100.0, "outputs": {"dir": a.stage}}))
         obj["status"] = plan.status
         now += timedelta(seconds=1)
-        if not created and not plan.of(p.CreateJob):
-            finished = {c.get("type"): c.get("status")
-                        for c in plan.status.get("conditions") or []}.get("Succeeded")
-            if finished in ("True", "False") or not plan.actions:
-                break
+        if not plan.of(p.StartAttempt) and (p.finished(plan.status) or not plan.actions):
+            break
     return out

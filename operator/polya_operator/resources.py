@@ -23,12 +23,15 @@ import re
 from typing import Any
 
 from polya_trainer import spec as s
+from polya_trainer.engine.planner import (  # the planner owns child names and labels
+    LABEL_ARM,
+    LABEL_ATTEMPT,
+    LABEL_RUN,
+    LABEL_STAGE,
+)
+from polya_trainer.engine.planner import child_name as job_name
 from polya_trainer.runtime.launcher import launch_command
 
-LABEL_RUN = "polya.dev/run"
-LABEL_ARM = "polya.dev/arm"
-LABEL_STAGE = "polya.dev/stage"
-LABEL_ATTEMPT = "polya.dev/attempt"
 KUEUE_QUEUE = "kueue.x-k8s.io/queue-name"
 SPEC_DIR = "/etc/polya"
 SPEC_FILE = f"{SPEC_DIR}/run.yaml"
@@ -134,10 +137,6 @@ def with_defaults(spec: s.PolyaRunSpec,
         full.update({k: v for k, v in extra.items() if k not in keep})
         data.setdefault("stages", {}).setdefault(stage, {})["resources"] = full
     return s.parse_spec(data)
-
-
-def job_name(run: str, arm: str, stage: str, attempt: int) -> str:
-    return f"{run}-{arm}-{stage}-{attempt}"
 
 
 def spec_configmap_name(run: str, generation: int | None = None) -> str:

@@ -1,80 +1,43 @@
-"""How the operator orders and merges its work (no API server needed): Job creations go before
-the deferred bookkeeping, reconciles of one run coalesce, and the echo of our own status write
-triggers no reconcile. These check order and counts, never durations."""
+"""The operator's one work queue (no API server needed), with controller-runtime's semantics
+(client-go util/workqueue: a key waiting in the queue is not added twice; a key added while
+it is being processed is processed once more afterwards, never by two workers at once).
+These check order and counts, never durations."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
-import kopf
-from polya_operator.handlers import Config, Lane, Operator
+from polya_operator.handlers import Config, Operator
 
 
-async def test_deferred_work_waits_for_job_creations() -> None:
-    lane = Lane(quiet=0.01, burst_quiet=0.01)
-    order: list[str] = []
-    started = asyncio.Event()
-
-    async def create_job() -> None:
-        with lane.urgent():
-            started.set()
-            await asyncio.sleep(0.1)
-            order.append("job")
-
-    async def bookkeeping() -> None:
-        await started.wait()
-        async with lane.deferred():
-            order.append("status")
-
-    await asyncio.gather(bookkeeping(), create_job())
-    assert order == ["job", "status"]
-
-
-async def test_deferred_work_is_not_starved() -> None:
-    lane = Lane(quiet=0.01, patience=0.0)
-    order: list[str] = []
-    with lane.urgent():  # a Job creation that never ends
-        async with lane.deferred():
-            order.append("status")
-    assert order == ["status"]
-
-
-async def test_reconciles_of_one_run_coalesce() -> None:
-    op = Operator(Config(metrics_port=0))
+async def test_events_of_one_run_coalesce_and_never_overlap() -> None:
+    op = Operator(Config(metrics_port=0, workers=4))
+    op.queue = asyncio.Queue()
     release = asyncio.Event()
     calls: list[str] = []
+    running: set[str] = set()
 
-    async def fake_reconcile(namespace: str, name: str) -> str:
+    async def fake_reconcile(namespace: str, name: str) -> None:
+        assert name not in running, "two reconciles of one run at once"
+        running.add(name)
         calls.append(name)
         await release.wait()
-        return "success"
+        running.discard(name)
 
-    op._reconcile = fake_reconcile  # type: ignore[method-assign]
-    op.kick("ns", "a")
-    await asyncio.sleep(0)  # the first one starts and holds the run's lock
-    for _ in range(5):  # events arriving meanwhile: one more reconcile, not five
-        op.kick("ns", "a")
-    op.kick("ns", "b")
-    await asyncio.sleep(0)
+    op.reconcile = fake_reconcile  # type: ignore[method-assign]
+    workers = [asyncio.create_task(op._worker()) for _ in range(4)]
+    for _ in range(3):  # queued three times before any worker ran: once
+        op.enqueue(("ns", "a"))
+    await asyncio.sleep(0.01)
+    assert calls == ["a"]
+    for _ in range(5):  # events arriving during the reconcile: one more, not five
+        op.enqueue(("ns", "a"))
+    op.enqueue(("ns", "b"))
+    await asyncio.sleep(0.01)
     release.set()
-    await asyncio.gather(*op._inflight)
+    for _ in range(20):
+        await asyncio.sleep(0.01)
+    for w in workers:
+        w.cancel()
+    await asyncio.gather(*workers, return_exceptions=True)
     assert sorted(calls) == ["a", "a", "b"]
-
-
-def test_echo_of_our_own_status_write_is_recognised() -> None:
-    op = Operator(Config(metrics_port=0))
-    mine: dict[str, Any] = {"observedGeneration": 2, "currentStage": None, "progress": 5.0,
-                            "stages": [{"name": "rl", "jobName": "r-rl-0", "eta": None}]}
-    op.status[("ns", "r", "u1")] = mine
-    echoed = {"observedGeneration": 2, "progress": 5.0,  # the server dropped the nulls
-              "stages": [{"name": "rl", "jobName": "r-rl-0"}]}
-
-    def body(generation: int, status: dict[str, Any], uid: str = "u1") -> kopf.Body:
-        return kopf.Body({"metadata": {"name": "r", "namespace": "ns", "uid": uid,
-                                       "generation": generation}, "status": status})
-
-    assert op._echo("ns", "r", body(2, echoed))
-    assert not op._echo("ns", "r", body(3, echoed))  # the spec changed
-    assert not op._echo("ns", "r", body(2, {**echoed, "progress": 7.0}))  # someone else
-    assert not op._echo("ns", "r", body(2, echoed, uid="u2"))  # a new run, same name

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
-from polya_operator import planner as p
 from polya_trainer import spec as s
+from polya_trainer.engine import planner as p
 from relkit import figures
 
 _spec = importlib.util.spec_from_file_location(
@@ -26,7 +26,7 @@ _spec.loader.exec_module(fuzz)
 EXAMPLES = int(os.environ.get("POLYA_REL_INVALID_EXAMPLES", "300"))
 STATS = {"invalid": 0, "valid": 0, "metadata_only": 0}
 NOW = datetime(2026, 5, 9, tzinfo=UTC)
-CHILDREN = (p.CreateJob, p.CreateConfigMap, p.CreatePVC, p.CreateService)
+CHILDREN = (p.StartAttempt, p.SnapshotSpec, p.PrepareWorkspace)
 
 
 @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
@@ -46,11 +46,11 @@ def test_invalid_runs_get_no_job(obj: dict[str, Any]) -> None:
             STATS["metadata_only"] += 1
             return
         STATS["valid"] += 1
-        assert plan.of(p.CreateJob), obj
+        assert plan.of(p.StartAttempt), obj
         return
     STATS["invalid"] += 1
     assert not [a for a in plan.actions if isinstance(a, CHILDREN)], plan.actions
-    conds = {c["type"]: c for c in plan.status["conditions"]}
+    conds = {c.type: c.model_dump() for c in plan.status.conditions}
     assert conds["Failed"]["status"] == "True" and conds["Failed"]["reason"] == "InvalidSpec"
     assert conds["Failed"]["message"].startswith("spec"), conds["Failed"]
     assert [e for e in plan.of(p.Event) if e.reason == "InvalidSpec"]

@@ -9,13 +9,13 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from polya_operator import planner as p
+from polya_trainer.engine import planner as p
 
 NOW = datetime(2026, 5, 9, tzinfo=UTC)
 
 
-def _job(stage: str, progress: dict | None) -> p.JobInfo:
-    return p.JobInfo(name=f"r-vanilla-{stage}-0", arm="vanilla", stage=stage, attempt=0,
+def _job(stage: str, progress: dict | None) -> p.Attempt:
+    return p.Attempt(name=f"r-vanilla-{stage}-0", arm="vanilla", stage=stage, attempt=0,
                      phase="Succeeded", progress=progress)
 
 
@@ -24,9 +24,9 @@ def test_outputs_arriving_after_the_run_finished_are_kept() -> None:
            "spec": {"model": {"name": "org/model"}, "arms": ["vanilla"]}, "status": {}}
     jobs = [_job("rl", {"stage": "rl", "outputs": {"model": "m"}}), _job("evaluate", None)]
     first = p.plan(run, jobs, NOW)  # both Jobs complete; evaluate's pod event not yet seen
-    conds = {c["type"]: c["status"] for c in first.status["conditions"]}
+    conds = {c.type: c.status for c in first.status.conditions}
     assert conds["Succeeded"] == "True"
-    stages = {x["name"]: x for x in first.status["stages"]}
+    stages = {x["name"]: x for x in first.status.dump()["stages"]}
     assert stages["rl"]["outputs"] == {"model": "m"} and stages["evaluate"]["outputs"] == {}
     # Jobs found complete with no status of their own (an operator restarted between creating
     # them and writing status) still get their jobName.
@@ -36,11 +36,12 @@ def test_outputs_arriving_after_the_run_finished_are_kept() -> None:
             "metrics": {"pass_at_1": 0.5}}
     jobs[1] = _job("evaluate", late)
     second = p.plan({**run, "status": first.status}, jobs, NOW)
-    stages = {x["name"]: x for x in second.status["stages"]}
+    stages = {x["name"]: x for x in second.status.dump()["stages"]}
     assert stages["evaluate"]["outputs"] == {"report": "vanilla/evaluate/report.md"}
     assert stages["evaluate"]["metrics"]["pass_at_1"] == 0.5
-    assert second.status["report"] == "vanilla/evaluate/report.md"
-    assert not second.of(p.CreateJob)
+    assert second.status.report == "vanilla/evaluate/report.md"
+    assert not second.of(p.StartAttempt)
     # And it is stable: a third reconcile changes nothing.
     third = p.plan({**run, "status": second.status}, jobs, NOW)
-    assert json.dumps(third.status, sort_keys=True) == json.dumps(second.status, sort_keys=True)
+    assert json.dumps(third.status.dump(), sort_keys=True) == \
+        json.dumps(second.status.dump(), sort_keys=True)

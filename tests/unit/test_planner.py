@@ -1,4 +1,7 @@
-"""The pure planner: stage ordering, retries, preemption, suspend, deadlines, restarts."""
+"""The pure planner (polya_trainer.engine.planner) fed by the Kubernetes executor's
+observation (polya_operator.executor.observe_job of Job and pod objects as the API server
+returns them): stage ordering, retries, preemption, suspend, deadlines, restarts. The same
+rules under the local executor (child processes): tests/unit/test_planner_local.py."""
 
 from __future__ import annotations
 
@@ -6,9 +9,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from polya_operator import planner as p
+from polya_operator import executor as x
 from polya_operator import resources as r
 from polya_trainer import spec as s
+from polya_trainer.engine import planner as p
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 
@@ -41,16 +45,33 @@ def job(name: str, phase: str = "Running", reason: str = "", pods: list | None =
             "spec": {"suspend": suspend}, "status": st}
 
 
-def step(run: dict, jobs: list[dict], now: datetime = T0, **kw: Any) -> p.Plan:
-    infos = [p.observe_job(j, j.pop("_pods", [])) for j in jobs]
-    out = p.plan(run, infos, now, **kw)
-    s.PolyaRunStatus.model_validate(out.status)  # the status always fits the contract
-    run["status"] = out.status
+class Step(p.Plan):
+    """A plan with its status as the JSON the API server stores (and the objects its
+    actions create, as the Kubernetes executor builds them)."""
+
+    def __init__(self, plan: p.Plan, run: dict[str, Any]):
+        super().__init__(plan.actions, plan.status, plan.transitions)
+        self.json = plan.status.dump()
+        spec = x.parse(run["spec"])
+        self.objects = [] if isinstance(spec, s.SpecError) else [
+            m for a in plan.actions for m in x.manifests(a, run["metadata"], spec)]
+
+    def kind(self, kind: str) -> list[dict[str, Any]]:
+        return [m for m in self.objects if m["kind"] == kind]
+
+
+def step(run: dict, jobs: list[dict], now: datetime = T0, **kw: Any) -> Step:
+    infos = [x.observe_job(j, j.pop("_pods", [])) for j in jobs]
+    parsed = x.parse(run["spec"])
+    policy = x.policy(parsed) if isinstance(parsed, s.PolyaRunSpec) else p.Policy()
+    out = Step(p.plan(run, infos, now, policy=policy, parsed=parsed, **kw), run)
+    s.PolyaRunStatus.model_validate(out.json)  # the status always fits the contract
+    run["status"] = out.json
     return out
 
 
 def created(plan: p.Plan) -> list[str]:
-    return [a.manifest["metadata"]["name"] for a in plan.of(p.CreateJob)]
+    return [a.name for a in plan.of(p.StartAttempt)]
 
 
 def cond(status: dict, kind: str) -> dict:
@@ -61,8 +82,8 @@ def test_first_reconcile_creates_configmap_pvc_and_first_job_per_arm():
     run = make_run(arms=["vanilla", "polya"])
     plan = step(run, [])
     assert created(plan) == ["r1-vanilla-rl-0", "r1-polya-generate-0"]
-    assert len(plan.of(p.CreateConfigMap)) == 1 and len(plan.of(p.CreatePVC)) == 1
-    st = plan.status
+    assert len(plan.kind("ConfigMap")) == 1 and len(plan.kind("PersistentVolumeClaim")) == 1
+    st = plan.json
     assert st["currentStage"] == "vanilla/rl,polya/generate"
     assert cond(st, "Succeeded")["status"] == "Unknown"
     assert [(x["arm"], x["name"]) for x in st["stages"]] == [
@@ -92,7 +113,7 @@ def test_happy_path_two_arms_runs_stages_in_order_then_succeeds():
     assert cond(st, "Succeeded")["reason"] == "Completed" and st["progress"] == 100.0
     assert all(cond(st, p.completed_condition(x))["status"] == "True" for x in s.STAGES)
     assert cond(st, "RLCompleted")["status"] == "True"
-    assert st["currentStage"] is None and st["completionTime"]
+    assert st.get("currentStage") is None and st["completionTime"]
     # A finished run is stable: nothing more to do.
     assert step(run, list(jobs.values())).actions == []
 
@@ -101,8 +122,8 @@ def test_stage_completed_condition_waits_for_all_arms():
     run = make_run(arms=["vanilla", "polya"])
     step(run, [])
     plan = step(run, [job("r1-vanilla-rl-0", "Succeeded"), job("r1-polya-generate-0")])
-    assert cond(plan.status, "RLCompleted")["status"] == "False"
-    assert cond(plan.status, "GenerateCompleted")["status"] == "False"
+    assert cond(plan.json, "RLCompleted")["status"] == "False"
+    assert cond(plan.json, "GenerateCompleted")["status"] == "False"
     assert created(plan) == ["r1-vanilla-evaluate-0"]
 
 
@@ -112,11 +133,11 @@ def test_retry_then_success_counts_attempts():
     plan = step(run, [job("r1-vanilla-rl-0", "Failed")])
     assert created(plan) == ["r1-vanilla-rl-1"]
     assert [e.reason for e in plan.of(p.Event)] == ["StageRetrying"]
-    rl = plan.status["stages"][0]
+    rl = plan.json["stages"][0]
     assert rl["attempts"] == 2 and rl["reason"] == "BackoffLimitExceeded"
     assert plan.transitions == [] or plan.transitions[0].new == "Pending"
     plan = step(run, [job("r1-vanilla-rl-0", "Failed"), job("r1-vanilla-rl-1", "Succeeded")])
-    assert plan.status["stages"][0]["state"] == "Succeeded"
+    assert plan.json["stages"][0]["state"] == "Succeeded"
     assert created(plan) == ["r1-vanilla-evaluate-0"]
 
 
@@ -137,10 +158,10 @@ def test_retries_exhausted_fail_the_run_with_the_reason(reason, pods, expected):
     j1["_pods"] = list(pods)
     plan = step(run, [j0, j1])
     assert created(plan) == []
-    assert cond(plan.status, "Failed") == {**cond(plan.status, "Failed"), "status": "True",
+    assert cond(plan.json, "Failed") == {**cond(plan.json, "Failed"), "status": "True",
                                            "reason": expected}
-    assert cond(plan.status, "Succeeded")["status"] == "False"
-    assert plan.status["stages"][0]["state"] == "Failed"
+    assert cond(plan.json, "Succeeded")["status"] == "False"
+    assert plan.json["stages"][0]["state"] == "Failed"
     assert {"StageFailed", "RunFailed"} <= {e.reason for e in plan.of(p.Event)}
     # Terminal: a later reconcile starts nothing.
     assert created(step(run, [j0, j1])) == []
@@ -150,7 +171,7 @@ def test_invalid_config_exit_code_is_not_retried():
     run = make_run(arms=["vanilla"])
     step(run, [])
     plan = step(run, [job("r1-vanilla-rl-0", "Failed", "PodFailurePolicy")])
-    assert created(plan) == [] and cond(plan.status, "Failed")["reason"] == "InvalidConfig"
+    assert created(plan) == [] and cond(plan.json, "Failed")["reason"] == "InvalidConfig"
 
 
 def test_invalid_config_from_the_termination_message_is_not_retried():
@@ -170,7 +191,7 @@ def test_invalid_config_from_the_termination_message_is_not_retried():
     j = job("r1-vanilla-rl-0", "Failed")
     j["_pods"] = [pod]
     plan = step(run, [j])
-    failed = cond(plan.status, "Failed")
+    failed = cond(plan.json, "Failed")
     assert created(plan) == [] and failed["reason"] == "InvalidConfig"
     assert "asks for vLLM" in failed["message"]
     # The same pod with another reason is retried (a new attempt is created).
@@ -190,7 +211,7 @@ def test_preemption_is_not_a_failure_and_emits_one_event():
     j["_pods"] = [pod]
     plan = step(run, [j])
     assert [e.reason for e in plan.of(p.Event)] == ["Preempted"]
-    assert created(plan) == [] and plan.status["stages"][0]["attempts"] == 1
+    assert created(plan) == [] and plan.json["stages"][0]["attempts"] == 1
     j = job("r1-vanilla-rl-0", "Running")
     j["_pods"] = [pod]
     assert step(run, [j]).of(p.Event) == []  # same preemption, no new event
@@ -201,26 +222,26 @@ def test_suspend_patches_the_job_and_resume_unsuspends_it():
     step(run, [])
     run["spec"]["suspend"] = True
     plan = step(run, [job("r1-vanilla-rl-0", "Running")])
-    assert plan.of(p.PatchJob) == [p.PatchJob("r1-vanilla-rl-0", True)]
-    assert cond(plan.status, "Suspended")["status"] == "True"
-    assert cond(plan.status, "Running")["status"] == "False"
+    assert plan.of(p.SuspendAttempt) == [p.SuspendAttempt("r1-vanilla-rl-0", True)]
+    assert cond(plan.json, "Suspended")["status"] == "True"
+    assert cond(plan.json, "Running")["status"] == "False"
     plan = step(run, [job("r1-vanilla-rl-0", "Pending", suspend=True)])
-    assert plan.of(p.PatchJob) == []
+    assert plan.of(p.SuspendAttempt) == []
     run["spec"]["suspend"] = False
     plan = step(run, [job("r1-vanilla-rl-0", "Pending", suspend=True)])
-    assert plan.of(p.PatchJob) == [p.PatchJob("r1-vanilla-rl-0", False)]
-    assert cond(plan.status, "Suspended")["status"] == "False"
+    assert plan.of(p.SuspendAttempt) == [p.SuspendAttempt("r1-vanilla-rl-0", False)]
+    assert cond(plan.json, "Suspended")["status"] == "False"
 
 
 def test_suspend_with_kueue_deletes_and_resume_recreates_the_attempt():
     run = make_run(arms=["vanilla"], queueName="gpu")
     plan = step(run, [])
-    manifest = plan.of(p.CreateJob)[0].manifest
+    manifest = plan.kind("Job")[0]
     assert manifest["spec"]["suspend"] is True
     assert manifest["metadata"]["labels"][r.KUEUE_QUEUE] == "gpu"
     run["spec"]["suspend"] = True
     plan = step(run, [job("r1-vanilla-rl-0", "Running")])
-    assert plan.of(p.DeleteJob) == [p.DeleteJob("r1-vanilla-rl-0")]
+    assert plan.of(p.StopAttempt) == [p.StopAttempt("r1-vanilla-rl-0")]
     run["spec"]["suspend"] = False
     plan = step(run, [])
     assert created(plan) == ["r1-vanilla-rl-0"]
@@ -230,10 +251,10 @@ def test_run_deadline_fails_the_run_and_deletes_active_jobs():
     run = make_run(arms=["vanilla"], activeDeadlineSeconds=60)
     step(run, [])
     plan = step(run, [job("r1-vanilla-rl-0")], now=T0 + timedelta(seconds=61))
-    assert plan.of(p.DeleteJob) == [p.DeleteJob("r1-vanilla-rl-0")]
-    assert cond(plan.status, "Failed")["reason"] == "DeadlineExceeded"
-    assert p.next_wakeup(make_run(activeDeadlineSeconds=60, status={
-        "startTime": p.iso(T0)}), T0 + timedelta(seconds=10)) == 50
+    assert plan.of(p.StopAttempt) == [p.StopAttempt("r1-vanilla-rl-0")]
+    assert cond(plan.json, "Failed")["reason"] == "DeadlineExceeded"
+    assert p.next_wakeup({"activeDeadlineSeconds": 60}, s.PolyaRunStatus(start_time=T0),
+                         T0 + timedelta(seconds=10)) == 50
 
 
 def test_ttl_deletes_jobs_after_the_run_finished():
@@ -242,11 +263,11 @@ def test_ttl_deletes_jobs_after_the_run_finished():
     step(run, [job("r1-vanilla-rl-0", "Succeeded")])
     done = [job("r1-vanilla-rl-0", "Succeeded"), job("r1-vanilla-evaluate-0", "Succeeded")]
     plan = step(run, done)
-    assert cond(plan.status, "Succeeded")["status"] == "True"
-    later = datetime.fromisoformat(plan.status["completionTime"].replace("Z", "+00:00"))
+    assert cond(plan.json, "Succeeded")["status"] == "True"
+    later = datetime.fromisoformat(plan.json["completionTime"].replace("Z", "+00:00"))
     assert step(run, done, now=later + timedelta(seconds=10)).actions == []
     plan = step(run, done, now=later + timedelta(seconds=31))
-    assert {a.name for a in plan.of(p.DeleteJob)} == {"r1-vanilla-rl-0",
+    assert {a.name for a in plan.of(p.StopAttempt)} == {"r1-vanilla-rl-0",
                                                        "r1-vanilla-evaluate-0"}
 
 
@@ -270,8 +291,8 @@ def test_restart_never_duplicates_a_job():
 def test_invalid_spec_names_the_field_and_creates_nothing():
     run = make_run(stages={"rl": {"numGenerations": 1}})
     plan = step(run, [])
-    assert created(plan) == [] and plan.of(p.CreateConfigMap) == []
-    failed = cond(plan.status, "Failed")
+    assert created(plan) == [] and plan.of(p.SnapshotSpec) == [] and plan.objects == []
+    failed = cond(plan.json, "Failed")
     assert failed["reason"] == "InvalidSpec" and "spec.stages.rl.numGenerations" in \
         failed["message"]
     assert [e.reason for e in plan.of(p.Event)] == ["InvalidSpec"]
@@ -283,15 +304,15 @@ def test_progress_from_live_endpoint_and_termination_message():
     step(run, [])
     plan = step(run, [job("r1-vanilla-rl-0")], live={"r1-vanilla-rl-0": {
         "stage": "rl", "progress": 40.0, "etaSeconds": 12.5, "metrics": {"loss": 0.5}}})
-    rl = plan.status["stages"][0]
+    rl = plan.json["stages"][0]
     assert rl["progress"] == 40.0 and rl["etaSeconds"] == 12.5 and rl["metrics"]["loss"] == 0.5
-    assert plan.status["progress"] == 20.0 and rl["state"] == "Running"
+    assert plan.json["progress"] == 20.0 and rl["state"] == "Running"
     done = job("r1-vanilla-rl-0", "Succeeded")
     done["_pods"] = [{"metadata": {"name": "p"}, "status": {"containerStatuses": [{"state": {
         "terminated": {"exitCode": 0, "message": '{"stage":"rl","progress":100,'
                        '"outputs":{"model":"vanilla/rl/model"},"metrics":{"reward_mean":0.7}}'}
     }}]}}]
-    rl = step(run, [done]).status["stages"][0]
+    rl = step(run, [done]).json["stages"][0]
     assert rl["outputs"] == {"model": "vanilla/rl/model"} and rl["metrics"]["reward_mean"] == 0.7
 
 
@@ -300,23 +321,23 @@ def test_spec_change_snapshots_a_new_configmap_for_later_stages():
     is immutable; an edit makes the next generation's ConfigMap for the Jobs created after."""
     run = make_run(arms=["vanilla"])
     first = step(run, [])
-    (cm1,) = first.of(p.CreateConfigMap)
-    rl_job = first.of(p.CreateJob)[0].manifest
-    assert cm1.manifest["metadata"]["name"] == "r1-spec" and cm1.manifest["immutable"]
+    (cm1,) = first.kind("ConfigMap")
+    rl_job = first.kind("Job")[0]
+    assert cm1["metadata"]["name"] == "r1-spec" and cm1["immutable"]
     run["metadata"]["generation"] = 2
     run["spec"]["stages"] = {"evaluate": {"samples": 8, "k": [1, 8]}}
     plan = step(run, [job("r1-vanilla-rl-0")])
-    cms = plan.of(p.CreateConfigMap)
-    assert len(cms) == 1 and cms[0].manifest["metadata"]["name"] == "r1-spec-2"
-    assert "\"samples\": 8" in cms[0].manifest["data"]["run.yaml"]
-    assert "\"samples\": 8" not in cm1.manifest["data"]["run.yaml"]
-    assert plan.status["observedGeneration"] == 2
+    cms = plan.kind("ConfigMap")
+    assert len(cms) == 1 and cms[0]["metadata"]["name"] == "r1-spec-2"
+    assert "\"samples\": 8" in cms[0]["data"]["run.yaml"]
+    assert "\"samples\": 8" not in cm1["data"]["run.yaml"]
+    assert plan.json["observedGeneration"] == 2
     # The running attempt's pod template (and so any replacement pod) reads generation 1.
     vols = {v["name"]: v for v in rl_job["spec"]["template"]["spec"]["volumes"]}
     assert vols["spec"]["configMap"]["name"] == "r1-spec"
     # The next stage's Job, created under generation 2, reads the new snapshot.
     plan = step(run, [job("r1-vanilla-rl-0", "Succeeded")])
-    ev = plan.of(p.CreateJob)[0].manifest
+    ev = plan.kind("Job")[0]
     vols = {v["name"]: v for v in ev["spec"]["template"]["spec"]["volumes"]}
     assert vols["spec"]["configMap"]["name"] == "r1-spec-2"
 
@@ -325,7 +346,7 @@ def test_failure_in_one_arm_stops_the_other():
     run = make_run(arms=["vanilla", "polya"], stages={"rl": {"backoffLimit": 0}})
     step(run, [])
     plan = step(run, [job("r1-vanilla-rl-0", "Failed"), job("r1-polya-generate-0")])
-    assert plan.of(p.DeleteJob) == [p.DeleteJob("r1-polya-generate-0")]
+    assert plan.of(p.StopAttempt) == [p.StopAttempt("r1-polya-generate-0")]
     assert created(plan) == []
 
 
@@ -347,7 +368,7 @@ async def test_admission_webhook_rejects_naming_the_field():
 
 
 def _active(plan: p.Plan) -> list[str]:
-    return [x["jobName"] for x in plan.status["stages"]
+    return [x["jobName"] for x in plan.json["stages"]
             if x["state"] in p.ACTIVE and x.get("jobName")]
 
 
@@ -417,7 +438,7 @@ def test_a_stuck_pod_is_named_in_status_and_a_warning_event(reason, status, deta
     # Once the pod runs, the problem is gone from the status.
     step(run, [job("r1-vanilla-rl-0", "Running")])
     rl = run["status"]["stages"][0]
-    assert rl["state"] == "Running" and rl["reason"] == "PodRunning" and rl["message"] == ""
+    assert rl["state"] == "Running" and rl["reason"] == "PodRunning" and not rl.get("message")
 
 
 def test_image_pull_back_off_flapping_is_one_event():
@@ -468,6 +489,6 @@ def test_next_attempt_waits_for_the_failed_attempts_pods():
 def test_a_name_children_cannot_carry_is_an_invalid_spec(name):
     run = make_run(name=name, arms=["vanilla"])
     plan = step(run, [])
-    assert created(plan) == [] and plan.of(p.CreatePVC) == []
+    assert created(plan) == [] and plan.objects == []
     failed = cond(run["status"], "Failed")
     assert failed["reason"] == "InvalidSpec" and "metadata.name" in failed["message"]

@@ -165,7 +165,7 @@ CHART_DEFAULTS = ('{"generate": {"gpus": 1, "cpu": "8", "memory": "64Gi"}, '
 
 
 def test_default_resources_from_the_chart_fill_only_unset_fields(monkeypatch):
-    from polya_operator import planner as p
+    from polya_operator import executor as p
 
     monkeypatch.setenv(r.DEFAULT_RESOURCES_ENV, CHART_DEFAULTS)
     sp = p.parse({"model": {"name": "org/model"},
@@ -239,7 +239,7 @@ def test_cpu_samples_fit_a_small_node(monkeypatch):
     import sys
     from pathlib import Path
 
-    from polya_operator import planner as p
+    from polya_operator import executor as p
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
     import helm_render

@@ -1,5 +1,5 @@
 """The termination message: a file of its own, written in place, at most 4096 bytes, only by
-rank 0, also on SIGTERM; and what the operator reads back from it (planner.parse_progress).
+rank 0, also on SIGTERM; and what the operator reads back from it (executor.parse_progress).
 The bind-mount behaviour itself (EBUSY on rename) is shown on the node double in
 tests/node/test_node_double.py."""
 
@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from polya_operator.planner import observe_job, parse_progress
+from polya_operator.executor import observe_job, parse_progress
 from polya_trainer.runtime.progress import (
     TERMINATION_LIMIT,
     Reporter,
