@@ -1,0 +1,318 @@
+"""Artifacts on object storage (``spec.storage.uri``) against a real S3-compatible server.
+
+The server is moto in server mode (``moto_server`` from .venv-s3, scripts/setup-s3.sh),
+started on loopback by these tests: a real HTTP S3 API (PUT/GET/LIST/DELETE, multipart
+uploads) that the trainer reaches through pyarrow's S3 filesystem, the same client it uses
+against AWS or MinIO. What moto leaves out: authentication (any key is accepted),
+consistency delays and throttling of a real store.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from polya_trainer import spec as s
+from polya_trainer.engine.local import run_file
+from polya_trainer.runtime import storage
+from polya_trainer.runtime.artifacts import write_manifest
+from polya_trainer.stages import training as T
+from polya_trainer.toy import write_demo_data
+
+ROOT = Path(__file__).resolve().parents[2]
+MOTO = ROOT / ".venv-s3" / "bin" / "moto_server"
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A moto S3 server on a free loopback port; yields its endpoint URL."""
+    if not MOTO.exists():
+        pytest.skip("the S3 test server is not set up (bash scripts/setup-s3.sh)")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    log = open(tmp_path_factory.mktemp("moto") / "moto.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen([str(MOTO), "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            urllib.request.urlopen(f"{url}/moto-api/", timeout=1).close()
+            break
+        except OSError:
+            if proc.poll() is not None:
+                pytest.fail(f"moto_server exited with {proc.returncode}")
+            time.sleep(0.1)
+    else:
+        proc.kill()
+        pytest.fail("moto_server did not start")
+    # Any key works with moto; the SDK must not look for instance metadata off loopback.
+    keep = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                                           "AWS_EC2_METADATA_DISABLED")}
+    os.environ.update(AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test",
+                      AWS_EC2_METADATA_DISABLED="true")
+    try:
+        yield url
+    finally:
+        for k, v in keep.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
+
+
+def new_bucket(s3: str, name: str) -> str:
+    urllib.request.urlopen(urllib.request.Request(f"{s3}/{name}", method="PUT")).close()
+    return f"s3://{name}/runs/one"
+
+
+def keys(s3: str, uri: str) -> list[str]:
+    """Every object key under `uri`, listed by the server (not through our code)."""
+    store = storage.open_store(uri, s3)
+    from pyarrow import fs as pafs
+
+    infos = store.fs.get_file_info(pafs.FileSelector(store.root, recursive=True,
+                                                     allow_not_found=True))
+    return sorted(i.path[len(store.root) + 1:] for i in infos if i.type == pafs.FileType.File)
+
+
+# --------------------------------------------------------------------------- (c) a racing reader
+
+
+def _write_version(directory: Path, version: int, n: int) -> None:
+    shutil.rmtree(directory, ignore_errors=True)
+    (directory / "data").mkdir(parents=True)
+    for i in range(n):
+        (directory / "data" / f"part-{i:03d}.txt").write_text(f"v{version} part {i}\n" * 50)
+    write_manifest(directory, outputs={"version": str(version)})
+
+
+def test_a_reader_racing_uploads_sees_a_stage_absent_or_whole(s3: str, tmp_path: Path) -> None:
+    """A writer uploads a 40-object stage three times (versions 1, 2, 3, each over the last)
+    while a reader polls read_stage, downloading what it is shown. Each observation is either
+    None or one whole version: every object verified, all from the same version."""
+    uri = new_bucket(s3, "race")
+    store = storage.open_store(uri, s3)
+    n = 40
+    versions = {}
+    for v in (1, 2, 3):
+        _write_version(tmp_path / f"v{v}", v, n)
+        versions[v] = tmp_path / f"v{v}"
+    done = threading.Event()
+    seen: list[int | None] = []
+    partial_listings = 0  # what a reader trusting the listing alone would have taken
+
+    def read() -> None:
+        nonlocal partial_listings
+        i = 0
+        while not done.is_set():
+            dest = tmp_path / "reader" / str(i)
+            body = storage.read_stage(uri, "polya", "generate", dest=dest, endpoint_url=s3)
+            if body is None:
+                seen.append(None)
+                assert not dest.exists()  # nothing appears under the final name
+            else:
+                version = int(body["outputs"]["version"])
+                files = sorted(p.name for p in (dest / "data").iterdir())
+                assert len(files) == n
+                assert {(dest / "data" / f).read_text() for f in files} == {
+                    (versions[version] / "data" / f).read_text() for f in files}
+                seen.append(version)
+            listed = [k for k in keys(s3, uri) if k.startswith("polya/generate/data/")]
+            partial_listings += 0 < len(listed) < n
+            i += 1
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for v in (1, 2, 3):
+            storage.push_dir(store, versions[v], "polya/generate")
+            time.sleep(0.3)  # let the reader see the complete version too
+    finally:
+        done.set()
+        reader.join(timeout=120)
+    assert not reader.is_alive()
+    final = storage.read_stage(uri, "polya", "generate", endpoint_url=s3)
+    assert final is not None and final["outputs"]["version"] == "3"
+    # The race was real: the reader looked while objects were missing, and also saw
+    # whole versions; it never saw anything else (asserted in the thread).
+    assert partial_listings > 0 and None in seen
+    assert {v for v in seen if v is not None} - {1, 2, 3} == set()
+    assert any(v is not None for v in seen), seen
+    print(f"observations: {len(seen)}, absent: {seen.count(None)}, "
+          f"partial listings: {partial_listings}")
+
+
+def test_a_damaged_object_makes_the_stage_absent(s3: str, tmp_path: Path) -> None:
+    uri = new_bucket(s3, "damaged")
+    store = storage.open_store(uri, s3)
+    _write_version(tmp_path / "v", 1, 3)
+    storage.push_dir(store, tmp_path / "v", "polya/generate")
+    assert storage.read_stage(uri, "polya", "generate", endpoint_url=s3) is not None
+    with store.fs.open_output_stream(store.path("polya/generate/data/part-001.txt")) as f:
+        f.write(b"tampered")
+    assert storage.read_stage(uri, "polya", "generate", endpoint_url=s3) is None
+    assert storage.read_stage(uri, "polya", "generate", dest=tmp_path / "d",
+                              endpoint_url=s3) is None
+    assert not (tmp_path / "d").exists()
+
+
+# --------------------------------------------------------------------------- (b) kill, resume
+
+
+def _midtrain_spec(tmp: Path, model: Path, uri: str, s3: str) -> Path:
+    spec = {"model": {"name": str(model), "dtype": "float32"}, "arms": ["polya"], "seed": 1,
+            "storage": {"uri": uri, "endpointUrl": s3},
+            "stages": {"midtrain": {"epochs": 1, "learningRate": 3e-3, "perDeviceBatchSize": 2,
+                                    "gradientAccumulationSteps": 1, "maxLength": 256,
+                                    "maxSteps": 24, "saveSteps": 2}}}
+    s.PolyaRunSpec.model_validate(spec)
+    path = tmp / "run.yaml"
+    path.write_text(yaml.safe_dump({"apiVersion": s.API_VERSION, "kind": s.KIND,
+                                    "metadata": {"name": "t"}, "spec": spec}))
+    return path
+
+
+def _start_midtrain(spec_file: Path, workdir: Path) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT / "trainer"),
+               POLYA_PROGRESS_FILE=str(workdir.parent / f"{workdir.name}-progress.json"))
+    return subprocess.Popen(
+        [sys.executable, "-m", "polya_trainer", "midtrain", "--spec", str(spec_file),
+         "--workdir", str(workdir), "--arm", "polya"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def _uploaded_steps(store: storage.Store) -> list[int]:
+    """Steps of the checkpoints on the store that are complete and verify."""
+    return [step for step, remote in storage.remote_checkpoints(store, "polya/midtrain/checkpoints")
+            if storage.read_dir(store, remote) is not None]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_kill_mid_training_then_resume_on_another_node(s3: str, tmp_path: Path,
+                                                       tiny_model_dir: Path) -> None:
+    """midtrain on node A (scratch A) uploads checkpoints as it saves them and is killed
+    after at least one upload; node B starts from an empty scratch, downloads the generated
+    data and the newest uploaded checkpoint, and finishes from there."""
+    from test_midtrain import write_generated  # type: ignore[import-not-found]
+
+    uri = new_bucket(s3, "resume")
+    store = storage.open_store(uri, s3)
+    seed = tmp_path / "seed"
+    storage.push_dir(store, write_generated(seed, "polya", n=32), "polya/generate")
+    spec_file = _midtrain_spec(tmp_path, tiny_model_dir, uri, s3)
+
+    node_a = tmp_path / "node-a"
+    proc = _start_midtrain(spec_file, node_a)
+    deadline = time.monotonic() + 300
+    while not _uploaded_steps(store):
+        if proc.poll() is not None:
+            pytest.fail(f"training ended first:\n{proc.stdout.read().decode()[-3000:]}")
+        assert time.monotonic() < deadline, "no checkpoint was uploaded"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    proc.stdout.close()
+    uploaded = _uploaded_steps(store)
+    assert uploaded and max(uploaded) < 24
+    assert storage.read_stage(uri, "polya", "midtrain", endpoint_url=s3) is None
+    shutil.rmtree(node_a)  # that node is gone
+
+    node_b = tmp_path / "node-b"
+    proc = _start_midtrain(spec_file, node_b)
+    out = proc.communicate(timeout=400)[0].decode()
+    assert proc.returncode == 0, out[-3000:]
+    metrics = json.loads((node_b / "polya" / "midtrain" / "metrics.json").read_text())
+    assert metrics["resumed_from_step"] == max(uploaded), out[-2000:]
+    assert metrics["global_step"] == 24 and metrics["steps_this_run"] == 24 - max(uploaded)
+    # The finished stage is on the store; so is the last checkpoint (rotation: at most 2).
+    done = storage.read_stage(uri, "polya", "midtrain", endpoint_url=s3)
+    assert done is not None and "model/model.safetensors" in done["objects"]
+    assert _uploaded_steps(store)[0] == 24 and len(_uploaded_steps(store)) <= 2
+    state = json.loads((T.newest_checkpoint(node_b / "polya" / "midtrain" / "checkpoints")
+                        / "trainer_state.json").read_text())
+    assert [h["step"] for h in state["log_history"] if "loss" in h][:2] == [1, 2]
+
+
+# --------------------------------------------------------------------------- (a) a whole run
+
+
+def _toy_run(name: str, model: Path, data: dict[str, Path], uri: str, s3: str) -> dict[str, Any]:
+    stages = {
+        "generate": {"backend": "hf", "exemplars": 0, "samplesPerHeuristic": 3, "rounds": 1,
+                     "maxNewTokens": 32, "temperature": 0.8, "batchSize": 16, "shardSize": 4,
+                     "scorer": {"type": "none"}, "resources": {"gpus": 0}},
+        "midtrain": {"maxSteps": 4, "saveSteps": 2, "perDeviceBatchSize": 4,
+                     "gradientAccumulationSteps": 1, "learningRate": 5.0e-4, "maxLength": 256,
+                     "resources": {"gpus": 0}},
+        "rl": {"dataset": {"source": str(data["rl"])}, "maxSteps": 2, "saveSteps": 1,
+               "numGenerations": 4, "perDeviceBatchSize": 8, "maxCompletionLength": 24,
+               "learningRate": 1.0e-5, "resources": {"gpus": 0}},
+        "evaluate": {"benchmarks": [], "custom": [{"name": "toy", "path": str(data["eval"])}],
+                     "k": [1, 2], "samples": 2, "maxNewTokens": 24, "backend": "hf",
+                     "limit": 6, "resources": {"gpus": 0}},
+    }
+    return {"apiVersion": s.API_VERSION, "kind": s.KIND, "metadata": {"name": name},
+            "spec": {"model": {"name": str(model), "dtype": "float32"},
+                     "dataset": {"source": str(data["train"]), "limit": 8},
+                     "heuristics": {"count": 2}, "arms": ["polya"], "stages": stages,
+                     "storage": {"uri": uri, "endpointUrl": s3}}}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_a_whole_run_on_the_store_then_a_fresh_node_reuses_it(
+        s3: str, tmp_path: Path, toy_model_dir: Path,
+        capsys: pytest.CaptureFixture) -> None:
+    uri = new_bucket(s3, "whole")
+    data = write_demo_data(tmp_path / "data", train=8, rl=16, evaluation=6)
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(_toy_run("store", toy_model_dir, data, uri, s3)))
+    assert run_file(path, workdir=tmp_path / "scratch-1", quiet=True) == 0
+
+    listed = keys(s3, uri)
+    for stage in s.STAGES:
+        body = storage.read_stage(uri, "polya", stage, endpoint_url=s3)
+        assert body is not None, (stage, listed)
+        # read_stage verified each listed object's sha256; the server lists them all.
+        assert {f"polya/{stage}/{rel}" for rel in body["objects"]} <= set(listed)
+        local = tmp_path / "scratch-1" / "polya" / stage
+        assert body["files"] == json.loads((local / "MANIFEST.json").read_text())["files"]
+    gen = storage.read_stage(uri, "polya", "generate", endpoint_url=s3)
+    assert any(k.startswith("data/") and k.endswith(".parquet") for k in gen["objects"])
+    for stage in ("midtrain", "rl"):
+        body = storage.read_stage(uri, "polya", stage, endpoint_url=s3)
+        assert "model/model.safetensors" in body["objects"]
+        assert any(k.startswith(f"polya/{stage}/checkpoints/checkpoint-") for k in listed)
+        assert not any(k.startswith("checkpoints/") for k in body["objects"])
+    assert "report.md" in storage.read_dir(storage.open_store(uri, s3), "report")["objects"]
+
+    # A fresh node (empty scratch): every stage comes from the store and is skipped.
+    before = {st: storage.read_stage(uri, "polya", st, endpoint_url=s3) for st in s.STAGES}
+    fresh = tmp_path / "scratch-2"
+    assert run_file(path, workdir=fresh, quiet=True) == 0
+    for stage in s.STAGES:
+        local = json.loads((fresh / "polya" / stage / "MANIFEST.json").read_text())
+        assert local == before[stage], stage  # downloaded (it lists the objects), not redone
+        assert storage.read_stage(uri, "polya", stage, endpoint_url=s3) == before[stage]
+    assert not (fresh / "polya" / "midtrain" / "checkpoints").exists()  # no training ran
+    assert (fresh / "polya" / "midtrain" / "model" / "model.safetensors").read_bytes() == (
+        tmp_path / "scratch-1" / "polya" / "midtrain" / "model" / "model.safetensors"
+    ).read_bytes()
