@@ -3,6 +3,8 @@ exactly once per set of finished indices, and the Job builder renders an Indexed
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import kubernetes_validate
@@ -108,3 +110,72 @@ def test_a_sharded_stage_is_an_indexed_job_retried_per_index(stage: str) -> None
 def test_shards_must_be_positive() -> None:
     with pytest.raises(ValueError, match="shards"):
         _spec(generate={"shards": 0})
+
+
+def test_progress_of_the_indices_adds_up() -> None:
+    a = {"stage": "generate", "state": "Running", "done": 10, "total": 40, "progress": 25.0,
+         "etaSeconds": 30.0, "metrics": {"accepted": 7, "acceptance_rate": 0.5}}
+    b = {"stage": "generate", "state": "Succeeded", "done": 20, "total": 20,
+         "progress": 100.0, "etaSeconds": 0.0, "metrics": {"accepted": 12,
+                                                          "acceptance_rate": 0.8}}
+    both = shards.combine_progress([a, b])
+    assert both is not None
+    assert (both["done"], both["total"], both["progress"]) == (30, 60, 50.0)
+    assert both["etaSeconds"] == 30.0 and both["state"] == "Running"
+    assert both["metrics"]["accepted"] == 19
+    assert both["metrics"]["acceptance_rate"] == pytest.approx((10 * 0.5 + 20 * 0.8) / 30)
+    # An index that has not reported yet counts as no work done.
+    part = shards.combine_progress([b, None])
+    assert part is not None and part["progress"] == 50.0 and part["state"] == "Running"
+    assert part["shards"] == {"count": 2, "reporting": 1}
+    assert shards.combine_progress([None, None]) is None
+
+
+CHILD = """
+import json, os, sys
+import json
+import os
+from pathlib import Path
+i = int(os.environ["JOB_COMPLETION_INDEX"])
+marker = Path(sys.argv[1]) / f"failed-{i}"
+snap = {"stage": "generate", "state": "Succeeded", "done": i + 1, "total": i + 1,
+        "progress": 100.0, "metrics": {"accepted": 1}}
+if i == 1 and not marker.exists():  # index 1 fails once, half-way
+    marker.write_text("")
+    snap.update(state="Failed", done=1)
+    Path(os.environ["POLYA_PROGRESS_FILE"]).write_text(json.dumps(snap))
+    sys.exit(1)
+Path(os.environ["POLYA_PROGRESS_FILE"]).write_text(json.dumps(snap))
+print("index", i, "threads", os.environ["OMP_NUM_THREADS"])
+"""
+
+
+def test_local_fan_out_retries_a_failed_index_alone(tmp_path: Path) -> None:
+    import sys
+    import time
+
+    from polya_trainer.engine.fanout import IndexedProcesses
+
+    log_path = tmp_path / "log"
+    with open(log_path, "wb") as log:
+        procs = IndexedProcesses([sys.executable, "-c", CHILD, str(tmp_path)],
+                                 dict(os.environ), 3, tmp_path / "progress.json", log,
+                                 limit=2, retries=1)
+        assert len(procs.running) == 2  # the concurrency limit
+        while (rc := procs.poll()) is None:
+            time.sleep(0.05)
+    assert rc == 0 and procs.failures == [0, 1, 0]
+    text = log_path.read_text()
+    assert text.count("--- index 1") == 2 and text.count("--- index 0") == 1
+    combined = json.loads((tmp_path / "progress.json").read_text())
+    assert (combined["done"], combined["total"], combined["progress"]) == (6, 6, 100.0)
+    assert combined["metrics"]["accepted"] == 3 and combined["state"] == "Succeeded"
+    # Without retries the failure is the attempt's exit code.
+    for f in tmp_path.glob("failed-*"):
+        f.unlink()
+    with open(log_path, "wb") as log:
+        procs = IndexedProcesses([sys.executable, "-c", CHILD, str(tmp_path)],
+                                 dict(os.environ), 3, tmp_path / "progress.json", log)
+        while (rc := procs.poll()) is None:
+            time.sleep(0.05)
+    assert rc == 1 and procs.codes == {0: 0, 1: 1, 2: 0}

@@ -145,3 +145,52 @@ def merged_meta(stage_dir: Path, count: int, key: str) -> list[dict[str, Any]]:
     if missing:
         raise RuntimeError(f"index manifests missing for shards {missing}")
     return [b for b in bodies if b is not None]
+
+
+# Figures that add up over indices (counts, throughput); the others are averaged, weighted
+# by each index's work done.
+SUMMED_METRICS = frozenset({"accepted", "tokens_per_second", "duplicates_removed"})
+
+
+def combine_progress(snaps: Sequence[Mapping[str, Any] | None]) -> dict[str, Any] | None:
+    """One progress JSON for a sharded stage from its indices' (live ``/progress`` or final
+    termination-message) snapshots: done and total summed, progress from the sums, the ETA
+    of the slowest index, counts summed and rates averaged by work done. Missing snapshots
+    (an index not started yet) count as no work done."""
+    got = [dict(x) for x in snaps if x]
+    if not got:
+        return None
+    out = dict(got[0])
+    done = sum(float(x.get("done") or 0) for x in got)
+    totals = [x.get("total") for x in got]
+    out["done"] = done
+    if all(isinstance(t, int | float) and t for t in totals) and len(got) == len(snaps):
+        total = float(sum(totals))  # type: ignore[arg-type]
+        out["total"] = total
+        out["progress"] = round(100.0 * min(1.0, done / total), 2)
+    else:  # an index has not reported its share yet: the mean, counting it as 0
+        out["total"] = None
+        out["progress"] = round(sum(float(x.get("progress") or 0.0) for x in got)
+                                / len(snaps), 2)
+    etas = [x.get("etaSeconds") for x in got]
+    out["etaSeconds"] = (max(e for e in etas if e is not None)
+                         if any(e is not None for e in etas) else None)
+    metrics: dict[str, float] = {}
+    weights: dict[str, float] = {}
+    for x in got:
+        w = float(x.get("done") or 0) or 1.0
+        for key, value in (x.get("metrics") or {}).items():
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                continue
+            if key in SUMMED_METRICS:
+                metrics[key] = metrics.get(key, 0.0) + value
+            else:
+                metrics[key] = metrics.get(key, 0.0) + w * value
+                weights[key] = weights.get(key, 0.0) + w
+    out["metrics"] = {k: round(v / weights[k], 6) if k in weights else v
+                      for k, v in metrics.items()}
+    states = [x.get("state") for x in got]
+    out["state"] = next((st for st in states if st != "Succeeded"), "Succeeded") \
+        if len(got) == len(snaps) else "Running"
+    out["shards"] = {"count": len(snaps), "reporting": len(got)}
+    return out
