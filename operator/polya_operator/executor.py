@@ -19,11 +19,13 @@ from typing import Any
 import aiohttp
 from polya_trainer import spec as s
 from polya_trainer.engine import planner as p
+from polya_trainer.runtime import shards
 
 from . import kube
 from . import resources as r
 
 JOB_NAME_LABELS = ("batch.kubernetes.io/job-name", "job-name")
+INDEX_KEY = "batch.kubernetes.io/job-completion-index"
 
 
 def parse(raw: Any) -> s.PolyaRunSpec | s.SpecError:
@@ -107,6 +109,40 @@ def _terminated(pod: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
+def completions(job: Mapping[str, Any]) -> int:
+    """The Job's index count (1 unless a sharded stage's Indexed Job)."""
+    return int((job.get("spec") or {}).get("completions") or 1)
+
+
+def pod_index(pod: Mapping[str, Any]) -> int | None:
+    """The completion index the Job controller gave an Indexed Job's pod: the annotation
+    always, the label too since Kubernetes 1.28 (pkg/controller/job/indexed_job_utils.go,
+    addCompletionIndexAnnotation, addCompletionIndexLabel)."""
+    meta = pod.get("metadata") or {}
+    for source in (meta.get("labels") or {}, meta.get("annotations") or {}):
+        value = source.get(INDEX_KEY)
+        if value is not None and str(value).isdigit():
+            return int(value)
+    return None
+
+
+def index_progress(job: Mapping[str, Any], pods: list[dict[str, Any]],
+                   live: Mapping[int, dict[str, Any]] | None = None) -> dict[str, Any] | None:
+    """A sharded stage's progress: per index the running pod's live snapshot (`live`, by
+    index) or else its newest pod's termination message, summed (shards.combine_progress)."""
+    count = completions(job)
+    snaps: list[dict[str, Any] | None] = [None] * count
+    for pod in sorted(pods, key=lambda x: (x.get("metadata") or {}).get(
+            "creationTimestamp") or ""):  # oldest first: a retried index's newer pod wins
+        i, term = pod_index(pod), _terminated(pod)
+        if i is not None and i < count and term:
+            snaps[i] = parse_progress(term.get("message")) or snaps[i]
+    for i, snap in (live or {}).items():
+        if i < count and snap:
+            snaps[i] = dict(snap)
+    return shards.combine_progress(snaps)
+
+
 def observe_job(job: Mapping[str, Any], pods: list[dict[str, Any]] = ()) -> p.Attempt:
     """Reduce a child Job (and its pods) to an Attempt."""
     meta = job.get("metadata") or {}
@@ -119,6 +155,8 @@ def observe_job(job: Mapping[str, Any], pods: list[dict[str, Any]] = ()) -> p.At
         if term:
             progress = parse_progress(term.get("message")) or progress
             oom = oom or term.get("reason") == "OOMKilled"
+    if completions(job) > 1:
+        progress = index_progress(job, pods) or progress
     base = dict(name=meta.get("name", ""), arm=lab.get(p.LABEL_ARM, ""),
                 stage=lab.get(p.LABEL_STAGE, ""), attempt=int(lab.get(p.LABEL_ATTEMPT, 0)),
                 created=meta.get("creationTimestamp"), started=st.get("startTime"),
@@ -171,7 +209,8 @@ def compact_job(body: Mapping[str, Any]) -> dict[str, Any]:
     return {"metadata": {"name": meta.get("name"), "labels": dict(meta.get("labels") or {}),
                          "creationTimestamp": meta.get("creationTimestamp"),
                          "uid": meta.get("uid"), "owner": kube.controller_uid(body)},
-            "spec": {"suspend": bool((body.get("spec") or {}).get("suspend"))},
+            "spec": {"suspend": bool((body.get("spec") or {}).get("suspend")),
+                     "completions": (body.get("spec") or {}).get("completions")},
             "status": dict(body.get("status") or {})}
 
 
@@ -183,7 +222,9 @@ def compact_pod(body: Mapping[str, Any]) -> dict[str, Any]:
         for pt in c.get("ports") or []:
             if pt.get("name") == "metrics":
                 port = pt.get("containerPort", port)
+    index = (meta.get("annotations") or {}).get(INDEX_KEY)
     return {"metadata": {"name": meta.get("name"), "labels": dict(meta.get("labels") or {}),
+                         "annotations": {INDEX_KEY: index} if index is not None else {},
                          "creationTimestamp": meta.get("creationTimestamp"),
                          "owner": kube.controller_uid(body)},
             "status": {"phase": st.get("phase"), "podIP": st.get("podIP"),

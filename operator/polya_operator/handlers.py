@@ -258,6 +258,10 @@ class Operator:
                                      x.parse(run.get("spec")))
         return hit[2]
 
+    def _jobs(self, key: Key) -> list[dict[str, Any]]:
+        jobs = self.idx.get("jobs")
+        return list(jobs[key]) if jobs is not None and key in jobs else []
+
     def _children(self, key: Key, uid: str | None = None) -> list[p.Attempt]:
         """The run's Jobs (with their pods); a deleted namesake's lingering children (other
         owner uid) are not this run's."""
@@ -344,16 +348,25 @@ class Operator:
             due = key in self.retry or (wake is not None and wake <= 0)
             if state in ("Succeeded", "Failed") and not due:
                 continue
+            jobs = {j["metadata"]["name"]: j for j in self._jobs(key)}
             for st in status.stages:
                 if st.state != "Running" or not st.job_name or pods is None or \
                         (key[0], st.job_name) not in pods:
                     continue
-                for pod in pods[(key[0], st.job_name)]:
+                job_pods = pods[(key[0], st.job_name)]
+                fetched = {}
+                for pod in job_pods:
                     if (pod.get("status") or {}).get("phase") == "Running":
                         data = await self._fetch(pod)
-                        if data is not None and data != self.live.get(st.job_name):
-                            self.live[st.job_name] = data
-                            due = True
+                        if data is not None:
+                            fetched[x.pod_index(pod) or 0] = data
+                job = jobs.get(st.job_name)
+                data = (x.index_progress(job, list(job_pods), fetched)  # summed over indices
+                        if job is not None and x.completions(job) > 1
+                        else next(iter(fetched.values()), None))
+                if data is not None and data != self.live.get(st.job_name):
+                    self.live[st.job_name] = data
+                    due = True
             if due:
                 self.enqueue(key)
         metrics.set_states(states)

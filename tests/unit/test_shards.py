@@ -179,3 +179,52 @@ def test_local_fan_out_retries_a_failed_index_alone(tmp_path: Path) -> None:
         while (rc := procs.poll()) is None:
             time.sleep(0.05)
     assert rc == 1 and procs.codes == {0: 0, 1: 1, 2: 0}
+
+
+def _index_pod(i: int, created: str, message: dict | None = None,
+               phase: str = "Running") -> dict:
+    """A pod of an Indexed Job as the Job controller labels and annotates it
+    (kubernetes pkg/controller/job/indexed_job_utils.go: addCompletionIndexAnnotation,
+    addCompletionIndexLabel) and the kubelet reports a terminated container."""
+    key = "batch.kubernetes.io/job-completion-index"
+    pod: dict = {"metadata": {"name": f"j-{i}-{created}", "creationTimestamp": created,
+                              "labels": {key: str(i)}, "annotations": {key: str(i)}},
+                 "status": {"phase": phase}}
+    if message is not None:
+        pod["status"]["containerStatuses"] = [{"state": {"terminated": {
+            "exitCode": 0 if message["state"] == "Succeeded" else 1,
+            "message": json.dumps(message)}}}]
+    return pod
+
+
+def test_operator_sums_the_indices_of_a_sharded_job() -> None:
+    """The Kubernetes executor's view of a 3-index generate Job: live /progress of the
+    running indices, termination messages of the finished ones (a retried index's newer
+    pod wins), summed into the stage's progress."""
+    from polya_operator import executor as x
+
+    job = {"metadata": {"name": "r-polya-generate-0", "labels": {}},
+           "spec": {"completions": 3, "completionMode": "Indexed"}, "status": {}}
+    done = {"stage": "generate", "state": "Succeeded", "done": 10, "total": 10,
+            "progress": 100.0, "metrics": {"accepted": 4}}
+    failed = {**done, "state": "Failed", "done": 3, "progress": 30.0}
+    pods = [_index_pod(0, "t2", done, "Succeeded"),
+            _index_pod(1, "t1", failed, "Failed"),  # index 1 failed once ...
+            _index_pod(1, "t3"),                     # ... and runs again
+            _index_pod(2, "t2")]
+    live = {1: {**done, "state": "Running", "done": 5, "progress": 50.0},
+            2: {**done, "state": "Running", "done": 2, "progress": 20.0}}
+    both = x.index_progress(job, pods, live)
+    assert both is not None
+    assert (both["done"], both["total"], both["progress"]) == (17, 30, pytest.approx(56.67))
+    assert both["state"] == "Running" and both["metrics"]["accepted"] == 12
+    # Without live data: index 2 has not reported, index 1's failed try is what is known.
+    quiet = x.index_progress(job, pods)
+    assert quiet is not None and quiet["shards"] == {"count": 3, "reporting": 2}
+    # A finished Job: every index's termination message, summed into the Attempt.
+    pods = [_index_pod(i, "t4", done, "Succeeded") for i in range(3)]
+    job["status"] = {"conditions": [{"type": "Complete", "status": "True"}]}
+    attempt = x.observe_job(job, pods)
+    assert attempt.phase == "Succeeded" and attempt.progress is not None
+    assert attempt.progress["done"] == 30 and attempt.progress["metrics"]["accepted"] == 12
+    assert x.pod_index(x.compact_pod(pods[2])) == 2  # the index survives kopf's index
