@@ -34,6 +34,7 @@ BENCHES=(
   "operator_burst|--runs 1000 --reps 2 --finished-runs 20|--runs 50 --reps 1 --finished-runs 3|600"
   "operator_scale|--runs 1000 --pods 50000 --jobs 5000|--runs 50 --pods 2000 --jobs 200 --idle 10 --resync 5|900"
   "sandbox|--reps 15|--reps 3 --batch 4|300"
+  "sharding|--questions 48|--questions 6|600"
 )
 [ "${BENCH_GPU:-0}" = 1 ] && BENCHES+=("gpu|||600")
 

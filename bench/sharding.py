@@ -45,7 +45,10 @@ def write_run(path: Path, model: Path, data: Path, shards: int) -> None:
 
 
 def run(spec: Path, workdir: Path, shards: int) -> dict:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    # The stage cache off: both runs share a cache root and the shard count is not part of
+    # the key, so the second run would otherwise be restored, not generated.
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+           "POLYA_STAGE_CACHE": "0"}
     cmd = [sys.executable, "-m", "polya_trainer", "generate", "--spec", str(spec),
            "--workdir", str(workdir), "--arm", "polya"]
     threads = max(1, (os.cpu_count() or 1) // shards)
@@ -63,6 +66,9 @@ def run(spec: Path, workdir: Path, shards: int) -> dict:
             raise SystemExit(f"generate failed ({p.returncode}): {err.decode()[-2000:]}")
     wall = time.perf_counter() - t0
     card = json.loads((workdir / "polya" / "generate" / "card.json").read_text())
+    if "cachedFrom" in json.loads((workdir / "polya" / "generate" / "MANIFEST.json")
+                                  .read_text()).get("outputs", {}):
+        raise SystemExit("the stage was restored from the stage cache, not generated")
     tokens = card["tokens_generated"]
     return {"processes": shards, "torch_threads_per_process": threads if shards > 1 else None,
             "wall_seconds": round(wall, 2), "tokens": tokens,
