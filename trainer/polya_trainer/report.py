@@ -777,6 +777,7 @@ def _ablation_plot(data: dict[str, Any]) -> bytes | None:
     ax.set_xticks(sorted(ns), [str(n) for n in sorted(ns)])
     ax.set_xlabel("heuristics n (the catalog's first n)")
     ax.set_ylabel(f"math average {metric} (%)")
+    ax.set_ylim(-2, 102)
     ax.set_title(f"Ablation over n: mean ± std across seeds ({metric})")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)

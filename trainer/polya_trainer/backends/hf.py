@@ -44,7 +44,11 @@ class HFGenerator:
         if sampling.greedy:
             kw.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         else:
-            kw.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p)
+            # top_k=0: no top-k cut. transformers otherwise applies its global default top_k=50
+            # (GenerationConfig defaults), while vLLM (top_k -1) and TRL's GRPO rollouts
+            # (GRPOConfig.top_k 0) sample the whole distribution: pass@k and RL must agree.
+            kw.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p,
+                      top_k=0)
         return kw
 
     def _trim(self, row: list[int]) -> tuple[list[int], int, bool]:
