@@ -3,13 +3,17 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test lint crd bench clean
+.PHONY: setup demo demo-smollm2 test lint crd bench clean
 
 setup:
 	bash scripts/setup.sh
 
 demo: setup
 	bash scripts/demo.sh
+
+# SmolLM2-135M-Instruct through all four stages on CPU (docs/smollm2/: report and wall time).
+demo-smollm2: setup
+	bash scripts/smollm2.sh
 
 test: setup
 	$(VENV)/bin/ruff check .

