@@ -21,7 +21,7 @@ from polya_trainer import spec as s
 from polya_trainer.engine.local import (
     EXIT_INTERRUPTED,
     STATUS_FILE,
-    StatusBook,
+    Runner,
     completed_condition,
     run_file,
 )
@@ -86,42 +86,26 @@ def data(tmp_path: Path) -> dict[str, Path]:
 
 
 def test_status_of_a_fresh_workdir_lists_every_arm_stage_pending(tmp_path: Path) -> None:
+    """The planner's first plan for a fresh workdir (its actions not carried out). Live
+    progress feeding the status: tests/unit/test_planner_local.py."""
     run = s.parse_run({"apiVersion": s.API_VERSION, "kind": s.KIND, "metadata": {"name": "x"},
                        "spec": {"model": {"name": "m"}, "arms": ["vanilla", "polya"]}})
-    book = StatusBook(run, tmp_path, generation=1)
-    assert book.refresh() is True
+    runner = Runner(run, tmp_path, ["vanilla", "polya"], quiet=True)
+    runner._save(runner._plan().status)
     st = status_of(tmp_path)
     assert [(e.arm, e.name) for e in st.stages] == [
         ("vanilla", "rl"), ("vanilla", "evaluate"), ("polya", "generate"),
         ("polya", "midtrain"), ("polya", "rl"), ("polya", "evaluate")]
     assert all(e.state == s.StageState.PENDING for e in st.stages)
+    # One arm at a time by default: only the vanilla arm's first stage is started.
+    assert [e.job_name for e in st.stages] == ["x-vanilla-rl-0", None, None, None, None, None]
     assert cond(st, "Running").status == "True"
-    assert cond(st, "Succeeded").status == "False"
+    assert cond(st, "Succeeded").status == "Unknown"
     assert cond(st, completed_condition("rl")).type == "RLCompleted"
     assert {c.type for c in st.conditions} >= {
         "Running", "Succeeded", "Failed", "Suspended", "GenerateCompleted",
         "MidtrainCompleted", "RLCompleted", "EvaluateCompleted"}
     assert st.observed_generation == 1 and st.progress == 0.0
-    assert book.refresh() is False  # unchanged: not rewritten
-
-
-def test_snapshot_feeds_progress_eta_and_metrics(tmp_path: Path) -> None:
-    run = s.parse_run({"apiVersion": s.API_VERSION, "kind": s.KIND, "metadata": {"name": "x"},
-                       "spec": {"model": {"name": "m"}, "arms": ["vanilla"]}})
-    book = StatusBook(run, tmp_path, generation=3)
-    e = book.entry("vanilla", "rl")
-    e.state = s.StageState.RUNNING
-    book.apply_snapshot(e, {"stage": "rl", "arm": "vanilla", "progress": 50.0,
-                            "etaSeconds": 12.5, "metrics": {"loss": 0.5, "reward_mean": 0.25},
-                            "message": "step 5/10"})
-    book.apply_snapshot(e, {"stage": "evaluate", "arm": "vanilla", "progress": 99.0})  # ignored
-    book.refresh()
-    st = status_of(tmp_path)
-    rl = next(x for x in st.stages if x.name == "rl")
-    assert (rl.progress, rl.eta_seconds, rl.metrics) == (50.0, 12.5,
-                                                         {"loss": 0.5, "reward_mean": 0.25})
-    assert st.current_stage == "vanilla/rl" and st.progress == 25.0
-    assert cond(st, "Running").message == "running vanilla/rl"
 
 
 def test_bad_file_and_unknown_arm_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -237,7 +221,7 @@ def test_ctrl_c_suspends_and_rerun_resumes(tmp_path: Path, toy_model_dir: Path,
     assert cond(st, "Suspended").status == "True" and cond(st, "Suspended").reason == \
         "Interrupted"
     assert cond(st, "Running").status == "False"
-    assert cond(st, "Succeeded").status == "False"
+    assert cond(st, "Succeeded").status == "Unknown"  # not finished: the rerun resumes
     states = {e.name: e.state for e in st.stages}
     assert states == {"generate": "Succeeded", "midtrain": "Suspended", "rl": "Pending",
                       "evaluate": "Pending"}
@@ -258,7 +242,8 @@ def test_ctrl_c_suspends_and_rerun_resumes(tmp_path: Path, toy_model_dir: Path,
     assert cond(st, "Succeeded").status == "True"
     assert all(e.state == s.StageState.SUCCEEDED for e in st.stages)
     attempts = {e.name: e.attempts for e in st.stages}
-    assert attempts == {"generate": 1, "midtrain": 2, "rl": 1, "evaluate": 1}
+    # The suspended attempt was resumed, not replaced (the planner's suspend rule).
+    assert attempts == {"generate": 1, "midtrain": 1, "rl": 1, "evaluate": 1}
     assert st.observed_generation == 2  # the spec changed between the runs
 
 
@@ -281,7 +266,7 @@ def test_failing_stage_is_retried_then_fails_the_run(tmp_path: Path, toy_model_d
     assert "missing.jsonl" in (rl.message or "")
     assert cond(st, "Failed").status == "True"
     assert cond(st, "RLCompleted").status == "False"
-    assert (workdir / "logs" / "fail-vanilla-rl-2.log").is_file()
+    assert (workdir / "logs" / "fail-vanilla-rl-1.log").is_file()  # attempts count from 0
 
 
 @pytest.mark.slow

@@ -1,24 +1,30 @@
-"""The embedded default: ``polya run FILE`` runs a whole PolyaRun on this machine.
+"""The local executor: ``polya run FILE`` runs a whole PolyaRun on this machine.
 
-It mirrors the operator, without a cluster:
+The planner (:mod:`polya_trainer.engine.planner`) decides, as it does for the operator; this
+module observes child processes as planner ``Attempt``s and carries out its actions:
 
-* **Same stages.** Each (arm, stage) runs the pod entrypoint's code (``polya stage``) in a
-  child process, so memory is freed between stages and a stage can be stopped like a pod.
-  Arms run one after another, each arm's stages in order (``spec.stages_for(arm)``).
-* **Same progress path.** The child's ``Reporter`` writes ``POLYA_PROGRESS_FILE``; the runner
-  polls it, as the operator polls a pod, and is the only writer of the run's status.
-* **Same status model.** ``DIR/status.json`` holds a :class:`spec.PolyaRunStatus` (conditions
-  Running/Succeeded/Failed/Suspended/<Stage>Completed, ``stages[]``, ``currentStage``,
-  ``progress``, ``observedGeneration``), rewritten atomically whenever it changes.
-* **Same retries.** A failed attempt is retried up to the stage's ``backoffLimit``; exit code
-  2 (bad arguments) is never retried.
-* **Stop and resume.** Ctrl-C (or SIGTERM) sends SIGTERM to the stage's process group, as the
-  kubelet does when a Job is suspended: training stages checkpoint and exit. The status says
-  Suspended (reason Interrupted) and the exit code is 130. Running the same command again
-  skips stages whose manifest is complete and resumes a training stage from its checkpoint.
+* **Attempts are child processes.** ``StartAttempt`` runs the pod entrypoint's code
+  (``polya stage``) as ``<run>-<arm>-<stage>-<attempt>``, logging to ``DIR/logs/<name>.log``,
+  with a parent-death signal. ``DIR/.polya/attempts/<name>.json`` keeps what the cluster keeps
+  in a Job (phase, reason, final progress), so a restarted runner observes the same history.
+  Exit 0: Succeeded; 2: Failed and not retried (InvalidConfig); anything else, a signal
+  included (OOM cannot be told from other kills here), a failure retried up to
+  ``backoffLimit``. The child's termination message (``POLYA_TERMINATION_MESSAGE_PATH``) is
+  read as the operator reads a pod's; its progress file as the operator polls ``/progress``.
+* **Status.** ``DIR/status.json`` holds the planner's :class:`spec.PolyaRunStatus`,
+  rewritten atomically whenever it changes.
+* **Concurrency.** ``parallel`` is ``Policy.max_parallel_arms`` (default 1).
+* **Stop and resume.** Ctrl-C (or SIGTERM) plans as if ``spec.suspend`` were set: the
+  planner suspends the active attempts, which get SIGTERM (training stages checkpoint; a
+  second Ctrl-C, or ``POLYA_STOP_GRACE_SECONDS``, kills them); the Suspended condition says
+  Interrupted and the exit code is 130. The same command again resumes the suspended attempt
+  from its checkpoint (an attempt left running by a killed runner too). Finished stages are
+  kept; a failed run, or a succeeded stage whose manifest was deleted, is opened again with
+  attempt numbers continuing. ``spec.suspend: true`` in the file suspends at once (exit 130):
+  nothing local resumes it.
 
-With ``POLYA_LOCAL_INPROCESS=1`` stages run in this process instead (handy under a debugger);
-the terminal display is then fed directly by the ``Reporter``'s listeners.
+With ``POLYA_LOCAL_INPROCESS=1`` stages run in this process instead, one at a time (handy
+under a debugger); the display is then fed directly by the ``Reporter``'s listeners.
 """
 
 from __future__ import annotations
@@ -31,7 +37,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -39,22 +46,19 @@ from typing import Any
 import yaml
 
 from polya_trainer import spec as s
+from polya_trainer.engine import planner as p
 from polya_trainer.runtime.artifacts import atomic_write_json, atomic_write_text
 from polya_trainer.runtime.launcher import stage_args
 from polya_trainer.runtime.progress import read_progress
 from polya_trainer.stages import outputs_of
 
 EXIT_INTERRUPTED = 130
-EXIT_BAD_ARGS = 2  # the entrypoint's argparse error: never retried (as in the operator)
+EXIT_BAD_ARGS = 2  # the entrypoint's argparse/spec error: never retried (as in the operator)
 POLL_SECONDS = 0.25
 STATUS_FILE = "status.json"
 SPEC_FILE = "polyarun.yaml"
 STATE_DIR = ".polya"
-
-
-def completed_condition(stage: str) -> str:
-    """Condition type saying a stage finished for every arm, e.g. ``RLCompleted``."""
-    return ("RL" if stage == "rl" else stage.capitalize()) + "Completed"
+completed_condition = p.completed_condition  # kept for callers of this module
 
 
 def _now() -> datetime:
@@ -64,131 +68,6 @@ def _now() -> datetime:
 def stop_grace_seconds() -> float:
     """How long a stopped stage may take to checkpoint before it is killed."""
     return float(os.environ.get("POLYA_STOP_GRACE_SECONDS", "120"))
-
-
-# --------------------------------------------------------------------------- status model
-
-
-class StatusBook:
-    """Holds the run's status and writes ``status.json`` whenever it changes."""
-
-    def __init__(self, run: s.PolyaRun, workdir: Path, generation: int):
-        self.run, self.workdir, self.generation = run, workdir, generation
-        self.path = workdir / STATUS_FILE
-        previous = self._previous()
-        # Conditions carry over, so lastTransitionTime only moves when a status flips.
-        self.status = s.PolyaRunStatus(observed_generation=generation,
-                                       start_time=previous.start_time or _now(),
-                                       conditions=previous.conditions)
-        old = {(e.arm, e.name): e for e in previous.stages}
-        for arm in run.spec.arms:
-            for stage in run.spec.stages_for(arm):
-                entry = s.StageStatus(name=stage, arm=arm)
-                prev = old.get((arm, stage))
-                if prev is not None:  # keep history: attempts and times
-                    entry.attempts = prev.attempts
-                    entry.start_time = prev.start_time
-                    entry.job_name = prev.job_name
-                done = outputs_of(workdir, arm, stage)
-                if done is not None:
-                    entry.state = s.StageState.SUCCEEDED
-                    entry.progress = 100.0
-                    entry.eta_seconds = 0.0
-                    entry.outputs = done
-                    entry.completion_time = prev.completion_time if prev else None
-                    entry.metrics = prev.metrics if prev else {}
-                    entry.reason = "Completed"
-                elif prev is not None and prev.state != s.StageState.PENDING:
-                    # Stopped or killed earlier: it will resume from its checkpoint.
-                    entry.progress = prev.progress
-                    entry.metrics = prev.metrics
-                    entry.reason, entry.message = "Resumable", "stopped earlier; will resume"
-                self.status.stages.append(entry)
-        self._last = ""
-
-    def _previous(self) -> s.PolyaRunStatus:
-        try:
-            return s.PolyaRunStatus.model_validate(json.loads(self.path.read_text()))
-        except (FileNotFoundError, json.JSONDecodeError, ValueError):
-            return s.PolyaRunStatus()
-
-    def entry(self, arm: str, stage: str) -> s.StageStatus:
-        for e in self.status.stages:
-            if e.arm == arm and e.name == stage:
-                return e
-        raise KeyError((arm, stage))
-
-    def apply_snapshot(self, entry: s.StageStatus, snap: dict[str, Any]) -> None:
-        """Copy a Reporter snapshot (progress file) into a stage entry."""
-        if snap.get("stage") != entry.name or snap.get("arm") != entry.arm:
-            return
-        if entry.state == s.StageState.RUNNING:
-            entry.progress = float(min(100.0, max(0.0, snap.get("progress") or 0.0)))
-            eta = snap.get("etaSeconds")
-            entry.eta_seconds = None if eta is None else max(0.0, float(eta))
-        metrics = snap.get("metrics") or {}
-        entry.metrics = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
-        if snap.get("message"):
-            entry.message = str(snap["message"])[:1024]
-
-    def refresh(self, outcome: str | None = None, message: str = "") -> bool:
-        """Recompute conditions, progress and currentStage; write the file if it changed.
-
-        ``outcome``: None while running, else Succeeded, Failed, Interrupted or Partial.
-        """
-        st = self.status
-        entries = st.stages
-        st.progress = round(sum(e.progress for e in entries) / max(1, len(entries)), 2)
-        running = [e for e in entries if e.state == s.StageState.RUNNING]
-        st.current_stage = ", ".join(f"{e.arm}/{e.name}" for e in running) or None
-        st.observed_generation = self.generation
-        if outcome and outcome != "Interrupted" and st.completion_time is None:
-            st.completion_time = _now() if outcome in ("Succeeded", "Failed") else None
-        conds: list[tuple[str, bool, str, str]] = []
-        failed = [e for e in entries if e.state == s.StageState.FAILED]
-        if outcome is None:
-            where = st.current_stage or "starting"
-            conds.append(("Running", True, "StageRunning", f"running {where}"))
-        else:
-            conds.append(("Running", False, outcome, message or outcome))
-        conds.append(("Succeeded", outcome == "Succeeded",
-                      "AllStagesSucceeded" if outcome == "Succeeded" else "NotFinished",
-                      "every stage of every arm succeeded" if outcome == "Succeeded" else ""))
-        conds.append(("Failed", bool(failed), "StageFailed" if failed else "NoFailure",
-                      "; ".join(f"{e.arm}/{e.name}: {e.message or ''}" for e in failed)[:4096]))
-        conds.append(("Suspended", outcome == "Interrupted",
-                      "Interrupted" if outcome == "Interrupted" else "NotSuspended",
-                      message if outcome == "Interrupted" else ""))
-        for stage in s.STAGES:
-            mine = [e for e in entries if e.name == stage]
-            if not mine:
-                continue
-            done = sum(e.state == s.StageState.SUCCEEDED for e in mine)
-            ok = done == len(mine)
-            conds.append((completed_condition(stage), ok,
-                          "Succeeded" if ok else ("Failed" if any(
-                              e.state == s.StageState.FAILED for e in mine) else "Pending"),
-                          f"{done}/{len(mine)} arms done"))
-        self._set_conditions(conds)
-        body = json.dumps(st.dump(), sort_keys=True)
-        if body == self._last:
-            return False
-        self._last = body
-        atomic_write_text(self.path, json.dumps(st.dump(), indent=2, sort_keys=True) + "\n")
-        return True
-
-    def _set_conditions(self, conds: list[tuple[str, bool, str, str]]) -> None:
-        old = {c.type: c for c in self.status.conditions}
-        out = []
-        for ctype, ok, reason, message in conds:
-            value = "True" if ok else "False"
-            prev = old.get(ctype)
-            changed = prev is None or prev.status != value
-            out.append(s.Condition(
-                type=ctype, status=value, reason=reason, message=message,
-                last_transition_time=_now() if changed else prev.last_transition_time,
-                observed_generation=self.generation))
-        self.status.conditions = out
 
 
 # --------------------------------------------------------------------------- the terminal
@@ -211,10 +90,10 @@ def _fmt_metrics(metrics: dict[str, float], limit: int = 4) -> str:
 class Display:
     """Live progress bars and a stage table (rich) on a terminal; plain lines otherwise."""
 
-    def __init__(self, book: StatusBook, quiet: bool = False, stream: Any = None):
+    def __init__(self, book: Runner, quiet: bool = False, stream: Any = None):
         from rich.console import Console
 
-        self.book, self.quiet = book, quiet
+        self.book, self.quiet = book, quiet  # book: anything with .run and .status
         self.console = Console(file=stream or sys.stdout, highlight=False)
         self.live_mode = self.console.is_terminal and not quiet
         self._live: Any = None
@@ -283,8 +162,7 @@ class Display:
         """A ``Reporter`` listener that feeds one stage's row (in-process mode)."""
 
         def on_snapshot(snap: dict[str, Any]) -> None:
-            self.book.apply_snapshot(entry, snap)
-            self.book.refresh()
+            p.apply_progress(entry, snap)
             self.changed()
 
         return on_snapshot
@@ -294,8 +172,8 @@ class Display:
 
 
 class Interrupt:
-    """SIGINT/SIGTERM handling for the runner: the first asks the stage to stop, the second
-    kills it."""
+    """SIGINT/SIGTERM handling for the runner: the first asks the stages to stop, the second
+    kills them."""
 
     def __init__(self) -> None:
         self.count = 0
@@ -325,17 +203,59 @@ def _set_parent_death_signal() -> None:
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+def observe_exit(rc: int, progress: dict[str, Any] | None) -> tuple[str, str, str, bool]:
+    """An ended child as (phase, reason, message, retryable): the local ``observe_job``."""
+    prog = progress or {}
+    if rc == 0:
+        return "Succeeded", "Completed", "", True
+    msg = str(prog.get("message") or "") if prog.get("state") in ("Failed", "Terminated") \
+        else ""
+    if rc == EXIT_BAD_ARGS or prog.get("reason") == "InvalidConfig":
+        return "Failed", "InvalidConfig", msg or f"exit code {rc}", False
+    if rc < 0:
+        return "Failed", "Killed", msg or f"killed by signal {-rc}", True
+    # Any other exit: the reason the operator's Job gets (its backoffLimit is 0).
+    return "Failed", "BackoffLimitExceeded", msg or f"exit code {rc}", True
+
+
+@dataclass
+class _Child:
+    start: p.StartAttempt
+    proc: subprocess.Popen[bytes]
+    progress: Path  # live progress JSON
+    term: Path  # termination message
+    stopping: str | None = None  # "suspend" (kept, resumed later) or "stop" (removed)
+    kill_at: float | None = None
+
+
+Command = Callable[[p.StartAttempt, Path, Path], list[str]]  # (attempt, spec, workdir) -> argv
+
+
 class Runner:
-    def __init__(self, run: s.PolyaRun, workdir: Path, arms: list[str], quiet: bool):
+    """Observe attempts, plan, act; until the run is finished or stopped."""
+
+    def __init__(self, run: s.PolyaRun, workdir: Path, arms: list[str], quiet: bool,
+                 parallel: int | None = 1, command: Command | None = None):
         self.run, self.workdir, self.arms, self.quiet = run, workdir, arms, quiet
         self.spec_path = workdir / SPEC_FILE
         self.state_dir = workdir / STATE_DIR
+        self.records = self.state_dir / "attempts"
         self.logs = workdir / "logs"
+        for d in (self.records, self.state_dir / "progress", self.logs):
+            d.mkdir(parents=True, exist_ok=True)
+        self.inprocess = os.environ.get("POLYA_LOCAL_INPROCESS", "") not in ("", "0")
+        self.policy = p.Policy(max_parallel_arms=1 if self.inprocess else parallel)
+        self.command = command or _stage_command
         self.generation = self._generation()
-        self.book = StatusBook(run, workdir, self.generation)
+        # --arm: the planner sees the selected arms only; the others' entries are kept.
+        self.partial = set(arms) != set(run.spec.arms)
+        self.spec = run.spec.model_copy(update={"arms": [a for a in run.spec.arms
+                                                         if a in arms]})
+        self.status = self._reopen(self._read_status())
+        self.children: dict[str, _Child] = {}
         self.interrupt = Interrupt()
         self.display: Display | None = None
-        self.inprocess = os.environ.get("POLYA_LOCAL_INPROCESS", "") not in ("", "0")
+        self._written = self._shown = ""
 
     # ---------------------------------------------------------------- setup
     def _generation(self) -> int:
@@ -354,196 +274,247 @@ class Runner:
             print(f"note: the spec changed since the last run in {self.workdir}; finished "
                   "stages are kept (delete DIR/<arm>/<stage> to redo one)", file=sys.stderr)
         atomic_write_json(gen_file, {"generation": gen, "sha256": digest})
-        atomic_write_text(self.spec_path, text)
+        atomic_write_text(self.spec_path, text)  # SnapshotSpec, done once here
         return gen
 
-    # ---------------------------------------------------------------- main loop
-    def execute(self) -> int:
-        book = self.book
-        with self.interrupt.installed(), Display(book, self.quiet) as display:
-            self.display = display
-            book.refresh()
-            display.changed()
-            for arm in self.run.spec.arms:
-                if arm not in self.arms:
-                    continue
-                for stage in self.run.spec.stages_for(arm):
-                    entry = book.entry(arm, stage)
-                    if entry.state == s.StageState.SUCCEEDED:
-                        display.line(f"{arm}/{stage}: already complete (manifest found), "
-                                     "skipped")
-                        continue
-                    outcome = self._run_with_retries(entry)
-                    if outcome != "Succeeded":
-                        return self._finish(outcome, entry)
-            return self._finish(None, None)
+    def _read_status(self) -> s.PolyaRunStatus:
+        try:
+            return p.as_status(json.loads((self.workdir / STATUS_FILE).read_text()))
+        except (FileNotFoundError, json.JSONDecodeError):
+            return s.PolyaRunStatus()
 
-    def _run_with_retries(self, entry: s.StageStatus) -> str:
-        backoff = getattr(self.run.spec.stages, entry.name).backoff_limit
-        failures = 0
-        while True:
-            rc = self._attempt(entry)
-            if self.interrupt.count:
-                entry.state = s.StageState.SUSPENDED
-                entry.reason = "Interrupted"
-                entry.message = "stopped by the user; run the same command again to resume"
-                entry.eta_seconds = None
-                return "Interrupted"
-            done = outputs_of(self.workdir, entry.arm, entry.name)
-            if rc == 0 and done is not None:
-                entry.state, entry.reason = s.StageState.SUCCEEDED, "Completed"
-                entry.progress, entry.eta_seconds = 100.0, 0.0
-                entry.outputs = done
-                entry.completion_time = _now()
-                entry.message = None
-                self.book.refresh()
-                self._show(f"{entry.arm}/{entry.name}: succeeded "
-                           f"{_fmt_metrics(entry.metrics, 6)}")
-                return "Succeeded"
-            failures += 1
-            why = self._failure_message(entry, rc)
-            if rc == EXIT_BAD_ARGS or failures > backoff:
-                entry.state, entry.reason = s.StageState.FAILED, "BackoffLimitExceeded" if (
-                    rc != EXIT_BAD_ARGS) else "BadArguments"
-                entry.message, entry.eta_seconds = why, None
-                return "Failed"
-            entry.reason, entry.message = "Retrying", why
-            self._show(f"{entry.arm}/{entry.name}: attempt {entry.attempts} failed ({why}); "
-                       f"retrying ({failures}/{backoff})")
+    def _reopen(self, st: s.PolyaRunStatus) -> s.PolyaRunStatus:
+        """Run again what a rerun should: the unfinished stages of a failed run, and succeeded
+        stages whose manifest is gone. They go back to Pending (attempt numbers continue
+        from ``stages[].attempts``) and their old attempts are archived."""
+        failed = p.run_state(st) == "Failed"
+        redo = [e for e in st.stages if e.arm in self.arms and (
+            (failed and e.state != s.StageState.SUCCEEDED) or (
+                e.state == s.StageState.SUCCEEDED and
+                outputs_of(self.workdir, e.arm, e.name) is None))]
+        if not redo:
+            return st
+        old = self.records / "old"
+        old.mkdir(exist_ok=True)
+        for e in redo:
+            for path in self.records.glob(p.child_name(self.run.metadata.name, e.arm, e.name,
+                                                       "*") + ".json"):  # type: ignore[arg-type]
+                path.replace(old / path.name)
+            e.state, e.reason, e.message, e.job_name = s.StageState.PENDING, None, None, None
+            e.completion_time, e.progress, e.eta_seconds = None, 0.0, None
+        if p.finished(st):
+            st.conditions, st.start_time, st.completion_time, st.report = [], None, None, None
+        return st
 
-    def _failure_message(self, entry: s.StageStatus, rc: int) -> str:
-        snap = read_progress(self._progress_file(entry))
-        msg = (snap or {}).get("message") if (snap or {}).get("state") == "Failed" else None
-        if rc < 0:
-            return f"killed by signal {-rc}"
-        return str(msg or f"exit code {rc}")[:1024]
+    # ---------------------------------------------------------------- observe
+    def _record(self, name: str) -> p.Attempt | None:
+        with contextlib.suppress(FileNotFoundError, json.JSONDecodeError, TypeError):
+            return p.Attempt(**json.loads((self.records / f"{name}.json").read_text()))
+        return None
 
-    def _progress_file(self, entry: s.StageStatus) -> Path:
-        return self.state_dir / "progress" / f"{entry.arm}-{entry.name}.json"
+    def _put(self, a: p.Attempt) -> None:
+        atomic_write_json(self.records / f"{a.name}.json", a.__dict__)
 
-    def _log_file(self, entry: s.StageStatus) -> Path:
-        return self.logs / f"{entry.job_name}.log"
+    def _observe(self) -> tuple[list[p.Attempt], dict[str, dict[str, Any]]]:
+        attempts, live = [], {}
+        for path in sorted(self.records.glob("*.json")):
+            a = self._record(path.stem)
+            if a is None:
+                continue
+            child = self.children.get(a.name)
+            if child is None and a.phase in ("Pending", "Running"):
+                # Left by a runner that died: its child got SIGTERM (parent-death signal) and
+                # checkpointed; it resumes as a suspended attempt.
+                a = p.Attempt(**{**a.__dict__, "phase": "Suspended", "reason": "RunnerStopped"})
+                self._put(a)
+            if child is not None:
+                snap = read_progress(child.progress)
+                if snap:
+                    live[a.name] = snap
+            attempts.append(a)
+        return attempts, live
 
-    def _show(self, text: str) -> None:
-        if self.display is not None:
-            self.display.line(text)
-            self.display.changed()
+    def _reap(self) -> None:
+        for name, child in list(self.children.items()):
+            rc = child.proc.poll()
+            if rc is None:
+                if child.kill_at is not None and time.monotonic() > child.kill_at:
+                    self._signal(child, signal.SIGKILL)
+                continue
+            del self.children[name]
+            prog = read_progress(child.term) or read_progress(child.progress)
+            self._ended(child.start, rc, prog, child.stopping)
 
-    def _attempt(self, entry: s.StageStatus) -> int:
-        """One attempt of a stage; returns its exit code."""
-        entry.attempts += 1
-        entry.job_name = f"{self.run.metadata.name}-{entry.arm}-{entry.name}-{entry.attempts}"
-        entry.state, entry.reason = s.StageState.RUNNING, "Started"
-        entry.start_time = entry.start_time or _now()
-        entry.message = None
-        entry.eta_seconds = None
-        progress = self._progress_file(entry)
+    def _ended(self, a: p.StartAttempt, rc: int, prog: dict[str, Any] | None,
+               stopping: str | None, message: str = "") -> None:
+        if stopping == "stop":  # the operator deletes the Job
+            (self.records / f"{a.name}.json").unlink(missing_ok=True)
+            return
+        phase, reason, msg, retryable = observe_exit(rc, prog)
+        if rc == 0:
+            outputs = outputs_of(self.workdir, a.arm, a.stage)  # the manifest's, as before
+            prog = {**(prog or {}), "outputs": outputs} if outputs is not None else prog
+        elif stopping == "suspend":
+            phase, reason, msg = "Suspended", "Interrupted", "stopped by the user"
+        rec = self._record(a.name)
+        self._put(p.Attempt(a.name, a.arm, a.stage, a.attempt, phase, reason, message or msg,
+                            created=rec.created if rec else None,
+                            started=rec.started if rec else None, finished=p.iso(_now()),
+                            retryable=retryable, progress=prog))
+
+    # ---------------------------------------------------------------- plan and act
+    def _plan(self) -> p.Plan:
+        attempts, live = self._observe()
+        spec = self.spec.model_copy(update={"suspend": True}) if self.interrupt.count \
+            else self.spec
+        run = {"metadata": {"name": self.run.metadata.name, "generation": self.generation},
+               "status": self.status}
+        return p.plan(run, attempts, _now(), policy=self.policy, live=live,
+                      known=set(self.children), parsed=spec)
+
+    def _apply(self, plan: p.Plan) -> bool:
+        """Carry out a plan; True when an attempt was started."""
+        started = False
+        for a in plan.actions:
+            if isinstance(a, p.StartAttempt) and a.name not in self.children:
+                self._start(a)
+                started = True
+            elif isinstance(a, p.SuspendAttempt) and not a.suspend:  # resume: start it again
+                rec = self._record(a.name)
+                if rec is not None and a.name not in self.children:
+                    self._start(p.StartAttempt(rec.arm, rec.stage, rec.attempt, rec.name))
+                    started = True
+            elif isinstance(a, p.SuspendAttempt | p.StopAttempt):
+                child = self.children.get(a.name)
+                if child is not None and child.stopping is None:
+                    child.stopping = "suspend" if isinstance(a, p.SuspendAttempt) else "stop"
+                    child.kill_at = time.monotonic() + stop_grace_seconds()
+                    self._show(f"{child.start.arm}/{child.start.stage}: stopping {a.name} "
+                               "(checkpointing; press Ctrl-C again to kill)")
+                    self._signal(child, signal.SIGTERM)
+                elif child is None and isinstance(a, p.StopAttempt):
+                    (self.records / f"{a.name}.json").unlink(missing_ok=True)
+            elif isinstance(a, p.Event) and a.reason != "StageStarted":
+                self._show(a.message)
+            # SnapshotSpec and PrepareWorkspace: the spec file and DIR exist already.
+        return started
+
+    def _signal(self, child: _Child, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.proc.pid, sig)
+
+    def _start(self, a: p.StartAttempt) -> None:
+        progress = self.state_dir / "progress" / f"{a.name}.json"
+        term = progress.with_suffix(".term")
         progress.unlink(missing_ok=True)
-        self.logs.mkdir(parents=True, exist_ok=True)
-        self.book.refresh()
-        self._show(f"{entry.arm}/{entry.name}: started (attempt {entry.attempts}, log "
-                   f"{self._log_file(entry)})")
+        term.unlink(missing_ok=True)
+        now = p.iso(_now())
+        self._put(p.Attempt(a.name, a.arm, a.stage, a.attempt, "Running", "Started",
+                            created=now, started=now))
+        log = self.logs / f"{a.name}.log"
+        self._show(f"{a.arm}/{a.stage}: {a.name} started (log {log})")
         if self.inprocess:
-            return self._attempt_inprocess(entry, progress)
-        return self._attempt_child(entry, progress)
-
-    def _attempt_child(self, entry: s.StageStatus, progress: Path) -> int:
+            rc, msg = self._run_inprocess(a, progress)
+            self._ended(a, rc, read_progress(progress),
+                        "suspend" if rc == EXIT_INTERRUPTED else None, msg)
+            return
         env = dict(os.environ, POLYA_PROGRESS_FILE=str(progress), PYTHONUNBUFFERED="1",
-                   POLYA_RUNNER_PID=str(os.getpid()))
+                   POLYA_TERMINATION_MESSAGE_PATH=str(term), POLYA_RUNNER_PID=str(os.getpid()))
         env.pop("POLYA_METRICS_PORT", None)  # no port clash between runs on one machine
         env.setdefault("TOKENIZERS_PARALLELISM", "false")
-        cmd = [sys.executable, "-m", "polya_trainer.engine.local", "--child",
-               *stage_args(entry.name, str(self.spec_path), str(self.workdir), entry.arm)]
-        asked = 0
-        deadline: float | None = None
-        with open(self._log_file(entry), "ab") as log:
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                    start_new_session=True)
-            atomic_write_json(self.state_dir / "active.json", {
-                "pid": proc.pid, "runner": os.getpid(), "arm": entry.arm,
-                "stage": entry.name, "attempt": entry.attempts})
-            mtime = 0.0
-            while True:
-                rc = proc.poll()
-                mtime = self._poll_progress(entry, progress, mtime)
-                if rc is not None:
-                    break
-                if self.interrupt.count > asked:
-                    asked = self.interrupt.count
-                    sig = signal.SIGTERM if asked == 1 else signal.SIGKILL
-                    if asked == 1:
-                        self._show(f"{entry.arm}/{entry.name}: stopping (checkpointing; press "
-                                   "Ctrl-C again to kill)")
-                        deadline = time.monotonic() + stop_grace_seconds()
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(proc.pid, sig)
-                if deadline is not None and time.monotonic() > deadline:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(proc.pid, signal.SIGKILL)
-                    deadline = None
-                time.sleep(POLL_SECONDS)
-        self._poll_progress(entry, progress, 0.0)
-        (self.state_dir / "active.json").unlink(missing_ok=True)
-        return rc
+        with open(log, "ab") as fh:
+            proc = subprocess.Popen(self.command(a, self.spec_path, self.workdir), stdout=fh,
+                                    stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        self.children[a.name] = _Child(a, proc, progress, term)
 
-    def _poll_progress(self, entry: s.StageStatus, progress: Path, mtime: float) -> float:
-        try:
-            now_mtime = progress.stat().st_mtime
-        except FileNotFoundError:
-            return mtime
-        if now_mtime == mtime:
-            return mtime
-        snap = read_progress(progress)
-        if snap is not None:
-            self.book.apply_snapshot(entry, snap)
-            if self.book.refresh() and self.display is not None:
-                self.display.changed()
-        return now_mtime
-
-    def _attempt_inprocess(self, entry: s.StageStatus, progress: Path) -> int:
+    def _run_inprocess(self, a: p.StartAttempt, progress: Path) -> tuple[int, str]:
         from polya_trainer.runtime.progress import Reporter
         from polya_trainer.stages import run_stage
 
-        reporter = Reporter(entry.name, entry.arm, path=progress)
+        reporter = Reporter(a.stage, a.arm, path=progress)
+        entry = next((e for e in self.status.stages if (e.arm, e.name) == (a.arm, a.stage)),
+                     s.StageStatus(name=a.stage, arm=a.arm))
         if self.display is not None:
             reporter.listeners.append(self.display.listener(entry))
         # Ctrl-C raises KeyboardInterrupt inside the stage, like a terminal would.
         signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
-            run_stage(entry.name, self.run.spec, entry.arm, self.workdir, reporter)
+            run_stage(a.stage, self.run.spec, a.arm, self.workdir, reporter)
         except KeyboardInterrupt:
             self.interrupt.count += 1
-            return EXIT_INTERRUPTED
-        except Exception as exc:  # the reporter holds the message
-            self._show(f"{entry.arm}/{entry.name}: {type(exc).__name__}: {exc}")
-            return 1
+            return EXIT_INTERRUPTED, ""
+        except Exception as exc:
+            text = f"{type(exc).__name__}: {exc}"
+            self._show(f"{a.arm}/{a.stage}: {text}")
+            return (EXIT_BAD_ARGS if isinstance(exc, s.SpecError) else 1), text[:1024]
         finally:
             with contextlib.suppress(ValueError):
                 signal.signal(signal.SIGINT, self.interrupt._handle)
-        return 0
+        return 0, ""
 
-    # ---------------------------------------------------------------- the end
-    def _finish(self, outcome: str | None, entry: s.StageStatus | None) -> int:
-        book, display = self.book, self.display
-        assert display is not None
-        selected_all = all(a in self.arms for a in self.run.spec.arms)
-        if outcome is None:
-            if selected_all:
-                outcome = "Succeeded"
-                book.status.report = self._write_report()
-            else:
-                outcome = "Partial"
-        messages = {
-            "Succeeded": "every stage of every arm succeeded",
-            "Partial": f"arms {', '.join(self.arms)} done; other arms not run",
-            "Interrupted": "stopped by the user; run the same command again to resume",
-            "Failed": f"{entry.arm}/{entry.name} failed: {entry.message}" if entry else "",
-        }
-        book.refresh(outcome, messages[outcome])
-        display.changed()
-        if outcome == "Failed" and entry is not None:
-            self._print_log_tail(entry)
-        return {"Succeeded": 0, "Partial": 0, "Interrupted": EXIT_INTERRUPTED}.get(outcome, 1)
+    def _save(self, status: s.PolyaRunStatus) -> None:
+        if self.partial:  # keep the other arms' entries, in spec order
+            mine = {(e.arm, e.name): e for e in status.stages}
+            mine.update({(e.arm, e.name): e for e in self.status.stages
+                         if e.arm not in self.arms})
+            status.stages = [mine.get((arm, st)) or s.StageStatus(name=st, arm=arm)
+                             for arm in self.run.spec.arms
+                             for st in self.run.spec.stages_for(arm)]
+        self.status = status
+        body = json.dumps(status.dump(), indent=2, sort_keys=True) + "\n"
+        if body != self._written:
+            atomic_write_text(self.workdir / STATUS_FILE, body)
+            self._written = body
+        if self.display is not None:
+            self.display.changed()
+
+    def _show(self, text: str) -> None:
+        if self.display is not None and text != self._shown:  # StageFailed, then RunFailed
+            self.display.line(text)
+            self._shown = text
+
+    # ---------------------------------------------------------------- main loop
+    def execute(self) -> int:
+        with self.interrupt.installed(), Display(self, self.quiet) as display:
+            self.display = display
+            for e in self.status.stages:
+                if e.arm in self.arms and e.state in p.DONE:
+                    display.line(f"{e.arm}/{e.name}: already complete (manifest found), "
+                                 "skipped")
+            while True:
+                self._reap()
+                if self.interrupt.count > 1:
+                    for child in self.children.values():
+                        self._signal(child, signal.SIGKILL)
+                plan = self._plan()
+                started = self._apply(plan)
+                self._save(plan.status)
+                if not self.children and not started:
+                    return self._finish()
+                time.sleep(POLL_SECONDS)
+
+    def _finish(self) -> int:
+        st, state, now = self.status, p.run_state(self.status), _now()
+
+        def put(kind: str, value: str, reason: str, message: str) -> None:
+            p.set_condition(st, st, kind, value, reason, message, now, self.generation)
+
+        if state == "Succeeded" and self.partial:  # not finished: the other arms will run
+            message = f"arms {', '.join(self.arms)} done; other arms not run"
+            put("Succeeded", "Unknown", "Partial", message)
+            put("Running", "False", "Partial", message)
+            st.completion_time = None
+        elif state == "Succeeded":
+            st.report = self._write_report()
+        elif state == "Suspended" and self.interrupt.count:
+            put("Suspended", "True", "Interrupted",
+                "stopped by the user; run the same command again to resume")
+        self._save(st)
+        if state == "Failed":
+            for e in st.stages:
+                if e.state == s.StageState.FAILED and e.reason != "RunFailed" and e.job_name:
+                    self._print_log_tail(e.job_name)
+        return {"Succeeded": 0, "Failed": 1}.get(state, EXIT_INTERRUPTED)
 
     def _write_report(self) -> str | None:
         try:
@@ -557,14 +528,19 @@ class Runner:
             return str(path.resolve().relative_to(self.workdir.resolve()))
         return str(path)
 
-    def _print_log_tail(self, entry: s.StageStatus, lines: int = 30) -> None:
+    def _print_log_tail(self, name: str, lines: int = 30) -> None:
+        log = self.logs / f"{name}.log"
         with contextlib.suppress(OSError):
-            tail = self._log_file(entry).read_text(errors="replace").splitlines()[-lines:]
-            print("\n".join(["--- last lines of " + str(self._log_file(entry)), *tail]),
-                  file=sys.stderr)
+            tail = log.read_text(errors="replace").splitlines()[-lines:]
+            print("\n".join(["--- last lines of " + str(log), *tail]), file=sys.stderr)
 
 
-def print_summary(workdir: Path, book: StatusBook, code: int) -> None:
+def _stage_command(a: p.StartAttempt, spec_path: Path, workdir: Path) -> list[str]:
+    return [sys.executable, "-m", "polya_trainer.engine.local", "--child",
+            *stage_args(a.stage, str(spec_path), str(workdir), a.arm)]
+
+
+def print_summary(workdir: Path, book: Runner, code: int) -> None:
     """After the run: where things are, and the comparison table."""
     st = book.status
     print()
@@ -592,8 +568,10 @@ def default_workdir(name: str) -> Path:
 
 
 def run_file(path: str | Path, workdir: str | Path | None = None,
-             arms: list[str] | None = None, quiet: bool = False) -> int:
-    """Run the PolyaRun in `path` (its first PolyaRun document) on this machine.
+             arms: list[str] | None = None, quiet: bool = False,
+             parallel: int | None = 1) -> int:
+    """Run the PolyaRun in `path` (its first PolyaRun document) on this machine, at most
+    `parallel` arms at once (None: all).
 
     Returns 0 on success, 1 on failure, 130 when stopped (rerun to resume), 2 for a bad file.
     """
@@ -619,9 +597,9 @@ def run_file(path: str | Path, workdir: str | Path | None = None,
     wd = Path(workdir) if workdir else default_workdir(run.metadata.name)
     wd.mkdir(parents=True, exist_ok=True)
     wd = wd.resolve()
-    runner = Runner(run, wd, wanted, quiet)
+    runner = Runner(run, wd, wanted, quiet, parallel)
     code = runner.execute()
-    print_summary(wd, runner.book, code)
+    print_summary(wd, runner, code)
     return code
 
 
