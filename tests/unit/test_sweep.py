@@ -1,5 +1,5 @@
 """Sweeps (spec.sweep), their expansion into variant runs, the stage cache's keys and store,
-and the sweep report's aggregation. Fast: no model runs here (tests/trainer/test_sweep.py
+and the sweep report's aggregation. Fast: no model runs here (tests/trainer/test_sweep_run.py
 runs a real sweep)."""
 
 from __future__ import annotations
