@@ -153,3 +153,44 @@ def test_three_evaluate_shards_equal_one(tmp_path: Path, toy_model_dir: Path,
     monkeypatch.setattr(evaluate, "load_generator", no_model)
     assert run_stage("evaluate", spec3, "vanilla", three) == outputs_of(three, "vanilla",
                                                                          "evaluate")
+
+
+
+def test_polya_run_fans_the_indices_out_as_processes(tmp_path: Path, toy_model_dir: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """`polya run` with generate.shards 3: three index processes (engine/fanout.py), one
+    merge, and the same dataset as a 1-shard stage with the same seed."""
+    import re
+
+    import yaml
+    from polya_trainer.engine.local import run_file
+
+    monkeypatch.setenv("POLYA_STAGE_CACHE", "0")  # generate, not a restore of the reference
+    data = tmp_path / "q.jsonl"
+    data.write_text("".join(json.dumps({"question": r["question"], "answer": r["answer"]})
+                            + "\n" for r in word_problems(6, 7)))
+    reference = _gen_spec(toy_model_dir, data, 1)
+    reference.stages.generate.max_new_tokens = 24
+    run_stage("generate", reference, "polya", tmp_path / "one")
+    spec = reference.model_dump(by_alias=True, exclude_none=True, mode="json")
+    # Only generate is under test: midtrain takes one step and rl stops the run at once
+    # (no retries, a missing dataset), so the run ends there with a failure.
+    spec["stages"] = {"generate": {**spec["stages"]["generate"], "shards": 3},
+                      "midtrain": {"maxSteps": 1, "perDeviceBatchSize": 2},
+                      "rl": {"backoffLimit": 0,
+                             "dataset": {"source": str(tmp_path / "missing.jsonl")}}}
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "polya.dev/v1alpha1", "kind": "PolyaRun", "metadata": {"name": "fan"},
+        "spec": spec}))
+    work = tmp_path / "work"
+    rc = run_file(tmp_path / "run.yaml", workdir=work, arms=["polya"], quiet=True)
+    logs = "".join(p.read_text() for p in (work / "logs").glob("*generate*.log"))
+    assert rc == 1, logs[-3000:]
+    status = json.loads((work / "status.json").read_text())
+    states = {(x["arm"], x["name"]): x["state"] for x in status["stages"]}
+    assert states[("polya", "generate")] == "Succeeded" and states[("polya", "rl")] == "Failed"
+    assert sorted(re.findall(r"--- index (\d)", logs)) == ["0", "1", "2"]
+    stage = work / "polya" / "generate"
+    assert read_manifest(stage, verify=True) is not None
+    assert _files(stage, "data/*.parquet") == _files(tmp_path / "one" / "polya" / "generate",
+                                                     "data/*.parquet")

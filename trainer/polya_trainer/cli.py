@@ -106,7 +106,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     sweep = sweep_in(args.file)  # spec.sweep: its variants, one after another
     if sweep is not None:
         return run_sweep(sweep, workdir=args.workdir, arms=args.arm, quiet=args.quiet)
-    return run_file(args.file, workdir=args.workdir, arms=args.arm, quiet=args.quiet)
+    return run_file(args.file, workdir=args.workdir, arms=args.arm, quiet=args.quiet,
+                    parallel=args.parallel or None)
 
 
 def _cmd_toy(args: argparse.Namespace) -> int:
@@ -155,6 +156,8 @@ def parser(extend: Callable[[Any], None] | None = None) -> argparse.ArgumentPars
     r.add_argument("--workdir", default=None, help="default: ./polya-runs/<name>")
     r.add_argument("--arm", action="append", choices=s.ARMS, help="only these arms")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
+    r.add_argument("--parallel", type=int, default=1, metavar="N",
+                   help="arms in progress at once (default 1; 0: all)")
     r.set_defaults(func=_cmd_run)
 
     t = sub.add_parser("toy-model", help="build the small CPU-trainable base model")

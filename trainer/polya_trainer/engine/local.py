@@ -47,6 +47,7 @@ import yaml
 
 from polya_trainer import spec as s
 from polya_trainer.engine import planner as p
+from polya_trainer.engine.fanout import IndexedProcesses
 from polya_trainer.runtime.artifacts import atomic_write_json, atomic_write_text
 from polya_trainer.runtime.launcher import stage_args
 from polya_trainer.runtime.progress import read_progress
@@ -221,7 +222,7 @@ def observe_exit(rc: int, progress: dict[str, Any] | None) -> tuple[str, str, st
 @dataclass
 class _Child:
     start: p.StartAttempt
-    proc: subprocess.Popen[bytes]
+    proc: subprocess.Popen[bytes] | IndexedProcesses
     progress: Path  # live progress JSON
     term: Path  # termination message
     stopping: str | None = None  # "suspend" (kept, resumed later) or "stop" (removed)
@@ -400,6 +401,9 @@ class Runner:
         return started
 
     def _signal(self, child: _Child, sig: int) -> None:
+        if isinstance(child.proc, IndexedProcesses):
+            child.proc.send_signal(sig)  # every running index's process group
+            return
         with contextlib.suppress(ProcessLookupError):
             os.killpg(child.proc.pid, sig)
 
@@ -422,9 +426,17 @@ class Runner:
                    POLYA_TERMINATION_MESSAGE_PATH=str(term), POLYA_RUNNER_PID=str(os.getpid()))
         env.pop("POLYA_METRICS_PORT", None)  # no port clash between runs on one machine
         env.setdefault("TOKENIZERS_PARALLELISM", "false")
-        with open(log, "ab") as fh:
-            proc = subprocess.Popen(self.command(a, self.spec_path, self.workdir), stdout=fh,
-                                    stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        cmd = self.command(a, self.spec_path, self.workdir)
+        cfg = getattr(self.run.spec.stages, a.stage)
+        shards = getattr(cfg, "shards", 1)
+        if shards > 1:  # the Indexed Job's indices as processes, each retried alone
+            env.pop("POLYA_TERMINATION_MESSAGE_PATH")  # the combined progress file decides
+            proc: Any = IndexedProcesses(cmd, env, shards, progress, open(log, "ab"),  # noqa: SIM115
+                                         retries=cfg.backoff_limit)
+        else:
+            with open(log, "ab") as fh:
+                proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env,
+                                        start_new_session=True)
         self.children[a.name] = _Child(a, proc, progress, term)
 
     def _run_inprocess(self, a: p.StartAttempt, progress: Path) -> tuple[int, str]:
