@@ -27,36 +27,12 @@ from polya_trainer.engine.local import (
 )
 from polya_trainer.runtime.artifacts import is_complete, read_manifest
 from polya_trainer.toy import write_demo_data
+from testkit import reduced_run
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def reduced_run(name: str, model: Path, data: dict[str, Path], arms: list[str],
-                **stage_overrides: dict[str, Any]) -> dict[str, Any]:
-    """The quickstart shrunk to seconds per stage (all stages, CPU, local files)."""
-    stages: dict[str, Any] = {
-        "generate": {"backend": "hf", "exemplars": 0, "samplesPerHeuristic": 3, "rounds": 1,
-                     "maxNewTokens": 32, "temperature": 0.8, "batchSize": 16, "shardSize": 4,
-                     "scorer": {"type": "none"}, "resources": {"gpus": 0}},
-        "midtrain": {"maxSteps": 4, "saveSteps": 2, "perDeviceBatchSize": 4,
-                     "gradientAccumulationSteps": 1, "learningRate": 5.0e-4, "maxLength": 256,
-                     "resources": {"gpus": 0}},
-        "rl": {"dataset": {"source": str(data["rl"])}, "maxSteps": 2, "saveSteps": 1,
-               "numGenerations": 4, "perDeviceBatchSize": 8, "maxCompletionLength": 24,
-               "learningRate": 1.0e-5, "resources": {"gpus": 0}},
-        "evaluate": {"benchmarks": [], "custom": [{"name": "toy", "path": str(data["eval"])}],
-                     "k": [1, 2], "samples": 2, "maxNewTokens": 24, "backend": "hf",
-                     "limit": 6, "resources": {"gpus": 0}},
-    }
-    for stage, extra in stage_overrides.items():
-        stages[stage].update(extra)
-    return {"apiVersion": s.API_VERSION, "kind": s.KIND, "metadata": {"name": name},
-            "spec": {"model": {"name": str(model), "dtype": "float32"},
-                     "dataset": {"source": str(data["train"]), "limit": 8},
-                     "heuristics": {"count": 2}, "arms": arms, "stages": stages}}
 
 
 def write_run(tmp: Path, body: dict[str, Any]) -> Path:

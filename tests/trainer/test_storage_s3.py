@@ -31,6 +31,7 @@ from polya_trainer.runtime import storage
 from polya_trainer.runtime.artifacts import write_manifest
 from polya_trainer.stages import training as T
 from polya_trainer.toy import write_demo_data
+from testkit import reduced_run
 
 ROOT = Path(__file__).resolve().parents[2]
 MOTO = ROOT / ".venv-s3" / "bin" / "moto_server"
@@ -255,25 +256,9 @@ def test_kill_mid_training_then_resume_on_another_node(s3: str, tmp_path: Path,
 
 
 def _toy_run(name: str, model: Path, data: dict[str, Path], uri: str, s3: str) -> dict[str, Any]:
-    stages = {
-        "generate": {"backend": "hf", "exemplars": 0, "samplesPerHeuristic": 3, "rounds": 1,
-                     "maxNewTokens": 32, "temperature": 0.8, "batchSize": 16, "shardSize": 4,
-                     "scorer": {"type": "none"}, "resources": {"gpus": 0}},
-        "midtrain": {"maxSteps": 4, "saveSteps": 2, "perDeviceBatchSize": 4,
-                     "gradientAccumulationSteps": 1, "learningRate": 5.0e-4, "maxLength": 256,
-                     "resources": {"gpus": 0}},
-        "rl": {"dataset": {"source": str(data["rl"])}, "maxSteps": 2, "saveSteps": 1,
-               "numGenerations": 4, "perDeviceBatchSize": 8, "maxCompletionLength": 24,
-               "learningRate": 1.0e-5, "resources": {"gpus": 0}},
-        "evaluate": {"benchmarks": [], "custom": [{"name": "toy", "path": str(data["eval"])}],
-                     "k": [1, 2], "samples": 2, "maxNewTokens": 24, "backend": "hf",
-                     "limit": 6, "resources": {"gpus": 0}},
-    }
-    return {"apiVersion": s.API_VERSION, "kind": s.KIND, "metadata": {"name": name},
-            "spec": {"model": {"name": str(model), "dtype": "float32"},
-                     "dataset": {"source": str(data["train"]), "limit": 8},
-                     "heuristics": {"count": 2}, "arms": ["polya"], "stages": stages,
-                     "storage": {"uri": uri, "endpointUrl": s3}}}
+    body = reduced_run(name, model, data, ["polya"])
+    body["spec"]["storage"] = {"uri": uri, "endpointUrl": s3}
+    return body
 
 
 @pytest.mark.slow
