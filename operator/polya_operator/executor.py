@@ -30,10 +30,8 @@ INDEX_KEY = "batch.kubernetes.io/job-completion-index"
 
 def parse(raw: Any) -> s.PolyaRunSpec | s.SpecError:
     """The validated spec with the operator's resource defaults applied, or the error."""
-    try:
-        return r.with_defaults(s.parse_spec(raw))
-    except s.SpecError as exc:
-        return exc
+    parsed = p.parse(raw)
+    return parsed if isinstance(parsed, s.SpecError) else r.with_defaults(parsed)
 
 
 def policy(spec: s.PolyaRunSpec) -> p.Policy:

@@ -132,9 +132,9 @@ def test_progress_of_the_indices_adds_up() -> None:
 
 
 CHILD = """
-import json, os, sys
 import json
 import os
+import sys
 from pathlib import Path
 i = int(os.environ["JOB_COMPLETION_INDEX"])
 marker = Path(sys.argv[1]) / f"failed-{i}"
@@ -185,7 +185,8 @@ def _index_pod(i: int, created: str, message: dict | None = None,
                phase: str = "Running") -> dict:
     """A pod of an Indexed Job as the Job controller labels and annotates it
     (kubernetes pkg/controller/job/indexed_job_utils.go: addCompletionIndexAnnotation,
-    addCompletionIndexLabel) and the kubelet reports a terminated container."""
+    addCompletionIndexLabel) and the kubelet reports a terminated container. Left out:
+    ownerReferences, the pod spec, and every status field the executor does not read."""
     key = "batch.kubernetes.io/job-completion-index"
     pod: dict = {"metadata": {"name": f"j-{i}-{created}", "creationTimestamp": created,
                               "labels": {key: str(i)}, "annotations": {key: str(i)}},
