@@ -1,20 +1,12 @@
 """Thin kopf handlers: read (kopf's indexes), plan (the engine's planner), apply (executor).
 
-* kopf **indexes** hold the PolyaRuns and their Jobs and pods, fed by one list + watch per
-  kind; Jobs and pods are selected server-side by label (``settings.watching.
-  label_selectors``), so unrelated objects of a busy cluster never reach the operator. kopf
-  blocks handlers until every index has done its first listing, so after a restart the
-  planner sees every existing Job before it decides anything.
-* raw **event** handlers put the run concerned on **one work queue** (controller-runtime's
-  semantics: a key is queued once, and an event arriving while it is being reconciled queues
-  it once more). Raw event handlers need no finalizer and no kopf bookkeeping annotations.
-* one **resync timer** reads live progress from running pods (``GET <podIP>:9400/progress``;
-  pods never write to the API), queues runs with a deadline or TTL due, runs whose last
-  reconcile failed and runs whose progress moved, and checks the PolyaRun watch is alive
-  (watchdog.py).
-
-A reconcile writes only what changed: children to create or delete, one status merge patch
-when the status differs from the last one, and the Events of the transitions.
+kopf **indexes** hold the PolyaRuns and their Jobs and pods (Jobs and pods selected
+server-side by label; kopf runs no handler before every index has listed once). Raw **event**
+handlers (no finalizer, no annotations) put the run on **one work queue** (client-go's
+workqueue semantics; a failed reconcile comes back a resync interval later). One **resync
+timer** reads live progress from running pods (``GET <podIP>:9400/progress``), queues the runs
+that moved or are due (deadline, TTL) and checks the PolyaRun watch (watchdog.py). A reconcile
+writes only what changed: children, one status merge patch, the Events of the transitions.
 """
 
 from __future__ import annotations
@@ -23,7 +15,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -39,32 +31,25 @@ from . import resources as r
 log = logging.getLogger("polya_operator")
 CONTROLLER = "polyarun"
 Key = tuple[str, str]
-ProgressFetcher = Callable[[dict[str, Any]], Awaitable[dict[str, Any] | None]]
+RUN_META = ("uid", "generation", "resourceVersion", "deletionTimestamp")  # what a run keeps
 
 
-def _env_float(name: str, default: float) -> float:
-    try:
-        return float(os.environ.get(name, default))
-    except ValueError:
-        return default
+def _env(name: str, default: str, cast: Callable[[str], Any] = float) -> Any:
+    """A field read from the environment when a Config is made (a bad value stops the start)."""
+    return field(default_factory=lambda: cast(os.environ.get(name, default)))
 
 
 @dataclass
 class Config:
-    """Operator settings (environment variables in brackets)."""
+    """Operator settings and the environment variables they default to."""
 
     image: str = field(default_factory=r.default_image)  # POLYA_TRAINER_IMAGE
-    resync: float = field(default_factory=lambda: _env_float("POLYA_RESYNC_SECONDS", 30.0))
-    metrics_port: int = field(default_factory=lambda: int(
-        os.environ.get("POLYA_OPERATOR_METRICS_PORT", "8080")))  # 0 disables the server
-    webhook: bool = field(default_factory=lambda: os.environ.get("POLYA_WEBHOOK") == "1")
-    webhook_port: int = field(default_factory=lambda: int(
-        os.environ.get("POLYA_WEBHOOK_PORT", "9443")))
+    resync: float = _env("POLYA_RESYNC_SECONDS", "30")
+    metrics_port: int = _env("POLYA_OPERATOR_METRICS_PORT", "8080", int)  # 0: no server
+    webhook: bool = _env("POLYA_WEBHOOK", "0", lambda v: v == "1")
+    webhook_port: int = _env("POLYA_WEBHOOK_PORT", "9443", int)
     webhook_addr: str | None = None  # listen address (None: all interfaces)
-    fetch_progress: ProgressFetcher | None = None  # tests point it at 127.0.0.1
-    # Stalled-watch check (watchdog.py) every N seconds, 0 disables [POLYA_WATCH_CHECK_SECONDS]
-    watch_check: float = field(default_factory=lambda: _env_float(
-        "POLYA_WATCH_CHECK_SECONDS", 60.0))
+    watch_check: float = _env("POLYA_WATCH_CHECK_SECONDS", "60")  # watchdog.py; 0: off
     namespaces: list[str] | None = None  # watched namespaces (None or []: cluster-wide)
     workers: int = 16  # reconciles at once (of different runs)
 
@@ -79,14 +64,11 @@ class Operator:
         self.config = config or Config()
         self.idx: dict[str, Any] = {}
         self.written: dict[Key, tuple[str, s.PolyaRunStatus]] = {}  # last status, by uid
-        self.specs: dict[Key, tuple[str, Any, Any]] = {}  # (uid, generation, parsed)
         self.live: dict[str, dict[str, Any]] = {}  # job name -> live progress
         self.known: dict[str, float] = {}  # job name -> when created (monotonic)
-        self.retry: set[Key] = set()  # runs whose last reconcile failed
-        self.queue: asyncio.Queue[Key] | None = None
-        self.queued: set[Key] = set()
-        self.busy: set[Key] = set()
-        self.dirty: set[Key] = set()
+        self.queue: asyncio.Queue[Key] = asyncio.Queue()  # binds to a loop on first use
+        self.dirty: set[Key] = set()  # to reconcile (queued, or waiting for a busy one)
+        self.busy: set[Key] = set()  # being reconciled
         self.health = metrics.Health(self.config.resync)
         self.watch_check = watchdog.WatchCheck(self.config.watch_check)
         self._tasks: list[asyncio.Task[Any]] = []
@@ -95,7 +77,8 @@ class Operator:
     def register(self, registry: kopf.OperatorRegistry) -> None:
         g, v, pl = s.GROUP, s.VERSION, s.PLURAL
         ours = {p.LABEL_RUN: kopf.PRESENT}
-        kopf.on.login(registry=registry)(self.login)
+        kopf.on.login(registry=registry)(kopf.login_with_service_account
+                                         if kube.in_cluster() else kopf.login_with_kubeconfig)
         kopf.on.startup(registry=registry)(self.startup)
         kopf.on.cleanup(registry=registry)(self.cleanup)
         kopf.index(g, v, pl, registry=registry, id="runs")(self.index_run)
@@ -111,13 +94,6 @@ class Operator:
                              operations=["CREATE", "UPDATE"], ignore_failures=True,
                              )(self.validate)
 
-    # ------------------------------------------------------------------ kopf plumbing
-    @staticmethod
-    def login(**kwargs: Any) -> Any:
-        if os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get("KUBECONFIG"):
-            return kopf.login_with_service_account(**kwargs)
-        return kopf.login_with_kubeconfig(**kwargs)
-
     async def startup(self, settings: kopf.OperatorSettings, **kwargs: Any) -> None:
         settings.posting.enabled = False  # we post our own Events, only for transitions
         settings.scanning.disabled = True  # namespaces come from the command line
@@ -129,14 +105,12 @@ class Operator:
             webhook.configure(settings, {**os.environ,
                                          "POLYA_WEBHOOK_PORT": str(self.config.webhook_port)},
                               addr=self.config.webhook_addr)
-        self._remember(kwargs)
+        self.idx = {k: kwargs[k] for k in ("runs", "jobs", "pods")}  # kopf's live indexes
         metrics.build_info()
         if self.config.metrics_port:
             self._runner = await metrics.serve(self.config.metrics_port, self.health)
-        self.queue = asyncio.Queue()
-        self._tasks = [asyncio.create_task(self._worker())
-                       for _ in range(self.config.workers)]
-        self._tasks.append(asyncio.create_task(self._resync_loop()))
+        coros = [self._resync_loop(), *(self._worker() for _ in range(self.config.workers))]
+        self._tasks = [asyncio.create_task(coro) for coro in coros]
 
     async def cleanup(self, **_: Any) -> None:
         for task in self._tasks:
@@ -146,102 +120,84 @@ class Operator:
             await self._runner.cleanup()
         await kube.close()
 
-    def _remember(self, kwargs: dict[str, Any]) -> None:
-        self.idx.update({k: kwargs[k] for k in ("runs", "jobs", "pods") if k in kwargs})
-
-    # ------------------------------------------------------------------ indexes and events
     # Async on purpose: kopf runs sync handlers in its thread pool (a thread hop per event).
     @staticmethod
     async def index_run(namespace: str, name: str, body: kopf.Body, **_: Any) -> Any:
-        meta = body.get("metadata") or {}
-        return {(namespace, name): {
-            "metadata": {"name": name, "namespace": namespace, "uid": meta.get("uid"),
-                         "generation": meta.get("generation"),
-                         "resourceVersion": meta.get("resourceVersion"),
-                         "deletionTimestamp": meta.get("deletionTimestamp")},
-            "spec": dict(body.get("spec") or {}), "status": dict(body.get("status") or {})}}
+        meta = {k: body.metadata.get(k) for k in RUN_META}
+        return {(namespace, name): {"metadata": {**meta, "name": name, "namespace": namespace},
+                                    "spec": dict(body.spec), "status": dict(body.status)}}
 
     @staticmethod
-    async def index_job(namespace: str, labels: dict[str, str], body: kopf.Body,
-                        **_: Any) -> Any:
+    async def index_job(namespace: str, labels: dict[str, str], body: kopf.Body, **_: Any) -> Any:
         return {(namespace, labels[p.LABEL_RUN]): x.compact_job(body)}
 
     @staticmethod
-    async def index_pod(namespace: str, labels: dict[str, str], body: kopf.Body,
-                        **_: Any) -> Any:
+    async def index_pod(namespace: str, labels: dict[str, str], body: kopf.Body, **_: Any) -> Any:
         job = x.job_of_pod(labels)
         return {(namespace, job): x.compact_pod(body)} if job else {}
 
     async def on_run(self, type: str | None, body: kopf.Body, namespace: str, name: str,
-                     **kwargs: Any) -> None:
-        self._remember(kwargs)
+                     **_: Any) -> None:
         metrics.observed_event()
         if type == "DELETED":
             await self._deleted(namespace, name, (body.get("metadata") or {}).get("uid"))
         else:
             self.enqueue((namespace, name))
 
-    async def on_child(self, namespace: str, labels: dict[str, str], **kwargs: Any) -> None:
-        self._remember(kwargs)
+    async def on_child(self, namespace: str, labels: dict[str, str], **_: Any) -> None:
         metrics.observed_event()
         self.enqueue((namespace, labels[p.LABEL_RUN]))
 
     @staticmethod
     async def validate(spec: dict[str, Any], name: str | None = None, **_: Any) -> None:
         errors = [("metadata.name", e)] if name and (e := p.name_error(name)) else []
-        try:
-            s.parse_spec(dict(spec))
-        except s.SpecError as exc:
-            errors += exc.errors
+        if isinstance(parsed := p.parse(dict(spec)), s.SpecError):
+            errors += parsed.errors
         if errors:
             raise kopf.AdmissionError(str(s.SpecError(errors)), code=422)
 
-    # ------------------------------------------------------------------ the work queue
     def enqueue(self, key: Key) -> None:
-        """Queue a reconcile; a key queued already is not queued twice, and one being
-        reconciled is queued once more when that reconcile ends."""
-        if key in self.busy:
+        """client-go's workqueue Add: a dirty key is not queued twice, and one being reconciled
+        goes back on the queue when that reconcile ends (never two reconciles of a run)."""
+        if key not in self.dirty:
             self.dirty.add(key)
-        elif key not in self.queued and self.queue is not None:
-            self.queued.add(key)
-            self.queue.put_nowait(key)
+            if key not in self.busy:
+                self.queue.put_nowait(key)
 
     async def _worker(self) -> None:
-        assert self.queue is not None
         while True:
             key = await self.queue.get()
-            self.queued.discard(key)
+            self.dirty.discard(key)
             self.busy.add(key)
             try:
                 await self.reconcile(*key)
             finally:
                 self.busy.discard(key)
                 if key in self.dirty:
-                    self.dirty.discard(key)
-                    self.enqueue(key)
+                    self.queue.put_nowait(key)
 
     async def reconcile(self, namespace: str, name: str) -> None:
-        start, result = time.monotonic(), "success"
-        self.retry.discard((namespace, name))
+        key, result = (namespace, name), "success"
         try:
-            await self._reconcile(namespace, name)
+            with metrics.RECONCILE_TIME.labels(CONTROLLER).time():
+                await self._reconcile(namespace, name)
         except kube.OwnedByAnother as exc:  # a deleted namesake's child: wait for the GC
             result = "requeue"
-            self.retry.add((namespace, name))
             log.info("%s/%s waits for a deleted run's children to go: %s", namespace, name, exc)
         except Exception:
             result = "error"
-            self.retry.add((namespace, name))
             metrics.RECONCILE_ERRORS.labels(CONTROLLER).inc()
-            log.exception("reconcile of %s/%s failed; retried on the next resync",
+            log.exception("reconcile of %s/%s failed; retried after a resync interval",
                           namespace, name)
+        if result != "success":  # retried a resync interval later (client-go's AddAfter)
+            asyncio.get_running_loop().call_later(self.config.resync, self.enqueue, key)
         metrics.RECONCILE_TOTAL.labels(CONTROLLER, result).inc()
-        metrics.RECONCILE_TIME.labels(CONTROLLER).observe(time.monotonic() - start)
 
-    # ------------------------------------------------------------------ reconcile
+    def _items(self, index: str, key: Key) -> list[dict[str, Any]]:
+        return list(self.idx[index].get(key, ()))
+
     def _run(self, key: Key) -> dict[str, Any] | None:
-        runs = self.idx.get("runs")
-        return next(iter(runs[key]), None) if runs is not None and key in runs else None
+        return next(iter(self._items("runs", key)), None)
 
     def _status(self, key: Key, run: dict[str, Any]) -> s.PolyaRunStatus:
         """Our own last write wins over a watch event that has not arrived yet."""
@@ -250,32 +206,12 @@ class Operator:
             return status
         return p.as_status(run.get("status"))
 
-    def _spec(self, key: Key, run: dict[str, Any]) -> Any:
-        meta = run["metadata"]
-        hit = self.specs.get(key)
-        if hit is None or hit[:2] != (meta.get("uid"), meta.get("generation")):
-            hit = self.specs[key] = (meta.get("uid"), meta.get("generation"),
-                                     x.parse(run.get("spec")))
-        return hit[2]
-
-    def _jobs(self, key: Key) -> list[dict[str, Any]]:
-        jobs = self.idx.get("jobs")
-        return list(jobs[key]) if jobs is not None and key in jobs else []
-
     def _children(self, key: Key, uid: str | None = None) -> list[p.Attempt]:
-        """The run's Jobs (with their pods); a deleted namesake's lingering children (other
-        owner uid) are not this run's."""
-        jobs, pods = self.idx.get("jobs"), self.idx.get("pods")
-        out = []
-        for job in jobs[key] if jobs is not None and key in jobs else []:
-            jm = job["metadata"]
-            if uid and jm.get("owner") not in (None, uid):
-                continue
-            pk = (key[0], jm["name"])
-            mine = [pod for pod in (pods[pk] if pods is not None and pk in pods else [])
-                    if pod["metadata"].get("owner") in (None, jm.get("uid"))]
-            out.append(x.observe_job(job, mine))
-        return out
+        """The run's Jobs with their pods, less a deleted namesake's (other owner uid)."""
+        return [x.observe_job(job, [pod for pod in self._items("pods", (key[0], jm["name"]))
+                                    if pod["metadata"].get("owner") in (None, jm.get("uid"))])
+                for job in self._items("jobs", key) if (jm := job["metadata"])
+                and (not uid or jm.get("owner") in (None, uid))]
 
     async def _reconcile(self, namespace: str, name: str) -> None:
         key = (namespace, name)
@@ -286,18 +222,17 @@ class Operator:
             return
         uid = run["metadata"].get("uid")
         old = self._status(key, run)
-        parsed = self._spec(key, run)
+        parsed = x.parse(run.get("spec"))  # ~0.2 ms: not worth a cache
+        spec = parsed if isinstance(parsed, s.PolyaRunSpec) else None  # None: events only
         horizon = time.monotonic() - 120.0
         plan = p.plan({**run, "status": old}, self._children(key, uid), datetime.now(UTC),
-                      policy=x.policy(parsed) if isinstance(parsed, s.PolyaRunSpec)
-                      else p.Policy(), live=self.live, parsed=parsed,
-                      known={n for n, t in self.known.items() if t > horizon})
+                      policy=x.policy(spec) if spec else p.Policy(), live=self.live,
+                      parsed=parsed, known={n for n, t in self.known.items() if t > horizon})
         changed = plan.status != old
         if not changed and not plan.actions:
             return
         for a in plan.of(p.StartAttempt):
             self.known[a.name] = time.monotonic()
-        spec = parsed if isinstance(parsed, s.PolyaRunSpec) else None  # None: events only
         created = await x.apply(kube.client(), run, plan, spec, self.config.image, changed)
         for a in plan.of(p.StartAttempt):
             if a.name in created:
@@ -312,8 +247,7 @@ class Operator:
         """A deleted run: delete its active Jobs now (garbage collection would, later)."""
         key = (namespace, name)
         jobs = self._children(key, uid)
-        api = kube.client()
-        await asyncio.gather(*(api.delete("batch/v1", "jobs", namespace, j.name)
+        await asyncio.gather(*(kube.client().delete("batch/v1", "jobs", namespace, j.name)
                                for j in jobs if j.phase in p.ACTIVE))
         for j in jobs:
             self.live.pop(j.name, None)
@@ -321,19 +255,10 @@ class Operator:
         _, status = self.written.pop(key, ("", None))
         metrics.forget_run(namespace, name, [(st.arm, st.name) for st in
                                              (status.stages if status else [])])
-        self.specs.pop(key, None)
-
-    # ------------------------------------------------------------------ resync
-    async def _fetch(self, pod: dict[str, Any]) -> dict[str, Any] | None:
-        if self.config.fetch_progress is not None:
-            return await self.config.fetch_progress(pod)
-        return await x.http_progress(pod)
 
     async def resync_once(self) -> None:
-        """Read live progress; queue the runs that moved, are due or failed last time."""
-        runs, pods = self.idx.get("runs"), self.idx.get("pods")
-        if runs is None:
-            return
+        """Read live progress; queue the runs that moved or are due."""
+        runs = self.idx["runs"]
         self.health.ready = True
         now = datetime.now(UTC)
         states: dict[str, int] = {}
@@ -345,23 +270,19 @@ class Operator:
             state = p.run_state(status)
             states[state] = states.get(state, 0) + 1
             wake = p.next_wakeup(run.get("spec") or {}, status, now)
-            due = key in self.retry or (wake is not None and wake <= 0)
+            due = wake is not None and wake <= 0
             if state in ("Succeeded", "Failed") and not due:
                 continue
-            jobs = {j["metadata"]["name"]: j for j in self._jobs(key)}
+            jobs = {j["metadata"]["name"]: j for j in self._items("jobs", key)}
             for st in status.stages:
-                if st.state != "Running" or not st.job_name or pods is None or \
-                        (key[0], st.job_name) not in pods:
+                job_pods = self._items("pods", (key[0], st.job_name or ""))
+                if st.state != "Running" or not job_pods:
                     continue
-                job_pods = pods[(key[0], st.job_name)]
-                fetched = {}
-                for pod in job_pods:
-                    if (pod.get("status") or {}).get("phase") == "Running":
-                        data = await self._fetch(pod)
-                        if data is not None:
-                            fetched[x.pod_index(pod) or 0] = data
-                job = jobs.get(st.job_name)
-                data = (x.index_progress(job, list(job_pods), fetched)  # summed over indices
+                fetched = {x.pod_index(pod) or 0: data for pod in job_pods
+                           if (pod.get("status") or {}).get("phase") == "Running"
+                           and (data := await x.http_progress(pod)) is not None}
+                job = jobs.get(st.job_name or "")
+                data = (x.index_progress(job, job_pods, fetched)  # summed over indices
                         if job is not None and x.completions(job) > 1
                         else next(iter(fetched.values()), None))
                 if data is not None and data != self.live.get(st.job_name):
@@ -375,9 +296,7 @@ class Operator:
 
     async def check_watch(self) -> None:
         """Compare listed PolyaRun versions with kopf's index (see watchdog.py)."""
-        runs = self.idx.get("runs")
-        if runs is None:
-            return
+        runs = self.idx["runs"]
         items = await kube.client().list_runs(self.config.namespaces or [None])
         indexed = {k: v["metadata"].get("resourceVersion")
                    for k in list(runs.keys()) for v in runs[k]}

@@ -1,10 +1,12 @@
 """The few API calls the operator makes itself (everything it reads comes from kopf's watches).
 
-Credentials and TLS come from the official ``kubernetes`` client's loaders (in-cluster service
-account or a kubeconfig, cached per kubeconfig path: the package reads ``$KUBECONFIG`` at
-import time and tests switch API servers). The calls themselves go over one aiohttp session
-per event loop: the official client is synchronous (a thread per call), kopf's own client
-is internal to kopf.
+Through the official client's asyncio flavour, ``kubernetes.aio`` (same package): its config
+loaders (in-cluster, whose hook re-reads the token file when due, or a kubeconfig, read once
+as kopf's kubeconfig login does) and its ``ApiClient``: ``param_serialize`` (URL, headers,
+bearer token via ``auth_settings``), ``call_api`` (aiohttp; no retries: ``retries`` unset)
+and ``response_deserialize`` (type ``"object"``: plain JSON, no models; an error status
+raises ``ApiException`` with ``.status``). An ApiClient's session belongs to one event loop:
+clients are cached per loop and ``$KUBECONFIG`` (read per call; tests switch API servers).
 
 RBAC (namespaced): batch/jobs create, delete, patch; configmaps, persistentvolumeclaims,
 services create; events create; polyaruns list (watch check), polyaruns/status patch; and,
@@ -16,25 +18,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import ssl
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
-from kubernetes import client as kclient
-from kubernetes import config as kconfig
+from kubernetes.aio import client as kclient
+from kubernetes.aio import config as kconfig
+from kubernetes.aio.client.exceptions import ApiException as ApiError
 from polya_trainer import spec as s
 
 log = logging.getLogger("polya_operator.kube")
-_CONFIGS: dict[str, tuple[kclient.Configuration, ssl.SSLContext | bool]] = {}
-_SESSIONS: dict[tuple[str, int], aiohttp.ClientSession] = {}
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, body: Any):
-        self.status, self.body = status, body
-        super().__init__(f"HTTP {status}: {body}")
+_CLIENTS: dict[tuple[str, int], kclient.ApiClient] = {}  # by (configuration, event loop)
 
 
 class OwnedByAnother(Exception):
@@ -49,91 +43,67 @@ def controller_uid(obj: dict[str, Any]) -> str | None:
     return None
 
 
-def _config_key() -> str:
-    if os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get("KUBECONFIG"):
-        return "<in-cluster>"
-    return os.path.expanduser(os.environ.get("KUBECONFIG") or "~/.kube/config")
+def in_cluster() -> bool:
+    """The service account's credentials (else a kubeconfig's): kopf's login decides alike."""
+    return bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and not os.environ.get("KUBECONFIG")
 
 
-def configuration() -> tuple[kclient.Configuration, ssl.SSLContext | bool]:
-    key = _config_key()
-    if key not in _CONFIGS:
-        cfg = kclient.Configuration()
-        if key == "<in-cluster>":
+async def _api() -> kclient.ApiClient:
+    path = os.path.expanduser(os.environ.get("KUBECONFIG") or "~/.kube/config")
+    key = ("<in-cluster>" if in_cluster() else path, id(asyncio.get_running_loop()))
+    if key not in _CLIENTS:
+        cfg = kclient.Configuration(client_session_kwargs={"trust_env": False})  # as kopf's
+        if in_cluster():
             kconfig.load_incluster_config(client_configuration=cfg)
         else:
-            kconfig.load_kube_config(config_file=key, client_configuration=cfg,
-                                     persist_config=False)
-        ctx: ssl.SSLContext | bool = False
-        if cfg.host.startswith("https") and cfg.verify_ssl:
-            ctx = ssl.create_default_context(cafile=cfg.ssl_ca_cert)
-            if cfg.cert_file:
-                ctx.load_cert_chain(cfg.cert_file, cfg.key_file)
-        _CONFIGS[key] = (cfg, ctx)
-    return _CONFIGS[key]
+            await kconfig.load_kube_config(key[0], client_configuration=cfg, persist_config=False)
+        _CLIENTS.setdefault(key, kclient.ApiClient(cfg)).user_agent = "polya-operator/0.1"
+    return _CLIENTS[key]
 
 
-def _base(api: str) -> str:
-    return "/api/v1" if api == "v1" else f"/apis/{api}"
+def _path(api: str, plural: str, namespace: str, *rest: str) -> str:
+    return "/".join([f"/apis/{api}" if "/" in api else "/api/v1", "namespaces", namespace,
+                     plural, *rest])
 
 
-@dataclass
 class Kube:
-    cfg: kclient.Configuration
-    ssl: ssl.SSLContext | bool
-    session: aiohttp.ClientSession
-
     async def request(self, method: str, path: str, body: Any = None,
-                      content_type: str = "application/json") -> Any:
-        headers = {"Content-Type": content_type, "Accept": "application/json"}
-        token = self.cfg.get_api_key_with_prefix("authorization")  # refreshes tokens
-        if token:
-            headers["Authorization"] = token
-        async with self.session.request(method, self.cfg.host.rstrip("/") + path, json=body,
-                                        headers=headers, ssl=self.ssl) as resp:
-            data = await resp.json(content_type=None) if resp.content_length != 0 else None
-            if resp.status >= 400:
-                raise ApiError(resp.status, data)
-            return data
+                      content_type: str = "application/json", missing_ok: bool = False) -> Any:
+        """The JSON answer ('' if empty; None for a 404 if ``missing_ok``), or ApiError."""
+        api = await _api()
+        args = await api.param_serialize(method, path, body=body, auth_settings=["BearerToken"],
+                                         header_params={"Content-Type": content_type,
+                                                        "Accept": "application/json"})
+        resp = await api.call_api(*args, _request_timeout=60)
+        await resp.read()
+        if missing_ok and resp.status == 404:
+            return None
+        return api.response_deserialize(resp, {"2XX": "object"}).data
 
     async def create(self, api: str, plural: str, namespace: str, body: dict[str, Any]) -> None:
-        """POST; an existing object of ours (409) is fine, one of another owner is not."""
-        base = f"{_base(api)}/namespaces/{namespace}/{plural}"
+        """POST; an existing object of ours (409) is fine. One of another owner, or one gone
+        meanwhile (the next reconcile creates it), raises OwnedByAnother."""
+        name = body["metadata"]["name"]
         try:
-            await self.request("POST", base, body)
-            return
+            await self.request("POST", _path(api, plural, namespace), body)
         except ApiError as exc:
             if exc.status != 409:
                 raise
-        mine = controller_uid(body)
-        try:
-            there = await self.request("GET", f"{base}/{body['metadata']['name']}") or {}
-        except ApiError as exc:
-            if exc.status == 404:  # gone meanwhile: the next reconcile creates it
-                raise OwnedByAnother(body["metadata"]["name"]) from None
-            raise
-        if mine is not None and controller_uid(there) not in (None, mine):
-            raise OwnedByAnother(f"{plural}/{body['metadata']['name']} belongs to "
-                                 f"{controller_uid(there)}")
+            there = await self.request("GET", _path(api, plural, namespace, name),
+                                       missing_ok=True)
+            mine, theirs = controller_uid(body), controller_uid(there or {})
+            if there is None or (mine and theirs and mine != theirs):
+                raise OwnedByAnother(f"{plural}/{name} is gone or belongs to {theirs}") from None
 
     async def patch(self, api: str, plural: str, namespace: str, name: str,
                     body: dict[str, Any], subresource: str = "") -> None:
-        """Merge-patch; an object that is gone (404) is left alone."""
-        sub = f"/{subresource}" if subresource else ""
-        try:
-            await self.request("PATCH", f"{_base(api)}/namespaces/{namespace}/{plural}/{name}"
-                               f"{sub}", body, content_type="application/merge-patch+json")
-        except ApiError as exc:
-            if exc.status != 404:
-                raise
+        """Merge-patch (of the subresource if given); an object that is gone is left alone."""
+        await self.request("PATCH", _path(api, plural, namespace, name, subresource).rstrip("/"),
+                           body, "application/merge-patch+json", missing_ok=True)
 
     async def delete(self, api: str, plural: str, namespace: str, name: str) -> None:
-        try:
-            await self.request("DELETE", f"{_base(api)}/namespaces/{namespace}/{plural}/{name}",
-                               {"propagationPolicy": "Background"})
-        except ApiError as exc:
-            if exc.status != 404:
-                raise
+        await self.request("DELETE", _path(api, plural, namespace, name),
+                           {"propagationPolicy": "Background"}, missing_ok=True)
 
     async def patch_run_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         await self.patch(s.API_VERSION, s.PLURAL, namespace, name, {"status": status},
@@ -150,44 +120,33 @@ class Kube:
     async def event(self, run: dict[str, Any], reason: str, message: str,
                     type_: str = "Normal") -> None:
         """A core/v1 Event on the PolyaRun (what `kubectl describe` shows); best effort."""
-        meta = run.get("metadata") or {}
+        ref = {k: (run.get("metadata") or {}).get(k) for k in ("name", "namespace", "uid")}
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        ns = meta.get("namespace")
         body = {"apiVersion": "v1", "kind": "Event",
-                "metadata": {"generateName": f"{meta.get('name')}.", "namespace": ns},
-                "involvedObject": {"apiVersion": s.API_VERSION, "kind": s.KIND,
-                                   "name": meta.get("name"), "namespace": ns,
-                                   "uid": meta.get("uid")},
+                "metadata": {"generateName": f"{ref['name']}.", "namespace": ref["namespace"]},
+                "involvedObject": {"apiVersion": s.API_VERSION, "kind": s.KIND, **ref},
                 "reason": reason, "message": message[:1024], "type": type_,
-                "source": {"component": "polya-operator"},
-                "reportingComponent": "polya-operator",
+                "source": {"component": "polya-operator"}, "reportingComponent": "polya-operator",
                 "reportingInstance": os.environ.get("HOSTNAME", "polya-operator"),
                 "firstTimestamp": now, "lastTimestamp": now, "count": 1}
         try:
-            await self.request("POST", f"/api/v1/namespaces/{ns}/events", body)
+            await self.request("POST", _path("v1", "events", ref["namespace"]), body)
         except (ApiError, aiohttp.ClientError) as exc:
             log.warning("could not post event %s: %s", reason, exc)
 
 
 def client() -> Kube:
-    """The client for the current configuration and running event loop (cached)."""
-    cfg, ctx = configuration()
-    key = (_config_key(), id(asyncio.get_running_loop()))
-    sess = _SESSIONS.get(key)
-    if sess is None or sess.closed:
-        sess = _SESSIONS[key] = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=64),
-            headers={"User-Agent": "polya-operator/0.1"}, timeout=aiohttp.ClientTimeout(60))
-    return Kube(cfg, ctx, sess)
+    """The calls above; each uses the ApiClient of the current configuration and loop."""
+    return Kube()
 
 
 async def close() -> None:
-    """Close the sessions of the running loop (operator shutdown)."""
+    """Close the running loop's ApiClients (operator shutdown)."""
     loop = id(asyncio.get_running_loop())
-    for key in [k for k in _SESSIONS if k[1] == loop]:
-        await _SESSIONS.pop(key).close()
+    for key in [k for k in _CLIENTS if k[1] == loop]:
+        await _CLIENTS.pop(key).close()
 
 
 def forget() -> None:
-    """Drop cached configurations (tests switch API servers)."""
-    _CONFIGS.clear()
+    """Drop the cached ApiClients (tests switch API servers behind one kubeconfig path)."""
+    _CLIENTS.clear()
