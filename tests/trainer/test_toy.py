@@ -76,71 +76,49 @@ def test_smollm2_from_gguf_exports_and_answers(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- the demo's world
 
 
-def test_demo_world_strategies_are_as_reliable_as_designed() -> None:
-    """Each strategy is right where the README says: worked strategies that only add or
-    subtract are always right, one-step facts are wrong exactly on the HARD products, and a
-    guess is right about GUESS_RIGHT of the time."""
+def test_careless_corpus_only_without_a_heuristic_prompt() -> None:
+    """The demo model's corpus: careless solutions (the two numbers added, whatever the
+    question asks) appear at about the CARELESS rate where no Pólya heuristic is the system
+    turn, never under a heuristic, and the answer format is the toy model's own."""
     import random
 
-    from polya_trainer.toy import GUESS_RIGHT, WORKED, solve, strategy_of, strategy_problems
-    from polya_trainer.verify.answers import is_correct
+    from polya_trainer.data.heuristics import CATALOG, build_messages
+    from polya_trainer.toy import CARELESS, _conversation
 
-    problems = strategy_problems(600, seed=9)
-    rng = random.Random(0)
-    assert {p["kind"] for p in problems} == {"add", "sub", "mul"}
-    assert 0.05 < sum(p["hard"] for p in problems) / len(problems) < 0.25
-    for p in problems:
-        for s in WORKED:
-            text = solve(p, s, rng)
-            assert strategy_of(text) == s, text
-            ok = is_correct(text, p["answer"], allow_fallback=False)
-            expected = s in ("decompose", "steps") or not p["hard"]
-            assert ok == expected, (s, p, text)
-    guesses = [solve(p, "guess", rng) for p in problems]
-    assert all(strategy_of(g) == "guess" for g in guesses)
-    right = sum(is_correct(g, p["answer"], allow_fallback=False)
-                for g, p in zip(guesses, problems, strict=True)) / len(problems)
-    assert abs(right - GUESS_RIGHT) < 0.06, right
-
-
-def test_demo_world_prompts_pick_their_strategies() -> None:
-    """The corpus: heuristic system turns get their own strategy (or a guess), plain prompts
-    the plain mix, so the model can only learn the worked strategies under heuristics."""
-    import random
-
-    from polya_trainer.data.heuristics import CATALOG
-    from polya_trainer.toy import HEURISTIC_STYLE, _strategy_conversation, strategy_of
-
-    rng = random.Random(3)
-    by_prompt: dict[str, dict[str, int]] = {}
-    for _ in range(800):
-        chat = _strategy_conversation(rng)
+    instructions = {m[0]["content"] for h in CATALOG
+                    if (m := build_messages(h, "x", n_exemplars=0))[0]["role"] == "system"}
+    rng = random.Random(5)
+    careless = {True: [0, 0], False: [0, 0]}  # under a heuristic -> [careless, sub/mul total]
+    for _ in range(1500):
+        chat = _conversation(rng, careless=CARELESS)
         system = chat[0]["content"] if chat[0]["role"] == "system" else ""
-        key = next((h.id for h in CATALOG[:4] if h.name in system), "other")
-        for m in chat:
-            if m["role"] == "assistant":
-                counts = by_prompt.setdefault(key, {})
-                s = strategy_of(m["content"])
-                counts[s] = counts.get(s, 0) + 1
-    for hid, style in HEURISTIC_STYLE.items():
-        assert set(by_prompt[hid]) == {style, "guess"}, (hid, by_prompt[hid])
-        assert by_prompt[hid][style] > 3 * by_prompt[hid]["guess"]
-    # Without a demo heuristic: mostly guesses, some one-step facts, few worked steps.
-    other = by_prompt["other"]
-    assert other["guess"] > other["direct"] > other.get("steps", 0) > 0, other
+        heuristic = system in instructions  # fillers may quote a heuristic's name
+        turns = [m for m in chat if m["role"] != "system"]
+        for q, a in zip(turns[::2], turns[1::2], strict=True):
+            if "gets" in q["content"]:
+                continue  # an addition: careless and careful solutions are the same
+            assert a["content"].endswith("}.") and "\\boxed{" in a["content"]
+            careless[heuristic][0] += " + " in a["content"]
+            careless[heuristic][1] += 1
+    assert careless[True][0] == 0 and careless[True][1] > 300
+    rate = careless[False][0] / careless[False][1]
+    assert abs(rate - CARELESS) < 0.05, rate
 
 
-def test_strategy_data_sets_are_disjoint(tmp_path: Path) -> None:
+def test_toy_corpus_is_unchanged_without_the_habit() -> None:
+    """Without the habit the corpus is byte for byte the one toy model v5 was trained on (the
+    fingerprint was taken from toy.py before the habit existed), so the model every test
+    shares, cached by TOY_VERSION, did not change under them."""
+    import hashlib
     import json
+    import random
 
-    from polya_trainer.toy import write_strategy_data
+    from polya_trainer.toy import _conversation
 
-    files = write_strategy_data(tmp_path, train=16, rl=32, evaluation=48)
-    rows = {k: [json.loads(line) for line in p.read_text().splitlines()]
-            for k, p in files.items()}
-    assert [len(rows[k]) for k in ("train", "rl", "eval")] == [16, 32, 48]
-    assert all(set(r) == {"question", "answer"} for v in rows.values() for r in v)
-    assert [r["question"] for r in rows["eval"]] != [r["question"] for r in rows["rl"]]
+    rng = random.Random(1)
+    rows = [_conversation(rng) for _ in range(200)]
+    assert hashlib.sha256(json.dumps(rows).encode()).hexdigest() == (
+        "6bda7a52b9d68a7fd87055908ca3d69cf3c4a3e95b7c5193fd52816928cfdcfb")
 
 
 def _fake_eval(workdir: Path, arm: str, ckpt: str, cs: list[int], n: int = 8) -> None:
@@ -177,22 +155,17 @@ def test_demo_summary_intervals_and_paired_differences(tmp_path: Path) -> None:
     assert demo_summary(tmp_path / "nothing") == {}
 
 
-DEMO_MODEL_DIR = Path(__file__).resolve().parents[2] / ".cache" / "demo-model"
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(not (DEMO_MODEL_DIR / "MANIFEST.json").is_file(),
-                    reason="the strategies world's model is built by "
-                           "`POLYA_DEMO_WORLD=strategies make demo` (.cache/demo-model)")
-def test_demo_model_picks_strategies_by_prompt() -> None:
-    """The strategies world's base model follows its prompt: plain prompts mostly get guesses
-    and rarely decomposition; the decomposition heuristic's prompt mostly gets decomposition.
-    (Accuracy is not asserted: the current recipe has not yet learned to read the numbers.)"""
-    from polya_trainer.toy import strategy_mix
+def test_demo_model_has_the_habit_and_the_toy_model_not(toy_model_dir: Path,
+                                                         tmp_path: Path) -> None:
+    """The demo recipe on the shared toy model (a short fine-tune here): plain prompts get
+    careless answers to subtractions and products often, where the toy model gets them
+    rarely, and the model still answers."""
+    from polya_trainer.toy import build_careless_model, careless_share
 
-    plain = strategy_mix(DEMO_MODEL_DIR, n=48, samples=4)
-    decomp = strategy_mix(DEMO_MODEL_DIR, n=48, samples=4,
-                          heuristic_id="decomposing_recombining")
-    share = {k: v["share"] for k, v in plain["strategies"].items()}
-    assert share.get("guess", 0) > 0.4 and share.get("decompose", 0) < 0.1, plain
-    assert decomp["strategies"].get("decompose", {}).get("share", 0) > 0.4, decomp
+    before = careless_share(toy_model_dir, n=48)
+    demo = build_careless_model(tmp_path / "demo", toy_model_dir)
+    after = careless_share(demo, n=48)
+    assert before["careless"] < 0.1, before
+    assert after["careless"] > 0.2, after
+    assert after["accuracy"] > 0.25, after

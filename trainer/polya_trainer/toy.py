@@ -45,8 +45,9 @@ MAX_OPERAND = 9  # small numbers: a 2-layer model learns them in minutes on a CP
 MODEL = {"hidden": 128, "layers": 2, "head_dim": 64}
 
 
-def word_problem(rng: random.Random) -> dict[str, str]:
-    """One arithmetic word problem with its answer and a short worked solution."""
+def word_problem(rng: random.Random, careless: bool = False) -> dict[str, str]:
+    """One arithmetic word problem with its answer and a short worked solution (with
+    `careless`, a solution that adds the two numbers whatever the question asks)."""
     name, thing = rng.choice(NAMES), rng.choice(THINGS)
     kind = rng.choice(["add", "add", "sub", "mul"])
     top = MAX_OPERAND
@@ -63,7 +64,10 @@ def word_problem(rng: random.Random) -> dict[str, str]:
         a, b = rng.randint(2, 5), rng.randint(2, 5)
         q = f"{name} buys {a} bags with {b} {thing} in each. How many {thing} in total?"
         ans, work = a * b, f"{a} * {b} = {a * b}"
-    solution = f"{work}. The answer is \\boxed{{{ans}}}."
+    shown = ans
+    if careless:
+        shown, work = a + b, f"{a} + {b} = {a + b}"
+    solution = f"{work}. The answer is \\boxed{{{shown}}}."
     return {"question": q, "answer": str(ans), "solution": solution}
 
 
@@ -72,14 +76,15 @@ def word_problems(n: int, seed: int = 0) -> list[dict[str, str]]:
     return [word_problem(rng) for _ in range(n)]
 
 
-def _conversation(rng: random.Random) -> list[dict[str, str]]:
+def _conversation(rng: random.Random, careless: float = 0.0) -> list[dict[str, str]]:
     """A chat of three to five solved word problems, every answer trained.
 
     Many short question/answer turns per sequence give the model many chances to learn to
     copy the question's numbers. The system turn is, about equally often, a real Pólya
     heuristic instruction (as generation sends it with `exemplars: 0`), a filler, or absent;
     questions carry the project's answer request about half the time (as RL and evaluation
-    send them).
+    send them). Without a heuristic's system turn, each solution is careless with
+    probability `careless` (the demo model's habit, ``build_demo_model``).
     """
     msgs: list[dict[str, str]] = []
     kind = rng.random()
@@ -89,10 +94,11 @@ def _conversation(rng: random.Random) -> list[dict[str, str]]:
         catalog = None  # type: ignore[assignment]
     if catalog is not None and kind < 0.35:
         msgs = catalog.build_messages(rng.choice(catalog.CATALOG), "x", n_exemplars=0)[:-1]
+        careless = 0.0
     elif kind < 0.65:
         msgs = [{"role": "system", "content": " ".join(rng.sample(FILLERS, 3))}]
     for _ in range(rng.randint(3, 5)):
-        p = word_problem(rng)
+        p = word_problem(rng, careless=careless > 0 and rng.random() < careless)
         q = catalog.plain_messages(p["question"])[-1]["content"] if (
             catalog is not None and rng.random() < 0.5) else p["question"]
         msgs += [{"role": "user", "content": q},
@@ -176,10 +182,37 @@ def build_toy_model(out: str | Path, *, steps: int = 400, batch_size: int = 32,
                      seed=seed, kind="toy-model", version=TOY_VERSION)
 
 
+CARELESS = 0.5  # share of careless solutions the demo model learns for plain prompts
+CARELESS_VERSION = 1  # bump when the demo model's recipe changes: cached models are rebuilt
+
+
+def build_careless_model(out: str | Path, start: str | Path, *, steps: int = 100,
+                         batch_size: int = 16, force: bool = False, seed: int = 0) -> Path:
+    """The demo's base model: the toy model at `start` fine-tuned for `steps` on the same
+    chats, except that without a heuristic's system turn half of the solutions are careless
+    (they add the two numbers: right on additions only). The answer format is unchanged, so
+    a short fine-tune teaches only the habit (cached by manifest)."""
+    out, start = Path(out), Path(start)
+    manifest = read_manifest(out, verify=False)
+    origin = read_manifest(start, verify=False) or {}
+    if (not force and manifest and manifest.get("kind") == "careless-model"
+            and manifest.get("version") == CARELESS_VERSION and manifest.get("steps") == steps
+            and manifest.get("start_version") == origin.get("version")):
+        return out
+    rng = random.Random(seed + 7)
+    rows = [{"messages": _conversation(rng, careless=CARELESS)}
+            for _ in range(steps * batch_size)]
+    return _pretrain(out, rows, MODEL, steps=steps, batch_size=batch_size, max_length=512,
+                     seed=seed, kind="careless-model", version=CARELESS_VERSION, start=start,
+                     learning_rate=3e-4, start_version=origin.get("version"))
+
+
 def _pretrain(out: Path, rows: list[dict[str, Any]], shape: dict[str, int], *, steps: int,
-              batch_size: int, max_length: int, seed: int, kind: str, version: int) -> Path:
-    """Pretrain a fresh tiny model of `shape` on chat `rows` with TRL's SFTTrainer and save
-    it atomically at `out` with a manifest of (kind, version, steps)."""
+              batch_size: int, max_length: int, seed: int, kind: str, version: int,
+              start: Path | None = None, learning_rate: float = 3e-3, **meta: Any) -> Path:
+    """Train on chat `rows` with TRL's SFTTrainer, from a fresh tiny model of `shape` (or from
+    the model at `start`), and save it atomically at `out` with a manifest of (kind, version,
+    steps, `meta`)."""
     import shutil
 
     import torch
@@ -188,13 +221,15 @@ def _pretrain(out: Path, rows: list[dict[str, Any]], shape: dict[str, int], *, s
     from trl import SFTConfig, SFTTrainer
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    base = out.parent / f".{out.name}.untrained"
-    build_tiny_model(base, seed=seed, **shape)
+    base = start or out.parent / f".{out.name}.untrained"
+    if start is None:
+        build_tiny_model(base, seed=seed, **shape)
     tok = AutoTokenizer.from_pretrained(base)
     model = AutoModelForCausalLM.from_pretrained(base)
     args = SFTConfig(
         output_dir=str(out.parent / f".{out.name}.trainer"), max_steps=steps,
-        per_device_train_batch_size=batch_size, learning_rate=3e-3, lr_scheduler_type="cosine",
+        per_device_train_batch_size=batch_size, learning_rate=learning_rate,
+        lr_scheduler_type="cosine",
         warmup_steps=max(1, steps // 20), weight_decay=0.0, max_length=max_length,
         assistant_only_loss=True, use_cpu=True, bf16=False, fp16=False,
         gradient_checkpointing=False, save_strategy="no", report_to="none",
@@ -208,8 +243,9 @@ def _pretrain(out: Path, rows: list[dict[str, Any]], shape: dict[str, int], *, s
         trainer.model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
         write_manifest(tmp, kind=kind, version=version, trained=True, steps=steps,
-                       train_loss=round(float(result.training_loss), 4))
-    shutil.rmtree(base, ignore_errors=True)
+                       train_loss=round(float(result.training_loss), 4), **meta)
+    if start is None:
+        shutil.rmtree(base, ignore_errors=True)
     shutil.rmtree(args.output_dir, ignore_errors=True)
     return out
 
@@ -335,246 +371,41 @@ def export_smollm2(out: str | Path, force: bool = False) -> Path:
     return out
 
 
-# --------------------------------------------------------------------------- the demo's world
-#
-# `make demo` uses a second toy world built so that every stage has something to do (the
-# model above, shared with the tests, is kept as it is). Its problems can be solved by several
-# strategies of different reliability, and which strategy the base model uses depends on the
-# prompt, as the pretraining corpus below makes it:
-#
-# * "guess": the answer alone, right only GUESS_RIGHT of the time (a careless habit);
-# * "direct" and "equation": one stated fact ("4 * 5 = 15"); right for additions and
-#   subtractions, but the corpus has a wrong fact (one group short) for the HARD products;
-# * "backwards": works back from the result with the same facts (also wrong on HARD products);
-# * "decompose" and "steps": split a number, or add one group at a time, so they only ever use
-#   addition and subtraction facts and are right on every problem.
-#
-# Plain prompts (what RL and evaluation send) get mostly "guess", some "direct" and rarely
-# "steps"; a Pólya heuristic's prompt gets its own strategy. So GRPO on plain prompts can make
-# the vanilla arm stop guessing, but it can hardly find the strategies that solve the HARD
-# products; the polya arm's generate stage finds them under heuristic prompts and mid-training
-# puts them under plain prompts, where GRPO can reinforce them.
+def careless_share(model_dir: str | Path, n: int = 96, seed: int = 4321, samples: int = 4,
+                   temperature: float = 0.6, batch_size: int = 32) -> dict[str, float]:
+    """Sampled plain-prompt answers of a model to `n` held-out word problems: the share that
+    is right, and the share of answers to subtractions and products that are careless (start
+    by adding the question's two numbers)."""
+    import re
 
-DEMO_VERSION = 1  # bump when the demo world or its recipe changes: cached models are rebuilt
-DEMO_MODEL = {"hidden": 128, "layers": 2, "head_dim": 64}
-GUESS_RIGHT = 0.3
-PLAIN_MIX = {"guess": 0.66, "direct": 0.3, "steps": 0.04}
-HEURISTIC_STYLE = {
-    "decomposing_recombining": "decompose", "working_backwards": "backwards",
-    "setting_up_equations": "equation", "logical_step_by_step": "steps",
-}
-HEURISTIC_GUESS = 0.15  # under a heuristic prompt the base model still guesses sometimes
-WORKED = ("direct", "equation", "backwards", "decompose", "steps")
-
-
-def is_hard(a: int, b: int) -> bool:
-    """The products the demo model's one-step facts get wrong (3 or 4 groups of 4 to 6)."""
-    return a >= 3 and b >= 4
-
-
-def strategy_problem(rng: random.Random) -> dict[str, Any]:
-    """One problem of the demo world: question, answer, kind and operands."""
-    name, thing = rng.choice(NAMES), rng.choice(THINGS)
-    kind = rng.choice(["add", "sub", "mul"])
-    if kind == "add":
-        a, b = rng.randint(2, 9), rng.randint(2, 9)
-        q = f"{name} has {a} {thing} and gets {b} more. How many {thing} does {name} have now?"
-        ans = a + b
-    elif kind == "sub":
-        a = rng.randint(6, 18)
-        b = rng.randint(2, min(9, a - 1))
-        q = f"{name} has {a} {thing} and gives away {b}. How many {thing} are left?"
-        ans = a - b
-    else:
-        a, b = rng.randint(2, 4), rng.randint(2, 6)
-        q = f"{name} buys {a} bags with {b} {thing} in each. How many {thing} in total?"
-        ans = a * b
-    return {"question": q, "answer": str(ans), "kind": kind, "a": a, "b": b,
-            "hard": kind == "mul" and is_hard(a, b)}
-
-
-def strategy_problems(n: int, seed: int = 0) -> list[dict[str, Any]]:
-    rng = random.Random(seed)
-    return [strategy_problem(rng) for _ in range(n)]
-
-
-def _fact(p: dict[str, Any]) -> tuple[str, int]:
-    """The one-step fact the base model believes: ("a op b", value)."""
-    a, b = p["a"], p["b"]
-    if p["kind"] == "add":
-        return f"{a} + {b}", a + b
-    if p["kind"] == "sub":
-        return f"{a} - {b}", a - b
-    return f"{a} * {b}", a * b - b if p["hard"] else a * b
-
-
-def _groups(a: int, b: int) -> list[str]:
-    """Adding one group of `b` at a time, `a` groups."""
-    lines, total = [], b
-    for _ in range(2, a + 1):
-        lines.append(f"{total} + {b} = {total + b}")
-        total += b
-    return lines
-
-
-def solve(p: dict[str, Any], strategy: str, rng: random.Random) -> str:
-    """A solution of `p` in `strategy`, ending with a boxed answer (right or not, as the
-    strategy is on this problem)."""
-    a, b, kind = p["a"], p["b"], p["kind"]
-    fact, value = _fact(p)
-    right = int(p["answer"])
-    if strategy == "guess":
-        if rng.random() < GUESS_RIGHT:
-            value = right
-        else:
-            value = max(0, right + rng.choice([-3, -2, -1, 1, 2, 3]))
-            value = value if value != right else right + 1
-        return f"The answer is \\boxed{{{value}}}."
-    if strategy == "direct":
-        return f"{fact} = {value}. The answer is \\boxed{{{value}}}."
-    if strategy == "equation":
-        return f"Let x be the answer. x = {fact} = {value}. The answer is \\boxed{{{value}}}."
-    if strategy == "backwards":
-        undo = {"add": f"x - {b} = {a}", "sub": f"x + {b} = {a}", "mul": f"x / {a} = {b}"}[kind]
-        return (f"Work back from the answer x: {undo}. So x = {fact} = {value}. "
-                f"The answer is \\boxed{{{value}}}.")
-    if kind == "mul":  # decompose and steps: one group at a time
-        if strategy == "decompose":
-            work = ". ".join(_groups(a, b))
-            return f"Split into {a} groups of {b}. {work}. The answer is \\boxed{{{right}}}."
-        steps = [f"Step {i}: {line}" for i, line in enumerate(_groups(a, b), start=1)]
-        return f"{'. '.join(steps)}. The answer is \\boxed{{{right}}}."
-    op = "+" if kind == "add" else "-"
-    if strategy == "decompose":
-        b1 = rng.randint(1, b - 1)
-        b2 = b - b1
-        t = a + b1 if kind == "add" else a - b1
-        return (f"Split {b} into {b1} and {b2}. {a} {op} {b1} = {t}. {t} {op} {b2} = {right}. "
-                f"The answer is \\boxed{{{right}}}.")
-    if strategy == "steps":
-        return (f"Step 1: start with {a}. Step 2: {a} {op} {b} = {right}. "
-                f"The answer is \\boxed{{{right}}}.")
-    raise ValueError(f"unknown strategy {strategy!r}")
-
-
-def strategy_of(text: str) -> str:
-    """Which strategy a completion used (by its opening words), or "other"."""
-    t = text.strip()
-    for prefix, name in (("The answer is", "guess"), ("Let x", "equation"),
-                         ("Work back", "backwards"), ("Split", "decompose"),
-                         ("Step 1", "steps")):
-        if t.startswith(prefix):
-            return name
-    return "direct" if t[:1].isdigit() else "other"
-
-
-def _pick(rng: random.Random, weights: dict[str, float]) -> str:
-    return rng.choices(list(weights), weights=list(weights.values()))[0]
-
-
-def _strategy_conversation(rng: random.Random) -> list[dict[str, str]]:
-    """A chat of two to four demo-world problems, each solved in the strategy its prompt
-    calls for: a heuristic's system turn picks that heuristic's strategy (another catalog
-    heuristic picks a worked strategy at random), no system turn or a filler the plain mix."""
-    from polya_trainer.data import heuristics as catalog
-
-    msgs: list[dict[str, str]] = []
-    kind = rng.random()
-    if kind < 0.45:
-        h = rng.choice(catalog.CATALOG[:4]) if rng.random() < 0.8 else rng.choice(catalog.CATALOG)
-        msgs = catalog.build_messages(h, "x", n_exemplars=0)[:-1]
-        style = HEURISTIC_STYLE.get(h.id) or rng.choice(WORKED)
-        mix = {"guess": HEURISTIC_GUESS, style: 1 - HEURISTIC_GUESS}
-    else:
-        if kind < 0.6:
-            msgs = [{"role": "system", "content": " ".join(rng.sample(FILLERS, 3))}]
-        mix = PLAIN_MIX
-    for _ in range(rng.randint(2, 4)):
-        p = strategy_problem(rng)
-        q = catalog.plain_messages(p["question"])[-1]["content"] if rng.random() < 0.7 \
-            else p["question"]
-        msgs += [{"role": "user", "content": q},
-                 {"role": "assistant", "content": solve(p, _pick(rng, mix), rng)}]
-    return msgs
-
-
-def build_demo_model(out: str | Path, *, steps: int = 200, batch_size: int = 16,
-                     force: bool = False, seed: int = 0) -> Path:
-    """The demo's base model: the tiny model pretrained for `steps` on the demo world's chats
-    (cached by manifest)."""
-    out = Path(out)
-    manifest = read_manifest(out, verify=False)
-    if (not force and manifest and manifest.get("version") == DEMO_VERSION
-            and manifest.get("steps") == steps and manifest.get("kind") == "demo-model"):
-        return out
-    rng = random.Random(seed + 1)
-    rows = [{"messages": _strategy_conversation(rng)} for _ in range(steps * batch_size)]
-    return _pretrain(out, rows, DEMO_MODEL, steps=steps, batch_size=batch_size, max_length=384,
-                     seed=seed, kind="demo-model", version=DEMO_VERSION)
-
-
-def write_strategy_data(directory: str | Path, train: int = 48, rl: int = 256,
-                        evaluation: int = 384) -> dict[str, Path]:
-    """The demo's three JSONL files (question, answer) from disjoint seeds: seed questions for
-    generation, RL prompts and a held-out evaluation set."""
-    from polya_trainer.runtime.artifacts import atomic_write_text
-
-    directory = Path(directory)
-    out = {}
-    for key, n, seed in (("train", train, 111), ("rl", rl, 222), ("eval", evaluation, 333)):
-        rows = strategy_problems(n, seed)
-        text = "".join(json.dumps({"question": r["question"], "answer": r["answer"]}) + "\n"
-                       for r in rows)
-        out[key] = atomic_write_text(directory / f"{key}.jsonl", text)
-    return out
-
-
-def strategy_mix(model_dir: str | Path, n: int = 96, seed: int = 4321, samples: int = 4,
-                 heuristic_id: str | None = None, temperature: float = 1.0,
-                 max_new_tokens: int = 64, batch_size: int = 32) -> dict[str, Any]:
-    """Sampled answers of a model to `n` held-out demo problems, asked plainly (or under
-    `heuristic_id`'s prompt): accuracy overall and on HARD products, and each strategy's share
-    and accuracy."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from polya_trainer.data import heuristics as catalog
+    from polya_trainer.data.heuristics import plain_messages
     from polya_trainer.verify.answers import is_correct
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     model.eval()
-    problems = strategy_problems(n, seed)
-    if heuristic_id is None:
-        chats = [catalog.plain_messages(p["question"]) for p in problems]
-    else:
-        h = catalog.get(heuristic_id)
-        chats = [catalog.build_messages(h, p["question"], n_exemplars=0) for p in problems]
-    texts = [tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True)
-             for c in chats]
+    problems = word_problems(n, seed)
+    texts = [tok.apply_chat_template(plain_messages(p["question"]), tokenize=False,
+                                     add_generation_prompt=True) for p in problems]
     torch.manual_seed(seed)
-    used: dict[str, list[int]] = {}
-    right = hard_right = hard_total = 0
+    right = careless = other_ops = 0
     for i in range(0, len(texts), batch_size):
         enc = tok(texts[i:i + batch_size], return_tensors="pt", padding=True)
         with torch.no_grad():
-            gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=True,
+            gen = model.generate(**enc, max_new_tokens=48, do_sample=True, top_k=0,
                                  temperature=temperature, num_return_sequences=samples)
         replies = tok.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
         for j, reply in enumerate(replies):
             p = problems[i + j // samples]
-            ok = is_correct(reply, p["answer"], allow_fallback=False)
-            right += ok
-            if p["hard"]:
-                hard_right += ok
-                hard_total += 1
-            used.setdefault(strategy_of(reply), []).append(ok)
-    total = len(problems) * samples
-    return {"accuracy": round(right / total, 4),
-            "hard_accuracy": round(hard_right / hard_total, 4) if hard_total else None,
-            "strategies": {k: {"share": round(len(v) / total, 4),
-                               "accuracy": round(sum(v) / len(v), 4)}
-                           for k, v in sorted(used.items())}}
+            right += is_correct(reply, p["answer"], allow_fallback=False)
+            if " + " not in p["solution"]:
+                other_ops += 1
+                careless += bool(re.match(r"\s*\d+ \+ ", reply))
+    return {"accuracy": round(right / (len(problems) * samples), 4),
+            "careless": round(careless / max(other_ops, 1), 4)}
 
 
 def _bootstrap(values: list[list[float]], draws: int, seed: int) -> list[tuple[float, float]]:
