@@ -1,6 +1,14 @@
 """kube.py over the official client's asyncio flavour, against a small recording HTTP server:
 credentials and User-Agent on the wire, merge patches, and the status codes the operator
-handles itself (409 on create: owner check; 404 on patch and delete: fine; others raise)."""
+handles itself (409 on create: owner check; 404 on patch and delete: fine; others raise).
+
+The server is a double of kube-apiserver's answers, taken from its source: a create of an
+existing name is 409 AlreadyExists and a patch or delete of a missing object 404 NotFound
+(k8s.io/apiserver pkg/registry/generic/registry/store.go, Create/Update/Delete through
+pkg/storage/errors' Interpret*Error), error bodies are a metav1.Status object, and a patch
+names its kind by Content-Type, here application/merge-patch+json (pkg/endpoints/handlers/
+patch.go, PatchResource). It leaves out authentication and authorization (the token is only
+recorded), admission, resourceVersion conflicts, storage, and every other path."""
 
 from __future__ import annotations
 

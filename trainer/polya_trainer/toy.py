@@ -84,7 +84,7 @@ def _conversation(rng: random.Random, careless: float = 0.0) -> list[dict[str, s
     heuristic instruction (as generation sends it with `exemplars: 0`), a filler, or absent;
     questions carry the project's answer request about half the time (as RL and evaluation
     send them). Without a heuristic's system turn, each solution is careless with
-    probability `careless` (the demo model's habit, ``build_demo_model``).
+    probability `careless` (the demo model's habit, ``build_careless_model``).
     """
     msgs: list[dict[str, str]] = []
     kind = rng.random()
