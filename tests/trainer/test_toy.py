@@ -106,8 +106,9 @@ def test_careless_corpus_only_without_a_heuristic_prompt() -> None:
 
 
 def test_toy_corpus_is_unchanged_without_the_habit() -> None:
-    """Without the habit the corpus is byte for byte the one toy model v5 was trained on (the
-    fingerprint was taken from toy.py before the habit existed), so the model every test
+    """Without the habit the corpus is byte for byte the one toy models v5 and v6 were trained
+    on (the fingerprint was taken from toy.py before the habit existed; v6 changed only the
+    loss kernel, see test_toy_builds_keep_sft_trainers_objective), so the model every test
     shares, cached by TOY_VERSION, did not change under them."""
     import hashlib
     import json
@@ -155,17 +156,55 @@ def test_demo_summary_intervals_and_paired_differences(tmp_path: Path) -> None:
     assert demo_summary(tmp_path / "nothing") == {}
 
 
+def test_toy_builds_keep_sft_trainers_objective(tmp_path: Path) -> None:
+    """The toy builds swap TRL's chunked fused LM head for transformers' own loss (much faster
+    on CPU, see toy._sft_trainer_cls). On one SFTTrainer batch of the tiny model both give the
+    same loss, over the same assistant-only labels."""
+    import random
+
+    import torch
+    from datasets import Dataset
+    from polya_trainer.toy import _conversation, _sft_trainer_cls, build_tiny_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    model_dir = build_tiny_model(tmp_path / "tiny")
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    rows = [{"messages": _conversation(random.Random(3))} for _ in range(8)]
+    args = SFTConfig(output_dir=str(tmp_path / "out"), per_device_train_batch_size=8,
+                     max_length=512, assistant_only_loss=True, use_cpu=True,
+                     report_to="none", save_strategy="no")
+    trainer = _sft_trainer_cls()(model=model, args=args, train_dataset=Dataset.from_list(rows),
+                                 processing_class=tok)
+    assert isinstance(trainer, SFTTrainer)
+    batch = next(iter(trainer.get_train_dataloader()))
+    trained = batch["labels"] != -100
+    assert 0 < int(trained.sum()) < int(batch["attention_mask"].sum())  # assistant tokens only
+    with torch.no_grad():
+        plain = trainer.compute_loss(model, dict(batch))
+        fused = SFTTrainer.compute_loss(trainer, model, dict(batch))
+    assert torch.isclose(plain, fused, rtol=1e-5), (plain, fused)
+
+
 @pytest.mark.slow
 def test_demo_model_has_the_habit_and_the_toy_model_not(toy_model_dir: Path,
                                                          tmp_path: Path) -> None:
-    """The demo recipe on the shared toy model (a short fine-tune here): plain prompts get
-    careless answers to subtractions and products often, where the toy model gets them
-    rarely, and the model still answers."""
-    from polya_trainer.toy import build_careless_model, careless_share
+    """`build_demo` on the shared toy model (only the demo model's short fine-tune runs here):
+    plain prompts get careless answers to subtractions and products often, where the toy model
+    gets them rarely, and the model still answers; the models are linked and the data
+    written."""
+    from polya_trainer.toy import TOY_VERSION, build_demo, careless_share
 
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / f"toy-model-v{TOY_VERSION}").symlink_to(toy_model_dir)
+    built = build_demo(cache, tmp_path / "data", train=8, rl=8, evaluation=8)
+    assert (cache / "demo-model").resolve() == built["demo"].resolve()
+    assert (cache / "toy-model").resolve() == toy_model_dir.resolve()
+    assert all(built[k].is_file() for k in ("train", "rl", "eval"))
     before = careless_share(toy_model_dir, n=48)
-    demo = build_careless_model(tmp_path / "demo", toy_model_dir)
-    after = careless_share(demo, n=48)
+    after = careless_share(built["demo"], n=48)
     assert before["careless"] < 0.1, before
     assert after["careless"] > 0.2, after
     assert after["accuracy"] > 0.25, after
