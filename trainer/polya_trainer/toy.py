@@ -305,13 +305,10 @@ def toy_accuracy(model_dir: str | Path, n: int = 64, seed: int = 1234,
     With `samples` > 0, also the share of problems solved by at least one of `samples`
     sampled answers (temperature 0.8), under the key ``<prompt>@<samples>``."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from polya_trainer.verify.answers import is_correct
 
-    tok = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir)
-    model.eval()
+    tok, model = _load(model_dir)
     problems = word_problems(n, seed)
     prompts: dict[str, list[list[dict[str, str]]]] = {}
     try:
@@ -326,28 +323,44 @@ def toy_accuracy(model_dir: str | Path, n: int = 64, seed: int = 1234,
         prompts["plain"] = [[{"role": "user", "content": p["question"]}] for p in problems]
     out: dict[str, float] = {}
     for key, chats in prompts.items():
-        texts = [tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True)
-                 for c in chats]
         torch.manual_seed(seed)
         for k, sampling in ((key, {"do_sample": False}),
                             (f"{key}@{samples}", {"do_sample": True, "temperature": 0.8,
                                                   "num_return_sequences": samples})):
             if sampling.get("num_return_sequences") == 0:
                 continue
-            per = int(sampling.get("num_return_sequences", 1))
-            solved = 0
-            for i in range(0, len(texts), batch_size):
-                enc = tok(texts[i:i + batch_size], return_tensors="pt", padding=True)
-                with torch.no_grad():
-                    gen = model.generate(**enc, max_new_tokens=max_new_tokens, **sampling)
-                replies = tok.batch_decode(gen[:, enc["input_ids"].shape[1]:],
-                                           skip_special_tokens=True)
-                for j, p in enumerate(problems[i:i + batch_size]):
-                    group = replies[j * per:(j + 1) * per]
-                    solved += any(is_correct(r, p["answer"], allow_fallback=False)
-                                  for r in group)
+            groups = _replies(tok, model, chats, batch_size, max_new_tokens, **sampling)
+            solved = sum(any(is_correct(r, p["answer"], allow_fallback=False) for r in group)
+                         for p, group in zip(problems, groups, strict=True))
             out[k] = round(solved / len(problems), 4)
     return out
+
+
+def _load(model_dir: str | Path) -> tuple[Any, Any]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    model.eval()
+    return AutoTokenizer.from_pretrained(model_dir), model
+
+
+def _replies(tok: Any, model: Any, chats: list[list[dict[str, str]]], batch_size: int,
+             max_new_tokens: int, **sampling: Any) -> list[list[str]]:
+    """The model's replies to each chat (one group per chat, `num_return_sequences` long),
+    generated `batch_size` chats at a time under the caller's torch seed."""
+    import torch
+
+    texts = [tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True)
+             for c in chats]
+    per = int(sampling.get("num_return_sequences", 1))
+    groups: list[list[str]] = []
+    for i in range(0, len(texts), batch_size):
+        enc = tok(texts[i:i + batch_size], return_tensors="pt", padding=True)
+        with torch.no_grad():
+            gen = model.generate(**enc, max_new_tokens=max_new_tokens, **sampling)
+        replies = tok.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+        groups += [replies[j:j + per] for j in range(0, len(replies), per)]
+    return groups
 
 
 def write_demo_data(directory: str | Path, train: int = 32, rl: int = 128,
@@ -415,27 +428,19 @@ def careless_share(model_dir: str | Path, n: int = 96, seed: int = 4321, samples
     import re
 
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from polya_trainer.data.heuristics import plain_messages
     from polya_trainer.verify.answers import is_correct
 
-    tok = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir)
-    model.eval()
+    tok, model = _load(model_dir)
     problems = word_problems(n, seed)
-    texts = [tok.apply_chat_template(plain_messages(p["question"]), tokenize=False,
-                                     add_generation_prompt=True) for p in problems]
     torch.manual_seed(seed)
+    groups = _replies(tok, model, [plain_messages(p["question"]) for p in problems], batch_size,
+                      48, do_sample=True, top_k=0, temperature=temperature,
+                      num_return_sequences=samples)
     right = careless = other_ops = 0
-    for i in range(0, len(texts), batch_size):
-        enc = tok(texts[i:i + batch_size], return_tensors="pt", padding=True)
-        with torch.no_grad():
-            gen = model.generate(**enc, max_new_tokens=48, do_sample=True, top_k=0,
-                                 temperature=temperature, num_return_sequences=samples)
-        replies = tok.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-        for j, reply in enumerate(replies):
-            p = problems[i + j // samples]
+    for p, group in zip(problems, groups, strict=True):
+        for reply in group:
             right += is_correct(reply, p["answer"], allow_fallback=False)
             if " + " not in p["solution"]:
                 other_ops += 1
