@@ -13,6 +13,7 @@ assistant-only loss.
 from __future__ import annotations
 
 import json
+import os
 import random
 from pathlib import Path
 from typing import Any
@@ -215,12 +216,10 @@ def _pretrain(out: Path, rows: list[dict[str, Any]], shape: dict[str, int], *, s
     steps, `meta`)."""
     import shutil
 
-    import torch
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig
 
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     base = start or out.parent / f".{out.name}.untrained"
     if start is None:
         build_tiny_model(base, seed=seed, **shape)
@@ -279,9 +278,10 @@ def build_demo(cache: str | Path = ".cache", data: str | Path = "polya-runs/demo
     toy = build_toy_model(cache / f"toy-model-v{TOY_VERSION}")
     demo = build_careless_model(cache / f"demo-model-v{TOY_VERSION}.{CARELESS_VERSION}", toy)
     for name, target in (("toy-model", toy), ("demo-model", demo)):
-        link = cache / name
-        link.unlink(missing_ok=True)
-        link.symlink_to(target.name)
+        tmp = cache / f".{name}.link"  # swapped in by rename: never a moment without the link
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(target.name)
+        os.replace(tmp, cache / name)
     return {"toy": toy, "demo": demo,
             **write_demo_data(data, train=train, rl=rl, evaluation=evaluation)}
 
@@ -337,6 +337,7 @@ def toy_accuracy(model_dir: str | Path, n: int = 64, seed: int = 1234,
 
 
 def _load(model_dir: str | Path) -> tuple[Any, Any]:
+    """(tokenizer, model in eval mode) from `model_dir`."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     model = AutoModelForCausalLM.from_pretrained(model_dir)
