@@ -21,6 +21,7 @@ import pytest
 from polya_operator import resources as r
 from polya_trainer import spec as s
 from polya_trainer.runtime import shards
+from polya_trainer.runtime.hold import HOLD_ENV
 
 from node.kubelet import Node, Pod, unsupported
 from node.toyrun import CLAIM, fill_claim, toy_spec
@@ -65,12 +66,18 @@ def test_three_indices_one_killed_give_the_one_shard_dataset(tmp_path: Path,
 
     run("one", None)
     stage = claim / "three" / "polya" / "generate"
-    # Index 0 (data shards 0 and 1) is killed once its first shard is written.
-    running = node.start(_pod(jobs["three"], 0))
+    # Index 0 (data shards 0 and 1) is held once its first shard is written (the hold file
+    # lies on the claim, where the host sees it), then killed there.
+    first_pod = _pod(jobs["three"], 0)
+    first_pod.spec["containers"][0]["env"].append(
+        {"name": HOLD_ENV, "value": f"1:{runs['three'].storage.mount_path}/held-index-0"})
+    running = node.start(first_pod)
+    held = claim / "held-index-0"
     first, second = (stage / "shards" / f"shard-0000{i}.json" for i in (0, 1))
     deadline = time.monotonic() + 600
-    while not first.exists() and running.proc.poll() is None and time.monotonic() < deadline:
+    while not held.exists() and running.proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
+    assert held.exists(), f"index 0 never held:\n{running.proc.poll()}"
     os.killpg(running.proc.pid, signal.SIGKILL)
     killed = running.wait()
     assert killed.exit_code == 128 + signal.SIGKILL, killed.log[-3000:]

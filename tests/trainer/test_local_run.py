@@ -178,18 +178,22 @@ def _checkpoint(stage_dir: Path) -> Path | None:
 @pytest.mark.timeout(900)
 def test_ctrl_c_suspends_and_rerun_resumes(tmp_path: Path, toy_model_dir: Path,
                                            data: dict[str, Path]) -> None:
-    """SIGINT during midtrain (after a checkpoint): exit 130, status Suspended; the rerun
-    skips generate (same manifest) and finishes from the checkpoint."""
+    """SIGINT during midtrain (held at the end of step 3): exit 130, status Suspended with
+    the SIGTERM checkpoint; the rerun skips generate (same manifest) and finishes from it."""
+    from polya_trainer.runtime.hold import HOLD_ENV
+    from polya_trainer.stages.training import checkpoint_step
+
     body = reduced_run("stop", toy_model_dir, data, ["polya"],
-                       midtrain={"maxSteps": 400, "saveSteps": 2})
+                       midtrain={"maxSteps": 400, "saveSteps": 1000})
     path = write_run(tmp_path, body)
     workdir = tmp_path / "work"
-    env = dict(os.environ, POLYA_STOP_GRACE_SECONDS="120")
+    held = tmp_path / "held"
+    env = dict(os.environ, POLYA_STOP_GRACE_SECONDS="120", **{HOLD_ENV: f"3:{held}"})
     proc = subprocess.Popen(polya_cli("run", str(path), "--workdir", str(workdir), "--quiet"),
                             env=env, cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     mid = workdir / "polya" / "midtrain"
-    _wait_for(lambda: _checkpoint(mid) is not None, proc, 600, "a midtrain checkpoint")
+    _wait_for(held.exists, proc, 600, "midtrain's step 3")
     proc.send_signal(signal.SIGINT)
     output, _ = proc.communicate(timeout=300)
     assert proc.returncode == EXIT_INTERRUPTED, output
@@ -202,7 +206,7 @@ def test_ctrl_c_suspends_and_rerun_resumes(tmp_path: Path, toy_model_dir: Path,
     assert states == {"generate": "Succeeded", "midtrain": "Suspended", "rl": "Pending",
                       "evaluate": "Pending"}
     assert read_manifest(mid) is None  # not finished
-    assert _checkpoint(mid) is not None
+    assert checkpoint_step(_checkpoint(mid)) == 3  # saved on SIGTERM, not periodically
     gen_manifest = workdir / "polya" / "generate" / "MANIFEST.json"
     gen_stamp = gen_manifest.stat().st_mtime_ns
 

@@ -20,6 +20,7 @@ import pytest
 import yaml
 from polya_trainer.backends.models import stage_dir, trained_model_dir
 from polya_trainer.runtime.artifacts import is_complete, read_manifest, write_manifest
+from polya_trainer.runtime.hold import HOLD_ENV
 from polya_trainer.runtime.progress import Reporter
 from polya_trainer.spec import PolyaRunSpec, SpecError
 from polya_trainer.stages import training as T
@@ -223,9 +224,13 @@ def _spec_file(tmp_path: Path, model_dir: Path, **midtrain: Any) -> Path:
     return path
 
 
-def _start(spec_file: Path, workdir: Path, progress: Path) -> subprocess.Popen[bytes]:
+def _start(spec_file: Path, workdir: Path, progress: Path,
+           hold: tuple[int, Path] | None = None) -> subprocess.Popen[bytes]:
+    """The stage as the pod runs it; `hold` = (k, file) holds it at the end of step k."""
     env = dict(os.environ, POLYA_PROGRESS_FILE=str(progress), OMP_NUM_THREADS="1",
                PYTHONPATH=str(ROOT / "trainer"))
+    if hold:
+        env[HOLD_ENV] = f"{hold[0]}:{hold[1]}"
     return subprocess.Popen(
         [sys.executable, "-m", "polya_trainer", "midtrain", "--spec", str(spec_file),
          "--workdir", str(workdir), "--arm", "polya"],
@@ -256,14 +261,15 @@ def test_sigkill_then_rerun_resumes_from_the_checkpoint(tiny_model_dir: Path,
     spec_file = _spec_file(tmp_path, tiny_model_dir, maxSteps=40, saveSteps=2,
                            perDeviceBatchSize=2)
     ckpts = T.checkpoints_dir(tmp_path, "polya", "midtrain")
-    proc = _start(spec_file, tmp_path, tmp_path / "p1.json")
-    _wait_for(proc, lambda: T.newest_checkpoint(ckpts) is not None)
+    held = tmp_path / "held"  # held at the end of step 5: checkpoint-4 is the newest
+    proc = _start(spec_file, tmp_path, tmp_path / "p1.json", hold=(5, held))
+    _wait_for(proc, held.exists)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     newest = T.newest_checkpoint(ckpts)
     assert newest is not None
     step = T.checkpoint_step(newest)
-    assert step is not None and 2 <= step < 40
+    assert step == 4
     assert not is_complete(trained_model_dir(tmp_path, "polya", "midtrain"))
 
     out = _finish(_start(spec_file, tmp_path, tmp_path / "p2.json"))
@@ -284,31 +290,58 @@ def test_sigterm_saves_a_checkpoint_and_exits_143(tiny_model_dir: Path, tmp_path
     spec_file = _spec_file(tmp_path, tiny_model_dir, maxSteps=60, saveSteps=1000,
                            perDeviceBatchSize=2)
     ckpts = T.checkpoints_dir(tmp_path, "polya", "midtrain")
-    progress = tmp_path / "p1.json"
-
-    def training() -> bool:
-        try:
-            return json.loads(progress.read_text()).get("done", 0) >= 1
-        except (FileNotFoundError, json.JSONDecodeError):
-            return False
-
-    proc = _start(spec_file, tmp_path, progress)
-    _wait_for(proc, training)
+    progress, held = tmp_path / "p1.json", tmp_path / "held"
+    proc = _start(spec_file, tmp_path, progress, hold=(3, held))
+    _wait_for(proc, held.exists)  # the end of step 3, whatever the machine's speed
     proc.send_signal(signal.SIGTERM)
     out = _finish(proc)
     assert proc.returncode == T.PREEMPTED_EXIT_CODE, out[-3000:]
     newest = T.newest_checkpoint(ckpts)
     assert newest is not None, out[-3000:]
-    step = T.checkpoint_step(newest)
-    assert step is not None and 1 <= step < 60
+    assert T.checkpoint_step(newest) == 3
     state = json.loads(progress.read_text())
-    assert state["state"] == "Suspended" and f"checkpoint-{step}" in state["message"]
+    assert state["state"] == "Suspended" and "checkpoint-3" in state["message"]
     assert not is_complete(stage_dir(tmp_path, "polya", "midtrain"))
 
     out = _finish(_start(spec_file, tmp_path, tmp_path / "p2.json"))
     metrics = json.loads((stage_dir(tmp_path, "polya", "midtrain") / "metrics.json").read_text())
-    assert metrics["resumed_from_step"] == step, out[-2000:]
-    assert metrics["steps_this_run"] == 60 - step
+    assert metrics["resumed_from_step"] == 3, out[-2000:]
+    assert metrics["steps_this_run"] == 60 - 3
+
+
+def test_sigterm_during_the_last_step_finishes_the_stage(tiny_model_dir: Path,
+                                                          tmp_path: Path) -> None:
+    """The chosen rule (stages/training.py): SIGTERM at the last step saves the final model
+    and exits 0, since a checkpoint would cost as much and its rerun would train nothing."""
+    write_generated(tmp_path, "polya", n=16)
+    spec_file = _spec_file(tmp_path, tiny_model_dir, maxSteps=4, saveSteps=1000,
+                           perDeviceBatchSize=2)
+    progress, held = tmp_path / "p.json", tmp_path / "held"
+    proc = _start(spec_file, tmp_path, progress, hold=(4, held))
+    _wait_for(proc, held.exists)
+    proc.send_signal(signal.SIGTERM)
+    out = _finish(proc)
+    assert proc.returncode == 0, out[-3000:]
+    assert "SIGTERM during the last step" in out
+    assert is_complete(stage_dir(tmp_path, "polya", "midtrain"))
+    metrics = json.loads((stage_dir(tmp_path, "polya", "midtrain") / "metrics.json").read_text())
+    assert metrics["global_step"] == 4 and metrics["steps_this_run"] == 4
+    assert json.loads(progress.read_text())["state"] == "Succeeded"
+
+
+def test_a_held_stage_goes_on_when_released(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """The hold hook itself: removing its file lets the stage finish untouched."""
+    write_generated(tmp_path, "polya", n=16)
+    spec_file = _spec_file(tmp_path, tiny_model_dir, maxSteps=3, saveSteps=1000,
+                           perDeviceBatchSize=2)
+    held = tmp_path / "held"
+    proc = _start(spec_file, tmp_path, tmp_path / "p.json", hold=(2, held))
+    _wait_for(proc, held.exists)
+    assert json.loads(held.read_text())["step"] == 2 and proc.poll() is None
+    held.unlink()
+    out = _finish(proc)
+    assert proc.returncode == 0, out[-3000:]
+    assert is_complete(stage_dir(tmp_path, "polya", "midtrain"))
 
 
 def test_incomplete_checkpoints_are_ignored_and_pruned(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 import yaml
+from polya_trainer.runtime.hold import HOLD_ENV
 from polya_trainer.runtime.progress import Reporter
 from polya_trainer.runtime.tracking import TRACKING_FILE
 from polya_trainer.spec import parse_spec
@@ -211,8 +212,10 @@ def _spec_file(tmp_path: Path, model: Path, uri: str) -> Path:
     return path
 
 
-def _start(spec_file: Path, workdir: Path) -> subprocess.Popen[bytes]:
+def _start(spec_file: Path, workdir: Path, hold: Path | None = None) -> subprocess.Popen[bytes]:
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT / "trainer"))
+    if hold:  # held at the end of step 6: checkpoint-4 saved, steps 1-5 logged
+        env[HOLD_ENV] = f"6:{hold}"
     return subprocess.Popen(
         [sys.executable, "-m", "polya_trainer", "midtrain", "--spec", str(spec_file),
          "--workdir", str(workdir), "--arm", "polya"],
@@ -228,15 +231,16 @@ def test_killed_midtrain_resumes_the_same_mlflow_run(mlflow_server: Server,
     ckpts = T.checkpoints_dir(workdir, "polya", "midtrain")
     ids_file = workdir / "polya" / "midtrain" / TRACKING_FILE
 
-    proc = _start(spec_file, workdir)
+    held = tmp_path / "held"
+    proc = _start(spec_file, workdir, hold=held)
     end = time.monotonic() + 240
     logged: list[dict[str, Any]] = []
-    while not (T.newest_checkpoint(ckpts) and logged):
+    while not (held.exists() and logged):  # held: nothing moves on while we look
         if proc.poll() is not None or time.monotonic() > end:
             proc.kill()
             out = proc.stdout.read().decode()[-3000:] if proc.stdout else ""
-            pytest.fail(f"midtrain ended (rc {proc.returncode}) before a checkpoint:\n{out}")
-        if ids_file.exists():
+            pytest.fail(f"midtrain ended (rc {proc.returncode}) before step 6:\n{out}")
+        if held.exists() and ids_file.exists():
             logged = mlflow_server.history(json.loads(ids_file.read_text())["mlflow_run_id"],
                                            "loss")
         time.sleep(0.05)
@@ -244,6 +248,7 @@ def test_killed_midtrain_resumes_the_same_mlflow_run(mlflow_server: Server,
     proc.wait(timeout=30)
     first_id = json.loads(ids_file.read_text())["mlflow_run_id"]
     killed_at = T.checkpoint_step(T.newest_checkpoint(ckpts))
+    assert killed_at == 4
     before = {m["step"] for m in mlflow_server.history(first_id, "loss")}
     assert before and max(before) < 16
     run = mlflow_server.run_of("resume", "polya", "midtrain")

@@ -39,6 +39,7 @@ from polya_trainer.backends.scorers import ScoreRequest, best_index, build_score
 from polya_trainer.data import contamination, datastats
 from polya_trainer.data.loading import load_qa
 from polya_trainer.data.prompts import build, dumps, instruction_of
+from polya_trainer.runtime import hold
 from polya_trainer.runtime import shards as jobshards
 from polya_trainer.runtime.artifacts import (
     atomic_path,
@@ -423,6 +424,7 @@ def run(spec: PolyaRunSpec, arm: str, workdir: str | Path, reporter: Reporter | 
             sides.append(side)
             done += len(qs)
             report(f"{label}shard {index + 1}/{len(shards)} done")
+            hold.unit_done(len(sides))  # tests: hold or slow down after each shard
     finally:
         if own_scorer and scorer is not None:
             scorer.close()

@@ -18,13 +18,18 @@
   removes newer incomplete ones.
 * **SIGTERM** (Kubernetes preemption, eviction, ``kubectl delete``): the handler only sets a
   flag; at the end of the current optimizer step the callback asks the Trainer to save a
-  checkpoint and stop. The stage then reports state ``Suspended`` and exits with code 143
+  checkpoint and stop. When that step is the last one, the stage finishes instead (saves the
+  final model, exits 0): a checkpoint would cost as much as the final save, and the rerun it
+  asks for would train nothing. The stage then reports state ``Suspended`` and exits with code 143
   (128 + SIGTERM), the code the pod would have had if the signal had killed it, so the Job
   sees a failed pod (the operator's podFailurePolicy treats disruptions as not counting
   against backoffLimit) and the next attempt resumes from that checkpoint. Under several
   processes the flag is all-reduced each step so every rank stops at the same step.
   torchrun gives its workers 30 s after forwarding SIGTERM before it kills them; set the
   pod's ``terminationGracePeriodSeconds`` above one step plus one checkpoint save.
+* **Step hooks** (:mod:`polya_trainer.runtime.hold`, off unless set): a stage can be held at
+  the end of a chosen optimizer step (before that step's checkpoint) or slowed at every step,
+  so tests interrupt it at a point they control on a machine of any speed.
 * **Progress**: :class:`StageCallback` feeds the shared
   :class:`~polya_trainer.runtime.progress.Reporter` (step/total, loss, learning rate, epoch,
   reward mean/std, tokens/s).
@@ -50,7 +55,7 @@ from pathlib import Path
 from typing import Any
 
 from polya_trainer.backends.models import stage_dir, trained_model_dir
-from polya_trainer.runtime import storage
+from polya_trainer.runtime import hold, storage
 from polya_trainer.runtime.artifacts import atomic_write_json, write_manifest
 from polya_trainer.runtime.progress import Reporter
 from polya_trainer.spec import ModelSpec, SpecError
@@ -400,7 +405,10 @@ def make_callback(reporter: Reporter, flag: StopFlag | None = None) -> Any:
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> Any:
             self.steps_this_run += 1
-            if self.flag is not None and _flag_everywhere(self.flag.set):
+            if state.is_world_process_zero:
+                hold.unit_done(state.global_step, lambda: bool(self.flag and self.flag.set))
+            last = state.global_step >= state.max_steps  # SIGTERM now: finish the stage
+            if self.flag is not None and not last and _flag_everywhere(self.flag.set):
                 control.should_save = True
                 control.should_training_stop = True
                 self.preempted_at = state.global_step
@@ -461,6 +469,8 @@ def train(trainer: Any, ckpt_dir: Path, callback: Any) -> tuple[Any, int | None]
         callback.reporter.finish(state="Suspended",
                                  message=f"SIGTERM: checkpoint-{step} saved; a rerun resumes")
         raise Preempted(step)
+    if callback.flag is not None and callback.flag.set:
+        log.warning("SIGTERM during the last step: finishing the stage instead of checkpointing")
     return result, resumed
 
 
