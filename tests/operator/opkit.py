@@ -134,3 +134,21 @@ def wait_for(pred: Callable[[], Any], timeout: float = 30, what: str = "conditio
     raise AssertionError(f"timed out waiting for {what}")
 
 
+
+
+def reconciles(op: Any) -> float:
+    """The operator's reconciliations so far (polyarun_reconcile_total, all results)."""
+    return sum(float(line.rsplit(" ", 1)[1]) for line in op.metrics().splitlines()
+               if line.startswith("polyarun_reconcile_total{"))
+
+
+def reconciled_again(cluster: Cluster, op: Any, name: str, timeout: float = 60) -> None:
+    """Poke run `name` twice (an annotation patch is a watch event) and wait each time for
+    one more reconciliation to end. Afterwards at least one reconciliation that began after
+    the first poke has ended, however slow the machine: what "a few resyncs later" means,
+    counted instead of slept."""
+    for poke in ("1", "2"):
+        before = reconciles(op)
+        cluster.patch_run(name, {"metadata": {"annotations": {"polya.dev/test-poke": poke}}})
+        wait_for(lambda before=before: reconciles(op) > before, timeout,
+                 f"a reconciliation of {name} after poke {poke}")

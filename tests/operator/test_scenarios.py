@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-from opkit import JOBS, condition, free_port, wait_for
+from opkit import JOBS, condition, free_port, reconciled_again, wait_for
 
 TWO_ARMS = {"arms": ["vanilla", "polya"]}
 ALL = ["vanilla/rl", "vanilla/evaluate", "polya/generate", "polya/midtrain", "polya/rl",
@@ -90,14 +89,14 @@ def test_retry_then_success(make_cluster, start_operator):
 
 def test_retries_exhausted_fail_with_reason(make_cluster, start_operator):
     cluster = make_cluster(outcomes=lambda n: ["oom"])
-    start_operator()
+    op = start_operator()
     cluster.create_run("oom", {"arms": ["vanilla"], "stages": {"rl": {"backoffLimit": 1}}})
     wait_for(lambda: failed(cluster, "oom"), 60, "the run to fail")
     run = cluster.run("oom")
     assert condition(run, "Failed")["reason"] == "OOMKilled"
     assert condition(run, "Succeeded") | {"status": "False"} == condition(run, "Succeeded")
     assert cluster.jobs("oom") == ["oom-vanilla-rl-0", "oom-vanilla-rl-1"]
-    time.sleep(1.5)  # a few resyncs later: still no new Job
+    reconciled_again(cluster, op, "oom")  # reconciled once more: still no new Job
     assert cluster.jobs("oom") == ["oom-vanilla-rl-0", "oom-vanilla-rl-1"]
 
 
@@ -239,13 +238,13 @@ def test_a_stuck_pod_shows_in_status_and_events(make_cluster, start_operator):
 
 def test_invalid_spec_creates_no_job(make_cluster, start_operator):
     cluster = make_cluster()
-    start_operator()
+    op = start_operator()
     cluster.create_run("bad", {"stages": {"evaluate": {"k": [128], "samples": 4}}})
     wait_for(lambda: failed(cluster, "bad"), 30, "InvalidSpec")
     cond = condition(cluster.run("bad"), "Failed")
     assert cond["reason"] == "InvalidSpec" and "spec.stages.evaluate" in cond["message"]
     assert condition(cluster.run("bad"), "Succeeded")["reason"] == "InvalidSpec"
-    time.sleep(1)
+    reconciled_again(cluster, op, "bad")
     assert cluster.jobs("bad") == []
     assert cluster.list("/api/v1/namespaces/default/configmaps") == []
 
@@ -276,7 +275,9 @@ def test_operator_killed_mid_stage_restarts_without_duplicates(make_cluster, tmp
         # then completes: the restarted operator must carry on from the existing Job.
         cluster.call("PATCH", f"{JOBS}/crash-polya-generate-0", {"spec": {"suspend": True}},
                      "application/merge-patch+json")
-        time.sleep(0.3)
+        wait_for(lambda: condition(cluster.call("GET", f"{JOBS}/crash-polya-generate-0")[1],
+                                   "Suspended").get("status") == "True", 30,
+                 "the fake Job controller to suspend the Job")
         cluster.call("PATCH", f"{JOBS}/crash-polya-generate-0", {"spec": {"suspend": False}},
                      "application/merge-patch+json")
         proc = start()
@@ -339,7 +340,7 @@ def test_next_attempt_waits_for_the_failed_pods_to_terminate(make_cluster, start
     FailureTarget at once and Failed only when its pods have terminated; the status is
     written here the way it writes it (status.terminating counts the pods still going)."""
     cluster = make_cluster(outcomes=lambda n: ["hang"] if n.endswith("rl-0") else ["succeed"])
-    start_operator()
+    op = start_operator()
     cluster.create_run("ft", {"arms": ["vanilla"]})
     wait_for(lambda: "ft-vanilla-rl-0" in cluster.fake.started, 30, "the first pod")
     pods = "/api/v1/namespaces/default/pods"
@@ -350,7 +351,9 @@ def test_next_attempt_waits_for_the_failed_pods_to_terminate(make_cluster, start
     cluster.call("PATCH", f"{JOBS}/ft-vanilla-rl-0/status", {"status": {
         "active": 0, "ready": 0, "terminating": 1, "conditions": [target]}},
         "application/merge-patch+json")
-    time.sleep(2.0)  # several resyncs (0.5 s): the pod is still terminating
+    wait_for(lambda: cluster.run("ft")["status"]["stages"][0].get("reason") == "Terminating",
+             30, "the stage to show the terminating pod")
+    reconciled_again(cluster, op, "ft")  # the pod is still terminating: no next attempt
     assert cluster.jobs("ft") == ["ft-vanilla-rl-0"]
     stage = cluster.run("ft")["status"]["stages"][0]
     assert stage["reason"] == "Terminating", stage
