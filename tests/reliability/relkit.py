@@ -35,6 +35,8 @@ def _load_operator_harness() -> Any:
     return module
 
 
+from opkit import reconciled_again  # noqa: E402, F401  (re-exported for the tests)
+
 harness = _load_operator_harness()
 Cluster = harness.Cluster
 condition = harness.condition
@@ -123,6 +125,10 @@ class OperatorProcess:
 
     def healthz(self) -> int | None:
         return http_status(f"http://127.0.0.1:{self.port}/healthz")
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as resp:
+            return resp.read().decode()
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
