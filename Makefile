@@ -15,8 +15,12 @@ demo: setup
 demo-smollm2: setup
 	bash scripts/smollm2.sh
 
+# The toy model the trainer tests share (cached under .cache/ by version) is built before
+# pytest, so that no test's timeout pays for its few minutes on a slow machine.
 test: setup
 	$(VENV)/bin/ruff check .
+	$(PY) -c "import os; from polya_trainer.toy import TOY_VERSION as v, build_toy_model as b; \
+	  b(os.path.join(os.environ.get('POLYA_TEST_CACHE', '.cache'), f'toy-model-v{v}'))"
 	$(PY) -m pytest -q -rs --durations=25
 
 lint: setup

