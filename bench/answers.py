@@ -6,7 +6,10 @@ expected verdict, with math-verify's known errors named):
 * agreement of ours with math-verify alone (``verify(parse("$gold$"), parse(response))``,
   default settings), overall and on the cases where math-verify is right (must be 1.0);
 * false credits (a wrong answer credited; must be 0), for both;
-* the same on the boxed responses only (the format our prompts ask for).
+* the same on the boxed responses only (the format our prompts ask for), and on the responses
+  written in the final-answer formats of common prompts (DAPO's "Answer:", Minerva's "Final
+  Answer: The final answer is ...", GSM8K-CoT's "The answer is ...", lighteval's and Qwen's
+  templates: the suite's kinds in ``PROMPT_FORMAT_KINDS``).
 
 Throughput, both sides on the same inputs in the same run, k samples per question:
 
@@ -54,6 +57,8 @@ from polya_trainer.verify.answers import (  # noqa: E402
     clear_caches,
     parse_gold,
 )
+
+PROMPT_FORMAT_KINDS = ("dapo", "minerva", "gsm8k_cot", "lighteval", "qwen")
 
 FILLER = [
     "Let's think step by step. ", "First, 12 x 3 = 36 apples in total. ",
@@ -118,9 +123,12 @@ def accuracy() -> dict[str, Any]:
     ours = check_many([c.response for c in cases], [c.gold for c in cases])
     mv = [math_verify_alone(parse_gold(c.gold).text, c.response) for c in cases]
     boxed = [i for i, c in enumerate(cases) if "\\boxed" in c.response]
+    stated = [i for i, c in enumerate(cases) if c.kind in PROMPT_FORMAT_KINDS]
     out = {"all": _tally(cases, ours, mv),
            "boxed_responses": _tally([cases[i] for i in boxed], [ours[i] for i in boxed],
-                                     [mv[i] for i in boxed])}
+                                     [mv[i] for i in boxed]),
+           "prompt_formats": _tally([cases[i] for i in stated], [ours[i] for i in stated],
+                                    [mv[i] for i in stated])}
     out["disagreements"] = [
         {"kind": c.kind, "gold": c.gold, "response": c.response, "expected": c.expected,
          "ours": ours[i], "math_verify": mv[i], "why_math_verify_is_wrong": c.mv_wrong}
@@ -302,7 +310,7 @@ def main() -> None:
     load_before = os.getloadavg()
 
     acc = accuracy()
-    a = acc["all"]
+    a, f = acc["all"], acc["prompt_formats"]
     accuracy_holds = (a["ours_false_credits"] == 0
                       and a["agreement_where_math_verify_is_right"] == 1.0)
     gsm = throughput(gsm8k_mix(args.questions, args.samples), args.reps)
@@ -333,6 +341,9 @@ def main() -> None:
         figure("regression suite: false credits (ours vs math-verify)",
                a["ours_false_credits"], a["math_verify_false_credits"], unit="cases",
                goal=0, goal_op="<="),
+        figure("final-answer formats of common prompts: correct verdicts (ours vs math-verify)",
+               f["ours_correct_verdicts"], f["math_verify_correct_verdicts"], unit="cases",
+               goal=f["math_verify_correct_verdicts"], note=f"of {f['cases']} cases"),
     ]
     result = {
         "benchmark": "answers",

@@ -389,7 +389,8 @@ def test_strict_answers_and_truncated_candidates(tiny_model_dir: Path, tmp_path:
     strict = generate.process_shard(0, [question], [None], gen, LengthScorer(), spec)
     assert [r["completion"] for r in strict.rows] == ["\\boxed{7}"]
     assert strict.rows[0]["correct_candidates"] == 1
-    assert strict.stats["extraction"] == {"boxed": 2, "gsm8k": 1, "last_number": 0, "none": 1}
+    assert strict.stats["extraction"] == {"boxed": 2, "gsm8k": 1, "answer_line": 0,
+                                          "answer_is": 0, "last_number": 0, "none": 1}
     assert strict.stats["truncated"] == 1
 
     opted = spec.model_copy(update={"answers": AnswersSpec(last_number_fallback=True)})

@@ -113,8 +113,15 @@ CASES: list[tuple[str, str, bool]] = [
     (f"First {B}{{3}}; {'much later reasoning, ' * 4}so {B}{{5}}", "5", True),  # far apart
     (f"{B}{{1}}{B}{{2}}", "1, 2", True),
     (f"{B} 7", "7", True),
+    # answer statements (the formats common prompts ask for)
+    ("The answer is 42.", "42", True),
+    ("Answer: 42", "42", True),
+    ("Answer: 24", "42", False),
+    ("Final Answer: The final answer is $\\frac{1}{2}$. I hope it is correct.", "0.5", True),
+    ("so the final answer is 3.5", "3.5", True),
     # no explicit final answer: nothing is credited by default (the fallback is opt-in)
-    ("The answer is 42.", "42", False),
+    ("To check whether the answer is 42 we substitute x = 42 into", "42", False),
+    ("I get 42 in the end.", "42", False),
     ("I think 3, then 7 apples", "7", False),
     ("I think 7, then 3 apples", "7", False),
     ("No idea.", "5", False),
@@ -149,6 +156,25 @@ def test_case_count() -> None:
     ("#### 5\nmore #### 6", Extracted("6", "gsm8k")),
     (f"{B}{{1}} and {B}{{2}}", Extracted("1,2", "boxed")),
     (f"{B}{{2}}{B}{{2}}", Extracted("2", "boxed")),  # repeats in a row count once
+    ("Answer: 314", Extracted("314", "answer_line")),
+    ("**Answer:** $\\frac{1}{2}$", Extracted("\\frac{1}{2}", "answer_line")),
+    ("Answer:\n\n-3\n", Extracted("-3", "answer_line")),
+    ("Final Answer: The final answer is $96$. I hope it is correct.",
+     Extracted("96", "answer_is")),
+    ("The answer is 1,250.", Extracted("1,250", "answer_is")),
+    ("9 * 7 = 63, so the final answer is 63", Extracted("63", "answer_is")),
+    ("Therefore, the final answer is: $\\boxed{204}$. I hope it is correct",
+     Extracted("204", "boxed")),
+    # the explicit answer that comes last counts
+    (f"{B}{{3}}\n\nAnswer: 5", Extracted("5", "answer_line")),
+    (f"Answer: 5\n\nSo {B}{{3}}", Extracted("3", "boxed")),
+    ("#### 7\nThe answer is 8.", Extracted("8", "answer_is")),
+    (f"{B}{{3\n\nAnswer: 5", Extracted("5", "answer_line")),  # malformed box, then a line
+    # not answer statements
+    ("The answer is the number of apples left.", None),  # prose, not a value
+    ("Put the answer on its own line after Answer: $Answer", None),  # the instruction echoed
+    ("The answer is", None),  # cut off
+    (f"Answer: 5\n{B}{{3", None),  # a cut-off box after the statement
     ("nothing here", None),
     (f"{B}{{}}", None),
     (f"{B}{{3}} then {B}{{4", None),
@@ -171,8 +197,8 @@ def test_extract_answer_fallback_is_opt_in(text: str, expected: Extracted) -> No
 
 
 def test_fallback_is_opt_in() -> None:
-    assert not is_correct("The answer is 42.", "42")
-    assert is_correct("The answer is 42.", "42", allow_fallback=True)
+    assert not is_correct("I get 42 in the end.", "42")
+    assert is_correct("I get 42 in the end.", "42", allow_fallback=True)
     assert is_correct(f"{B}{{42}}", "42")
     truncated = "First 10 - 4 = 6, then we subtract 3 from"
     assert not is_correct(truncated, "3")
@@ -182,14 +208,18 @@ def test_fallback_is_opt_in() -> None:
 
 
 def test_verdicts_record_extraction() -> None:
-    preds = [f"{B}{{7}}", "#### 7", "it is 7", f"{B}{{\\sqrt{{49}}}}", "nothing"]
-    got = check_many_verdicts(preds, ["7"] * 5)
+    preds = [f"{B}{{7}}", "#### 7", "it is 7", f"{B}{{\\sqrt{{49}}}}", "nothing", "Answer: 7",
+             "The answer is 8."]
+    got = check_many_verdicts(preds, ["7"] * 7)
     assert [(v.correct, v.method, v.decided_by) for v in got] == [
         (True, "boxed", "exact"), (True, "gsm8k", "exact"), (False, "none", "none"),
-        (True, "boxed", "math_verify"), (False, "none", "none")]
-    assert extraction_counts(got) == {"boxed": 2, "gsm8k": 1, "last_number": 0, "none": 2}
-    fb = check_many_verdicts(preds, ["7"] * 5, allow_fallback=True)
-    assert [v.method for v in fb] == ["boxed", "gsm8k", "last_number", "boxed", "none"]
+        (True, "boxed", "math_verify"), (False, "none", "none"),
+        (True, "answer_line", "exact"), (False, "answer_is", "exact")]
+    assert extraction_counts(got) == {"boxed": 2, "gsm8k": 1, "answer_line": 1, "answer_is": 1,
+                                      "last_number": 0, "none": 2}
+    fb = check_many_verdicts(preds, ["7"] * 7, allow_fallback=True)
+    assert [v.method for v in fb] == ["boxed", "gsm8k", "last_number", "boxed", "none",
+                                      "answer_line", "answer_is"]
     assert check(preds[2], "7", allow_fallback=True) == Verdict(True, "last_number", "exact")
 
 

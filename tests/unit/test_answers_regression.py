@@ -37,7 +37,9 @@ class Case(NamedTuple):
 
 B = "\\boxed"
 UNITS_MV = "math-verify keeps unit words it does not list (it reads a product of symbols)"
-STRICT = "no explicit final answer: only \\boxed{} or #### n count (strict default)"
+STRICT = "no explicit final answer: a bare number in running text does not count by default"
+TRUNC = ("cut off before its final answer statement: math-verify falls back to the last number "
+         "in the text")
 CUT = "the last box is cut off (length limit): math-verify reads an earlier box or the stub"
 PCT = "math-verify equates p% with p only for integers; GSM8K asks 'what percent' with bare golds"
 
@@ -72,7 +74,6 @@ CASES: list[Case] = [
     Case("gsm8k", "5", f"{B}{{5 \\text{{ or }} 6}}", False),
     Case("gsm8k", "6", f"{B}{{5 \\text{{ or }} 6}}", False),
     # --- strict default: nothing is credited without an explicit final answer
-    Case("strict", "42", "The answer is 42.", False, STRICT),
     Case("strict", "3", "First 10 - 4 = 6, then we subtract 3 from", False, STRICT),
     Case("strict", "7", "I think 3, then 7 apples", False, STRICT),
     Case("strict", "2", "The ratio is \\frac{1+\\sqrt{5}}{2}", False),
@@ -81,6 +82,76 @@ CASES: list[Case] = [
     Case("strict", "5", f"{B}{{}}", False),
     Case("strict", "5", f"{B}{{5", False),
     Case("strict", "3", f"{B}{{3}} so far; the final one is {B}{{4", False, CUT),
+    # --- Final-answer formats that common prompts ask for. Each response is written in the
+    # format its prompt asks for, from that prompt's own text and examples.
+    # DAPO-Math-17k: every row's prompt (BytedTsinghua-SIA/DAPO-Math-17k, column "prompt";
+    # open-r1/DAPO-Math-17k-Processed's create_dataset.py copies it to "prompt") ends with
+    # 'The last line of your response should be of the form Answer: $Answer (without quotes)
+    # where $Answer is the answer to the problem.' ... 'Remember to put your answer on its own
+    # line after "Answer:".'; its golds are integers (reward_model.ground_truth, e.g. "34").
+    Case("dapo", "34", "So $a + b + c = 5 + 13 + 16 = 34$.\n\nAnswer: 34", True),
+    Case("dapo", "34", "So $a + b + c = 5 + 13 + 16 = 34$.\n\nAnswer: 43", False),
+    Case("dapo", "34", "Answer: $34$", True),
+    Case("dapo", "34", "Answer:\n34", True),  # "on its own line after Answer:"
+    Case("dapo", "-3", "The common root gives $a = -3$.\nAnswer: -3", True),
+    Case("dapo", "314", "Answer: 314", True),
+    Case("dapo", "314", "Answer: 341", False),
+    # Minerva Math: lm-eval 0.4.13 lm_eval/tasks/minerva_math/utils.py, the few-shot
+    # solutions of list_fewshot_samples ("Final Answer: The final answer is $24$. I hope it
+    # is correct.") and get_unnormalized_answer, which reads that sentence.
+    Case("minerva", "24", "We have that $\\det (\\mathbf{A} \\mathbf{B}) = (\\det \\mathbf{A})"
+         "(\\det \\mathbf{B}) = (2)(12) = \\boxed{24}.$\nFinal Answer: The final answer is "
+         "$24$. I hope it is correct.", True),
+    Case("minerva", "96", "Final Answer: The final answer is $96$. I hope it is correct.", True),
+    Case("minerva", "96", "Final Answer: The final answer is $69$. I hope it is correct.",
+         False),
+    Case("minerva", "-\\frac{2}{3}", "$$-\\frac{3}{2}a=b\\Rightarrow\\frac{a}{b}=-\\frac{2}{3}.$$"
+         "\nFinal Answer: The final answer is $-\\frac{2}{3}$. I hope it is correct.", True),
+    Case("minerva", "[2,5)", "Final Answer: The final answer is $[2,5)$. I hope it is correct.",
+         True),
+    Case("minerva", "[2,5)", "Final Answer: The final answer is $[2,5]$. I hope it is correct.",
+         False),
+    Case("minerva", "24", "We have that $\\det (\\mathbf{A} \\mathbf{B}) = (\\det \\mathbf{A})"
+         "(\\det \\mathbf{B}) = (2)(12) = 24", False, TRUNC),
+    # GSM8K-CoT: lm-eval 0.4.13 lm_eval/tasks/gsm8k/gsm8k-cot.yaml (few-shot targets end
+    # "The answer is 6."; strict-match regex "The answer is (\-?[0-9\.\,]+).") and
+    # gsm8k-cot-llama.yaml ('Your response should end with "The final answer is [answer]"';
+    # targets end "The final answer is 29", no period).
+    Case("gsm8k_cot", "6", "There are 15 trees originally. Then there were 21 trees after some "
+         "more were planted. So there must have been 21 - 15 = 6. The answer is 6.", True),
+    Case("gsm8k_cot", "6", "There are 15 trees originally. Then there were 21 trees after some "
+         "more were planted. So there must have been 21 + 15 = 36. The answer is 36.", False),
+    Case("gsm8k_cot", "250", "The answer is 250.", True),
+    Case("gsm8k_cot", "250", "The answer is 25.", False),
+    Case("gsm8k_cot", "1250", "So the total is 1,250 dollars. The answer is 1,250.", True),
+    Case("gsm8k_cot", "29", "There were originally 9 computers. For each of 4 days, 5 more "
+         "computers were added. So 5 * 4 = 20 computers were added. 9 + 20 is 29. The final "
+         "answer is 29", True),
+    Case("gsm8k_cot", "29", "So 5 * 4 = 20 computers were added. The final answer is 20", False),
+    Case("gsm8k_cot", "63", "Each of the 9 rows has 7 seats, 9 * 7 = 63, so the final answer is 63",
+         True),
+    Case("gsm8k_cot", "33", "Michael started with 58 golf balls. After losing 23 on tuesday, he "
+         "had 58 - 23 = 35. After losing 2 more, he had 35 - 2 = 33", False, TRUNC),
+    Case("gsm8k_cot", "8", "Olivia had 23 dollars. 5 bagels for 3 dollars each will be 5 x 3 = 15 "
+         "dollars. So she has 23 - 15 dollars left. 23 - 15 is 8", False, TRUNC),
+    # lighteval 0.13.0: lighteval/tasks/tasks/aime.py MATH_PROMPT_TEMPLATE ("The last line of
+    # your response should be of the following format: 'Therefore, the final answer is:
+    # $\boxed{ANSWER}$. I hope it is correct'"); tasks/math_500.py and tasks/gsm8k.py
+    # ('"ANSWER: $ANSWER" (without quotes)', gsm8k.py adding "you do not need to use a
+    # \boxed command").
+    Case("lighteval", "204", "Therefore, the final answer is: $\\boxed{204}$. I hope it is "
+         "correct", True),
+    Case("lighteval", "204", "Therefore, the final answer is: $\\boxed{240}$. I hope it is "
+         "correct", False),
+    Case("lighteval", "\\frac{14}{3}", "ANSWER: \\frac{14}{3}", True),
+    Case("lighteval", "\\frac{14}{3}", "ANSWER: $\\frac{3}{14}$", False),
+    Case("lighteval", "18", "Janet sells 16 - 3 - 4 = 9 duck eggs a day. She makes 9 * 2 = $18 "
+         "every day.\nANSWER: 18", True),
+    # Qwen2.5-Math's evaluation prompt (QwenLM/Qwen2.5-Math evaluation/utils.py,
+    # PROMPT_TEMPLATES["qwen25-math-cot"]: "Please reason step by step, and put your final
+    # answer within \boxed{}.").
+    Case("qwen", "\\frac{14}{3}", "Hence the answer is $\\boxed{\\frac{14}{3}}$.", True),
+    Case("qwen", "\\frac{14}{3}", "Hence the answer is $\\boxed{\\frac{14}{5}}$.", False),
     # --- MATH-500 style LaTeX
     Case("math", "\\frac{14}{3}", f"{B}{{\\frac{{14}}{{3}}}}", True),
     Case("math", "\\frac{14}{3}", f"{B}{{\\dfrac{{28}}{{6}}}}", True),
@@ -251,6 +322,6 @@ def test_no_false_credit_and_agreement_where_math_verify_is_right() -> None:
 def test_suite_covers_every_form() -> None:
     kinds = {c.kind for c in CASES}
     assert kinds >= {"gsm8k", "strict", "math", "aime", "amc", "decimal", "percent", "multi",
-                     "relation", "set"}
+                     "relation", "set", "dapo", "minerva", "gsm8k_cot", "lighteval", "qwen"}
     assert sum(not c.expected for c in CASES) >= 40
     assert sum(c.mv_wrong is not None for c in CASES) >= 5

@@ -7,7 +7,15 @@ from pathlib import Path
 
 import pytest
 from polya_trainer.backends.models import ModelError, load_causal_lm, load_tokenizer
-from polya_trainer.data.loading import DataError, gold_answer, keep_verifiable, load_qa
+from polya_trainer.data.loading import (
+    DAPO_HEAD,
+    DAPO_TAIL,
+    DataError,
+    gold_answer,
+    keep_verifiable,
+    load_qa,
+    question_text,
+)
 from polya_trainer.spec import DatasetSpec, ModelSpec
 
 
@@ -22,6 +30,24 @@ def test_local_jsonl_with_gsm8k_answers(tmp_path: Path) -> None:
     rows = load_qa(DatasetSpec(source=str(f)))
     assert [r["answer"] for r in rows] == ["2", "1200"]
     assert load_qa(DatasetSpec(source=str(f), limit=1))[0]["question"] == "1+1?"
+
+
+def test_dapo_wrapper_and_chat_questions_give_the_bare_problem(tmp_path: Path) -> None:
+    """DAPO-Math-17k wraps each problem in its own answer-format instructions (the release's
+    "prompt" is a list of one user message, open-r1's processed copy its text); questions are
+    the bare problem, so the stage's prompt asks for one format."""
+    problem = "Find $a + b$ if $a = 1$ and $b = 2$."
+    wrapped = f"{DAPO_HEAD}\n\n{problem}\n\n{DAPO_TAIL}"
+    assert question_text(wrapped) == problem
+    assert question_text([{"content": wrapped, "role": "user"}]) == problem
+    assert question_text([{"role": "system", "content": "Be brief."},
+                          {"role": "user", "content": problem}]) == problem
+    assert question_text("Natalia sold clips. Answer: how many?") == (
+        "Natalia sold clips. Answer: how many?")  # anything else is left alone
+    assert gold_answer({"ground_truth": "34", "style": "rule-lighteval/MATH_v2"}) == "34"
+    f = _jsonl(tmp_path / "dapo.jsonl", [{"prompt": wrapped, "solution": "3"}])
+    rows = load_qa(DatasetSpec(source=str(f), question="prompt", answer="solution"))
+    assert rows[0]["question"] == problem and rows[0]["answer"] == "3"
 
 
 def test_missing_column_names_the_field(tmp_path: Path) -> None:

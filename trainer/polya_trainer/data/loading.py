@@ -2,6 +2,10 @@
 
 The same code loads GSM8K from the hub in a cluster and a JSONL fixture in tests; broken
 data fails here with a message that names the dataset and the column.
+
+Questions are bare problems: a question given as chat messages gives its (last) user turn, and
+DAPO-Math-17k's answer-format wrapper is removed (:func:`question_text`), so that every stage
+asks for the answer in one format, its own (``heuristics.ANSWER_REQUEST``: ``\\boxed{}``).
 """
 
 from __future__ import annotations
@@ -15,6 +19,15 @@ from polya_trainer.spec import DatasetSpec
 LOCAL_FORMATS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
 MAX_FIELD_CHARS = 100_000
 GSM8K_TAIL = re.compile(r"####\s*(.+?)\s*$", re.S)
+
+# DAPO-Math-17k's wrapper around every problem (BytedTsinghua-SIA/DAPO-Math-17k, column
+# "prompt", a list of one user message; open-r1/DAPO-Math-17k-Processed's create_dataset.py
+# copies that message's text into its own "prompt" column and the reward model's
+# "ground_truth" into "solution").
+DAPO_HEAD = ("Solve the following math problem step by step. The last line of your response "
+             "should be of the form Answer: $Answer (without quotes) where $Answer is the "
+             "answer to the problem.")
+DAPO_TAIL = 'Remember to put your answer on its own line after "Answer:".'
 
 
 class DataError(ValueError):
@@ -46,8 +59,26 @@ def load_rows(source: str, split: str = "train", config: str | None = None,
                         f"{type(exc).__name__}: {exc}") from exc
 
 
+def question_text(raw: Any) -> str:
+    """The problem in a question field: chat messages give their last user turn, and
+    DAPO-Math-17k's answer-format instructions around the problem are removed."""
+    if isinstance(raw, list):
+        users = [str(m.get("content") or "") for m in raw
+                 if isinstance(m, dict) and m.get("role", "user") == "user"]
+        raw = users[-1] if users else ""
+    text = str(raw).strip()
+    if text.startswith(DAPO_HEAD):
+        text = text[len(DAPO_HEAD):].strip()
+    if text.endswith(DAPO_TAIL):
+        text = text[:-len(DAPO_TAIL)].strip()
+    return text
+
+
 def gold_answer(raw: Any) -> str:
-    """The final answer inside a gold field (GSM8K's `... #### 72` becomes `72`)."""
+    """The final answer inside a gold field (GSM8K's `... #### 72` becomes `72`; a reward-model
+    record such as DAPO-Math-17k's ``{"ground_truth": "34", ...}`` gives its ground truth)."""
+    if isinstance(raw, dict) and "ground_truth" in raw:
+        raw = raw["ground_truth"]
     text = str(raw).strip()
     m = GSM8K_TAIL.search(text)
     return m.group(1).replace(",", "").strip() if m else text
@@ -100,12 +131,13 @@ def load_qa(ds: DatasetSpec, what: str = "spec.dataset") -> list[dict[str, str]]
     out = []
     for i, row in enumerate(rows):
         q, a = row[ds.question], row[ds.answer]
-        if q is None or not str(q).strip():
+        question = question_text(q) if q is not None else ""
+        if not question:
             raise DataError(f"{what}: row {i} has an empty {ds.question!r}")
         if a is None or not str(a).strip():
             raise DataError(f"{what}: row {i} has an empty {ds.answer!r}")
         if len(str(q)) > MAX_FIELD_CHARS or len(str(a)) > MAX_FIELD_CHARS:
             raise DataError(f"{what}: row {i} is longer than {MAX_FIELD_CHARS} characters")
-        out.append({"id": str(row.get("id", i)), "question": str(q).strip(),
+        out.append({"id": str(row.get("id", i)), "question": question,
                     "answer": gold_answer(a)})
     return out

@@ -2,11 +2,20 @@
 
 Starts from ``models.rl_start_model`` (the mid-trained model, or the base model for the
 vanilla arm). Prompts are the plain question (``heuristics.plain_messages``), the same
-prompt evaluation uses. Rewards:
+prompt evaluation uses: the bare problem and one answer format, ``\\boxed{}``. DAPO-Math-17k's
+own wrapper ("The last line of your response should be of the form Answer: $Answer ...") is
+removed when the data are loaded (``loading.question_text``), so no prompt asks for two
+formats. Rewards:
 
-* ``correct``: 1.0 when ``answers.is_correct(completion, gold)`` else 0.0 (only an explicit
-  final answer counts; ``spec.answers.lastNumberFallback`` switches to
-  ``fallback_correctness_reward``, which also credits the last number);
+* ``correct``: 1.0 when ``answers.check(completion, gold)`` is correct else 0.0. Any explicit
+  final answer counts (``\\boxed{}``, ``#### n``, ``Answer: x``, "the (final) answer is x"), so
+  a model that keeps DAPO's ``Answer:`` line is not punished for its format;
+  ``spec.answers.lastNumberFallback`` switches to ``fallback_correctness_reward``, which also
+  credits the last number. Each call logs, through TRL's ``log_metric``, the share of
+  completions per extraction method (``answers/boxed``, ``answers/answer_line``, ...,
+  ``answers/none``: no extractable answer); they land in every step's log, the stage's
+  progress gets ``no_answer_rate`` and the stage's metrics their first, last and mean values,
+  per arm, so a difference in answer format between arms shows in the numbers;
 * ``boxed`` (only when ``formatReward > 0``): 1.0 when the completion has a ``\\boxed{}``
   answer, weighted by ``formatReward`` through ``reward_weights``.
 
@@ -24,6 +33,7 @@ fails with InvalidConfig (``models.require_engine``); it never falls back silent
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +50,7 @@ from polya_trainer.runtime import tracking
 from polya_trainer.runtime.progress import Reporter
 from polya_trainer.spec import PolyaRunSpec, SpecError
 from polya_trainer.stages import training as T
-from polya_trainer.verify.answers import has_boxed, is_correct
+from polya_trainer.verify.answers import METHODS, check, extraction_counts, has_boxed
 
 log = logging.getLogger(__name__)
 STAGE = "rl"
@@ -53,17 +63,63 @@ def _text(completion: Any) -> str:
     return str(completion)
 
 
-def correctness_reward(completions: list[Any], answer: list[str], **_: Any) -> list[float]:
+NO_ANSWER = "answers/none"
+"""The logged share of completions with no extractable answer."""
+
+
+def _rewards(completions: list[Any], answer: list[str], allow_fallback: bool,
+             log_metric: Callable[[str, float], None] | None) -> list[float]:
+    verdicts = [check(_text(c), str(a), allow_fallback=allow_fallback)
+                for c, a in zip(completions, answer, strict=True)]
+    if log_metric is not None and verdicts:
+        for method, n in extraction_counts(verdicts).items():
+            log_metric(f"answers/{method}", n / len(verdicts))
+    return [1.0 if v.correct else 0.0 for v in verdicts]
+
+
+def correctness_reward(completions: list[Any], answer: list[str],
+                       log_metric: Callable[[str, float], None] | None = None,
+                       **_: Any) -> list[float]:
     """1.0 for a verified correct final answer, else 0.0."""
-    pairs = zip(completions, answer, strict=True)
-    return [1.0 if is_correct(_text(c), str(a)) else 0.0 for c, a in pairs]
+    return _rewards(completions, answer, False, log_metric)
 
 
 def fallback_correctness_reward(completions: list[Any], answer: list[str],
+                                log_metric: Callable[[str, float], None] | None = None,
                                 **_: Any) -> list[float]:
     """Like ``correctness_reward``, also crediting the last number (opt-in)."""
-    pairs = zip(completions, answer, strict=True)
-    return [1.0 if is_correct(_text(c), str(a), allow_fallback=True) else 0.0 for c, a in pairs]
+    return _rewards(completions, answer, True, log_metric)
+
+
+def answer_rate_callback(reporter: Reporter) -> Any:
+    """A TrainerCallback that puts each logged step's share of completions with no extractable
+    answer into the stage's progress (``no_answer_rate``)."""
+    from transformers import TrainerCallback
+
+    class AnswerRates(TrainerCallback):
+        def on_log(self, args: Any, state: Any, control: Any,
+                   logs: dict[str, Any] | None = None, **kw: Any) -> None:
+            rate = (logs or {}).get(NO_ANSWER)
+            if state.is_world_process_zero and isinstance(rate, (int, float)):
+                reporter.update(no_answer_rate=float(rate))
+
+    return AnswerRates()
+
+
+def answer_rates(log_history: list[dict[str, Any]]) -> dict[str, Any]:
+    """First, last and mean share of each extraction method over the logged steps (TRL's log
+    history), and the no-answer share step by step."""
+    out: dict[str, Any] = {}
+    for method in METHODS:
+        seq = [float(h[f"answers/{method}"]) for h in log_history if f"answers/{method}" in h]
+        if seq:
+            out[method] = {"first": seq[0], "last": seq[-1], "mean": sum(seq) / len(seq)}
+    if "none" not in out:
+        return {}
+    none = out["none"]
+    return {"no_answer_rate_first": none["first"], "no_answer_rate_last": none["last"],
+            "no_answer_rate_mean": none["mean"], "answer_formats": out,
+            "no_answer_rates": [float(h[NO_ANSWER]) for h in log_history if NO_ANSWER in h]}
 
 
 def format_reward(completions: list[Any], **_: Any) -> list[float]:
@@ -218,7 +274,8 @@ def build_trainer(spec: PolyaRunSpec, arm: str, workdir: str | Path, reporter: R
     trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=args,
                           train_dataset=load_prompts(spec, workdir, arm, reporter),
                           processing_class=tok,
-                          callbacks=[callback, *(callbacks or [])])
+                          callbacks=[callback, answer_rate_callback(reporter),
+                                     *(callbacks or [])])
     return trainer, tok, callback
 
 
@@ -233,6 +290,7 @@ def run(spec: PolyaRunSpec, arm: str, workdir: Path, reporter: Reporter,
     if rewards:
         metrics.update(reward_mean_first=rewards[0], reward_mean_last=rewards[-1],
                        reward_mean=sum(rewards) / len(rewards), rewards=rewards)
+    metrics.update(answer_rates(trainer.state.log_history))
     metrics["use_vllm"] = bool(trainer.args.use_vllm)
     T.save_final_model(trainer, tok, workdir, arm, STAGE,
                        start_model=rl_start_model(spec, arm, workdir))

@@ -1,7 +1,8 @@
 """Final-answer extraction and verification.
 
 **Extraction** (``extract_answer``) finds the final answer of a response, and says how
-(``Extracted.method``):
+(``Extracted.method``). Every explicit final-answer format that common prompts ask for counts,
+and of those the one that comes last in the text is the answer:
 
 * ``boxed``: the ``\\boxed{...}`` / ``\\fbox{...}`` answers at the end of the text. Several
   boxes count together, as math-verify counts them (``latex2sympy2_extended.
@@ -10,13 +11,28 @@
   box, an earlier box joins when fewer than 10 characters separate them, or when it differs
   from the box after it and fewer than 70 characters with "and", "or", "," or ";" separate
   them. Repeats in a row are dropped. The contents are joined by "," (``\\boxed{1}\\boxed{2}``
-  reads as ``1,2``, a set). A last box left open (the response was cut off) means *no answer*
-  (math-verify would fall back to an earlier box; a cut-off response is not credited).
+  reads as ``1,2``, a set). A last box left open (the response was cut off) or empty means
+  *no answer* unless an explicit answer follows it (math-verify would fall back to an earlier
+  box; a cut-off response is not credited).
 * ``gsm8k``: the last ``#### n`` line (GSM8K's own format).
+* ``answer_line``: the last ``Answer: x`` (any case, ``**Answer:**`` too), the value running to
+  the end of its line, or on the next line when ``Answer:`` ends its own: DAPO-Math-17k's
+  "Answer: $Answer" and lighteval's "ANSWER: $ANSWER".
+* ``answer_is``: the last "the answer is x" / "the final answer is x" statement (GSM8K-CoT's
+  "The answer is 6.", Llama's "The final answer is 29", Minerva's "Final Answer: The final
+  answer is $x$. I hope it is correct."). It must open a statement (at the start, after
+  punctuation or "so", "thus", "hence", "therefore", "then", "and"): "to check whether the
+  answer is 5 we substitute" is not one.
+
 * ``last_number``: the last number in the text, only when the caller asks for this fallback
-  (``allow_fallback=True``; the spec's ``answers.lastNumberFallback``). Off by default: a
-  response cut off at "... then we subtract 3 from" must not score against gold 3.
+  (``allow_fallback=True``; the spec's ``answers.lastNumberFallback``) and nothing explicit was
+  found. Off by default: a response cut off at "... then we subtract 3 from" must not score
+  against gold 3, and a bare number in running text is not a final answer.
 * ``none``: nothing was found.
+
+A statement's value is its ``$...$`` / ``\\(...\\)`` math if it starts with one, else the
+text up to the end of its sentence. A value holding a box leaves the answer to the box; prose
+("the number of apples left") is no answer; neither is an empty statement.
 
 **Checking** (``check`` returns a :class:`Verdict`; ``is_correct`` / ``check_many`` the bool):
 
@@ -40,7 +56,9 @@ Where the exact path departs from math-verify on purpose (tests/unit/test_answer
 names each case): unit words math-verify does not strip (``72 dollars``, ``\\text{12 apples}``:
 it reads a product of symbols), ``1e3`` (it reads ``1*e*3``), ``12.5%`` against ``12.5`` and
 ``5%`` against ``5.0`` (it equates them only for integers), a trailing period (``100.``, which
-it cannot parse), and cut-off boxes.
+it cannot parse), cut-off boxes, text with no explicit final answer (math-verify takes its
+last number), and a box followed by a different stated answer (math-verify prefers the box;
+here the last explicit answer counts).
 
 **Bounded time.** Inputs that could make sympy run away are refused (answer longer than
 ``MAX_ANSWER_CHARS``, nested powers, exponents of 5+ digits, factorials of 4+ digit numbers);
@@ -98,8 +116,9 @@ VERDICT_CACHE_SIZE = 65536
 
 _VERDICTS: dict[tuple[str, str], bool] = {}
 
-Method = Literal["boxed", "gsm8k", "last_number", "none"]
-METHODS: tuple[Method, ...] = ("boxed", "gsm8k", "last_number", "none")
+Method = Literal["boxed", "gsm8k", "answer_line", "answer_is", "last_number", "none"]
+METHODS: tuple[Method, ...] = ("boxed", "gsm8k", "answer_line", "answer_is", "last_number",
+                               "none")
 """How an answer was extracted, in the order reports list them."""
 DecidedBy = Literal["exact", "math_verify", "none"]
 
@@ -187,12 +206,13 @@ def _closing_brace(text: str, open_at: int, stop: int) -> int | None:
     return None
 
 
-def final_boxes(text: str) -> list[str] | None:
-    """The final group of boxed answers, in order (see the module doc); [] when the text has
-    no box, None when the last box is cut off."""
+def _box_group(text: str) -> tuple[int, list[str] | None]:
+    """(where the final group of boxed answers starts, their contents in order); (-1, [])
+    without a box; contents None when the last box is cut off (see the module doc)."""
     results: list[str] = []
     stop = len(text)
     later_start: int | None = None
+    first = -1
     pos = len(text)
     while True:
         b = text.rfind("\\boxed", 0, pos)
@@ -205,17 +225,17 @@ def final_boxes(text: str) -> list[str] | None:
             j += 1
         if j >= stop:
             if not results:
-                return None
+                return start, None
             break
         if text[j] != "{":
             if not results:  # \boxed 5: one token up to whitespace or '$'
                 m = re.match(r"[^\s$]+", text[j:stop])
-                return [m.group(0)] if m else None
+                return start, [m.group(0)] if m else None
             break
         close = _closing_brace(text, j, stop)
         if close is None:
             if not results:
-                return None
+                return start, None
             break
         content = text[j + 1:close].strip()
         if later_start is not None:
@@ -226,10 +246,16 @@ def final_boxes(text: str) -> list[str] | None:
                 break
         if not results or results[-1] != content:
             results.append(content)
-        later_start = start
+        later_start = first = start
         stop = start
         pos = start
-    return results[::-1]
+    return first, results[::-1]
+
+
+def final_boxes(text: str) -> list[str] | None:
+    """The final group of boxed answers, in order (see the module doc); [] when the text has
+    no box, None when the last box is cut off."""
+    return _box_group(text)[1]
 
 
 def has_boxed(text: str) -> bool:
@@ -238,25 +264,84 @@ def has_boxed(text: str) -> bool:
     return bool(boxes) and all(b.strip() for b in boxes)
 
 
+# "Answer: x" (DAPO, lighteval's "ANSWER: $ANSWER"; also after "Final Answer:"), the value
+# running to the end of its line, or on the next line when "Answer:" ends its own.
+_ANSWER_LINE_RE = re.compile(r"(?<![A-Za-z])answer\**\s*:\s*([^\n]+)", re.I)
+# "the answer is x", "the final answer is x" (GSM8K-CoT, Minerva's "The final answer is $x$.
+# I hope it is correct.", lighteval's "Therefore, the final answer is: ...").
+_ANSWER_IS_RE = re.compile(r"(?<![A-Za-z])answer\s+is\b\s*:?[ \t]*([^\n]*)", re.I)
+# ... only where it opens a statement: at the start, after punctuation or "so/thus/...".
+# "whether the answer is 5 we ..." is not one.
+_LEAD_RE = re.compile(r"(?:^|[.!?:;,\n]|\b(?:so|thus|hence|therefore|then|and))[ \t*]*"
+                      r"(?:the\s+)?(?:final\s+)?$", re.I)
+_MATH_ENV_RE = re.compile(r"\$\$(.+?)\$\$|\$((?:\\\$|[^$])+)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]")
+_HOPE_RE = re.compile(r"\.?\s*I hope it is correct", re.I)  # Minerva's closing words
+_SENTENCE_END_RE = re.compile(r"\.(?=\s|$)")
+_PROSE_RE = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{3,}")
+
+
+def _stated_value(raw: str) -> str | None:
+    """The answer in the rest of an answer statement; None when it holds a box (the box is
+    the answer) or is prose rather than a number or math ("the number of apples")."""
+    s = _HOPE_RE.split(raw, maxsplit=1)[0].strip().strip("*").strip()
+    math = _MATH_ENV_RE.match(s)
+    if math:
+        s = next(g for g in math.groups() if g is not None)
+    else:
+        s = _SENTENCE_END_RE.split(s, maxsplit=1)[0]
+    s = s.strip().rstrip(".").strip()
+    if not s or "\\boxed" in s or "\\fbox" in s:
+        return None
+    if _scalar(s) is None and _PROSE_RE.search(_WRAP_RE.sub(" ", s)):
+        return None
+    return s
+
+
+def _statements(text: str) -> list[tuple[int, Extracted]]:
+    """The last readable "Answer: x" line and "the (final) answer is x" statement, each with
+    where its value starts."""
+    found: list[tuple[int, Extracted]] = []
+    if "nswer" not in text and "NSWER" not in text:
+        return found
+    for regex, method in ((_ANSWER_LINE_RE, "answer_line"), (_ANSWER_IS_RE, "answer_is")):
+        last: tuple[int, Extracted] | None = None
+        for m in regex.finditer(text):
+            if method == "answer_is" and not _LEAD_RE.search(
+                    text, max(0, m.start() - 32), m.start()):
+                continue
+            value = _stated_value(m.group(1))
+            if value is not None:
+                last = (m.start(1), Extracted(value, method))  # type: ignore[arg-type]
+        if last is not None:
+            found.append(last)
+    return found
+
+
 def extract_answer(text: str, *, allow_fallback: bool = False) -> Extracted | None:
     """The final answer of a response; None if there is none.
 
-    An empty last ``\\boxed{}`` or a cut-off last box count as no answer (nothing else is
-    looked at). The last number in the text counts only with ``allow_fallback=True``
-    (flagged ``fallback=True``).
+    The explicit answer that comes last counts: the final group of boxes, the last
+    ``#### n`` line, the last ``Answer: x`` line, the last "the (final) answer is x"
+    statement. An empty last ``\\boxed{}`` or a cut-off last box count as no answer unless an
+    explicit answer follows them. The last number in the text counts only with
+    ``allow_fallback=True`` (flagged ``fallback=True``) and only when there is no explicit
+    answer at all.
     """
     if not text:
         return None
+    found: list[tuple[int, Extracted | None]] = []
     if "\\boxed" in text or "\\fbox" in text:
-        boxes = final_boxes(text)
+        at, boxes = _box_group(text)
         if boxes is None or (boxes and not boxes[-1]):
-            return None
-        boxes = [b for b in boxes if b]
-        if boxes:
-            return Extracted(",".join(boxes), "boxed", parts=tuple(boxes))
-    gsm = _GSM_RE.findall(text)
-    if gsm and gsm[-1].strip():
-        return Extracted(gsm[-1].strip(), "gsm8k")
+            found.append((at, None))  # cut off or empty: no answer
+        elif boxes := [b for b in boxes if b]:
+            found.append((at, Extracted(",".join(boxes), "boxed", parts=tuple(boxes))))
+    gsm = list(_GSM_RE.finditer(text))
+    if gsm and gsm[-1].group(1).strip():
+        found.append((gsm[-1].start(), Extracted(gsm[-1].group(1).strip(), "gsm8k")))
+    found += _statements(text)
+    if found:
+        return max(found, key=lambda f: f[0])[1]
     if allow_fallback:
         nums = _LAST_RE.findall(text)
         if nums:
@@ -480,7 +565,8 @@ def check(prediction: str, gold: str | Gold, *, allow_fallback: bool = False) ->
     """Whether the prediction's final answer equals the gold answer, and how it was decided.
 
     ``allow_fallback=True`` also accepts an answer found only as "the last number in the
-    text"; by default only an explicit final answer (``\\boxed{}``, ``#### n``) counts.
+    text"; by default only an explicit final answer (``\\boxed{}``, ``#### n``, ``Answer: x``,
+    "the (final) answer is x") counts.
     """
     g = gold if isinstance(gold, Gold) else parse_gold(gold)
     ext = extract_answer(prediction, allow_fallback=allow_fallback)
