@@ -24,7 +24,7 @@ from polya_trainer.runtime.hold import HOLD_ENV
 from polya_trainer.runtime.progress import Reporter
 from polya_trainer.spec import PolyaRunSpec, SpecError
 from polya_trainer.stages import training as T
-from polya_trainer.toy import word_problems
+from polya_trainer.toy import CHAT_TEMPLATE, word_problems
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -144,6 +144,43 @@ def test_completion_only_loss_and_prompts(tiny_model_dir: Path, tmp_path: Path) 
     assert 0 < sum(mask) < len(mask)  # some tokens (the prompt) are excluded
     completion_text = tok.decode([t for t, m in zip(row["input_ids"], mask, strict=True) if m])
     assert "boxed" in completion_text and "?" not in completion_text
+
+
+# The date logic of Llama 3.x's chat template (tokenizer_config.json of
+# meta-llama/Llama-3.2-3B-Instruct: date_string if given, else strftime_now("%d %b %Y")),
+# around the toy model's ChatML.
+DATED_TEMPLATE = (
+    "{%- if not date_string is defined %}{%- if strftime_now is defined %}"
+    "{%- set date_string = strftime_now('%d %b %Y') %}{%- else %}"
+    "{%- set date_string = '26 Jul 2024' %}{%- endif %}{%- endif %}"
+    "{{ '<|im_start|>system\nToday Date: ' + date_string + '<|im_end|>\n' }}"
+) + CHAT_TEMPLATE
+
+
+def test_sft_renders_the_pinned_template_date(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """A template that stamps today's date gets the pinned one in SFT, as in the other stages."""
+    from polya_trainer.data.prompts import CHAT_TEMPLATE_DATE
+    from polya_trainer.stages import midtrain
+    from transformers import AutoTokenizer
+
+    dated = tmp_path / "dated-model"
+    dated.mkdir()
+    for f in tiny_model_dir.iterdir():
+        (dated / f.name).symlink_to(f)
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    tok.chat_template = DATED_TEMPLATE
+    for f in ("tokenizer_config.json", "chat_template.jinja", "tokenizer.json"):
+        (dated / f).unlink(missing_ok=True)
+    tok.save_pretrained(dated)
+    today = time.strftime("%d %b %Y")
+    assert today != CHAT_TEMPLATE_DATE
+    assert today in tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False)
+
+    write_generated(tmp_path, "polya", n=4)
+    trainer, tok, _ = midtrain.build_trainer(make_spec(dated), "polya", tmp_path,
+                                             Reporter("midtrain"))
+    text = tok.decode(trainer.train_dataset[0]["input_ids"])
+    assert f"Today Date: {CHAT_TEMPLATE_DATE}" in text and today not in text
 
 
 def test_lora_runs_and_merges(tiny_model_dir: Path, tmp_path: Path) -> None:

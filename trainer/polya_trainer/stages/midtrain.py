@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from polya_trainer.backends.models import load_causal_lm, load_tokenizer, stage_dir
+from polya_trainer.data.prompts import CHAT_TEMPLATE_KWARGS
 from polya_trainer.runtime import tracking
 from polya_trainer.runtime.artifacts import is_complete
 from polya_trainer.runtime.progress import Reporter
@@ -64,8 +65,11 @@ def to_example(row: dict[str, Any], index: int, keep_heuristic_prompt: bool) -> 
         prompt = _messages(row["prompt_messages"], index)
     else:
         prompt = plain_messages(str(row["question"]))
+    # TRL's SFTTrainer passes a row's chat_template_kwargs to apply_chat_template: the pinned
+    # template date (prompts.CHAT_TEMPLATE_KWARGS), as generate, rl and evaluate render it.
     return {"prompt": prompt,
-            "completion": [{"role": "assistant", "content": str(row["completion"])}]}
+            "completion": [{"role": "assistant", "content": str(row["completion"])}],
+            "chat_template_kwargs": dict(CHAT_TEMPLATE_KWARGS)}
 
 
 def heuristic_prefix(spec: PolyaRunSpec, arm: str) -> list[str] | None:
