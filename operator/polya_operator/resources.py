@@ -267,6 +267,8 @@ def _env(spec: s.PolyaRunSpec, arm: str, stage: str, nodes: int) -> list[dict[st
     ]
     if spec.storage.uri:
         env.append({"name": "POLYA_STORAGE_URI", "value": spec.storage.uri})
+    if getattr(spec.stages, stage).resources.gpus > 0:  # no usable CUDA: fail, never CPU
+        env.append({"name": "POLYA_REQUIRE_CUDA", "value": "1"})
     if spec.storage.uri and spec.storage.credentials_secret:  # S3 keys, only by reference
         env += [{"name": key, "valueFrom": {"secretKeyRef": {
             "name": spec.storage.credentials_secret, "key": key,

@@ -159,3 +159,29 @@ def test_failed_stage_leaves_failed_message(tmp_path: Path) -> None:
     msg = json.loads(term.read_text())
     assert msg["state"] == "Failed" and msg["stage"] == "generate", (msg, time.monotonic() - t0)
     assert msg["reason"] and msg["message"]
+
+
+def test_a_gpu_stage_without_cuda_fails_at_once_naming_what_it_found(tmp_path: Path) -> None:
+    """A stage given GPUs in its Job (POLYA_REQUIRE_CUDA=1, set by the operator) on a machine
+    where torch sees no CUDA device (this one): exit 2, reason InvalidConfig (not retried),
+    the message naming the field, torch's CUDA build, the driver and the driver requirement."""
+    spec = tmp_path / "run.yaml"
+    spec.write_text(json.dumps({"apiVersion": "polya.dev/v1alpha1", "kind": "PolyaRun",
+                                "metadata": {"name": "g"}, "spec": {
+                                    "model": {"name": str(tmp_path / "missing")},
+                                    "stages": {"evaluate": {"backend": "hf",
+                                                            "resources": {"gpus": 1}}}}}))
+    term = tmp_path / "termination-log"
+    term.touch()
+    env = dict(os.environ, POLYA_TERMINATION_MESSAGE_PATH=str(term), POLYA_REQUIRE_CUDA="1",
+               PYTHONPATH=f"{ROOT}/trainer:{ROOT}/operator")
+    env.pop("RANK", None)
+    out = subprocess.run([sys.executable, "-m", "polya_trainer", "evaluate", "--spec", str(spec),
+                          "--workdir", str(tmp_path / "w"), "--arm", "vanilla"],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2, out.stderr[-2000:]
+    msg = json.loads(term.read_text())
+    assert msg["state"] == "Failed" and msg["reason"] == "InvalidConfig"
+    for part in ("spec.stages.evaluate.resources.gpus", "asks for 1 GPU", "built for CUDA",
+                 "driver:", "NVIDIA driver >= 580"):
+        assert part in msg["message"], msg["message"]

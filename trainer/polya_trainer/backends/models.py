@@ -136,3 +136,47 @@ def require_engine(spec: PolyaRunSpec, stage: str) -> None:
                                  f"({type(exc).__name__}: {str(exc)[:300]}); use the GPU trainer "
                                  "image (requirements/trainer-gpu.txt), or choose the hf "
                                  "backend")]) from exc
+
+
+DRIVER_REQUIREMENT = "the GPU image's CUDA 13 wheels need NVIDIA driver >= 580"
+
+
+def cuda_found() -> str:
+    """What this process can see of CUDA: torch's build, the driver, the visible devices and
+    the error CUDA's initialisation gave, for a message that says why no GPU is usable."""
+    import torch
+
+    try:
+        driver = Path("/proc/driver/nvidia/version").read_text().splitlines()[0].strip()
+    except (OSError, IndexError):
+        driver = "no NVIDIA driver loaded (/proc/driver/nvidia/version absent)"
+    try:
+        torch.cuda.init()
+        error = "none"
+    except Exception as exc:  # torch raises RuntimeError or AssertionError
+        error = f"{type(exc).__name__}: {str(exc)[:200]}"
+    return (f"torch {torch.__version__} built for CUDA {torch.version.cuda or 'none (CPU build)'}"
+            f"; driver: {driver}; CUDA_VISIBLE_DEVICES="
+            f"{os.environ.get('CUDA_VISIBLE_DEVICES', '(unset)')}; CUDA init error: {error}")
+
+
+REQUIRE_CUDA_ENV = "POLYA_REQUIRE_CUDA"
+
+
+def require_cuda(spec: PolyaRunSpec, stage: str) -> None:
+    """Fail with a SpecError (exit code 2, reason InvalidConfig, not retried) when the stage
+    was given GPUs but torch sees none: never train silently on the CPU in float32 for days.
+
+    The operator sets ``POLYA_REQUIRE_CUDA=1`` in the Job of every stage with
+    ``resources.gpus > 0`` (operator/polya_operator/resources.py). A local ``polya run`` is
+    on the CPU by choice and does not check, unless the variable is set there too."""
+    gpus = getattr(spec.stages, stage).resources.gpus
+    if gpus == 0 or os.environ.get(REQUIRE_CUDA_ENV) != "1":
+        return
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.device_count() > 0:
+        return
+    raise SpecError([(f"spec.stages.{stage}.resources.gpus",
+                      f"asks for {gpus} GPU(s), but no CUDA device is usable here "
+                      f"({cuda_found()}); {DRIVER_REQUIREMENT}")])

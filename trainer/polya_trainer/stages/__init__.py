@@ -12,7 +12,7 @@ import importlib
 import json
 from pathlib import Path
 
-from polya_trainer.backends.models import require_engine, stage_dir
+from polya_trainer.backends.models import require_cuda, require_engine, stage_dir
 from polya_trainer.runtime import cache, shards, storage, tracking
 from polya_trainer.runtime.artifacts import read_manifest
 from polya_trainer.runtime.progress import Reporter
@@ -48,6 +48,7 @@ def run_stage(stage: str, spec: PolyaRunSpec, arm: str, workdir: str | Path,
     module = importlib.import_module(f"polya_trainer.stages.{MODULES[stage]}")
     try:
         require_engine(spec, stage)  # vLLM asked for but missing: InvalidConfig, no fallback
+        require_cuda(spec, stage)  # GPUs given but none usable: InvalidConfig, no CPU run
         outputs = cache.cached_run(  # a cache hit restores the result instead
             stage, spec, arm, workdir,
             lambda: tracking.tracked(module.run)(spec, arm, Path(workdir), reporter),
