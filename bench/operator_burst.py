@@ -68,8 +68,13 @@ class Emulator:
                                       str(self.port)], env=ENV, stdout=subprocess.PIPE,
                                      stderr=subprocess.DEVNULL, text=True)
         assert "listening" in (self.proc.stdout.readline() if self.proc.stdout else "")
+        # Ours runs as the chart's ServiceAccount (the emulator enforces its RBAC); the bare
+        # kopf baseline patches PolyaRuns (finalizers, progress), which the chart does not
+        # grant, so it gets the emulator's admin token.
         self.kubeconfig = tmp / f"kc-{self.port}"
         self.kubeconfig.write_text(emu.kubeconfig(self.url))
+        self.admin_kubeconfig = tmp / f"kc-admin-{self.port}"
+        self.admin_kubeconfig.write_text(emu.kubeconfig(self.url, emu.emu_rbac.ADMIN_TOKEN))
 
     def stop(self) -> None:
         self.proc.kill()
@@ -77,7 +82,8 @@ class Emulator:
 
 
 def start_operator(kind: str, em: Emulator, resync: float = 30.0) -> subprocess.Popen:
-    env = {**ENV, "KUBECONFIG": str(em.kubeconfig), "POLYA_RESYNC_SECONDS": str(resync),
+    kubeconfig = em.admin_kubeconfig if kind == "bare" else em.kubeconfig
+    env = {**ENV, "KUBECONFIG": str(kubeconfig), "POLYA_RESYNC_SECONDS": str(resync),
            "POLYA_OPERATOR_METRICS_PORT": "0"}
     if kind == "bare":
         cmd = [PY, "-m", "kopf", "run", "--standalone", "-n", "default", "--quiet",

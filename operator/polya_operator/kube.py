@@ -9,8 +9,9 @@ raises ``ApiException`` with ``.status``). An ApiClient's session belongs to one
 clients are cached per loop and ``$KUBECONFIG`` (read per call; tests switch API servers).
 
 RBAC (namespaced): batch/jobs create, delete, patch; configmaps, persistentvolumeclaims,
-services create; events create; polyaruns list (watch check), polyaruns/status patch; and,
-for OwnerReferencesPermissionEnforcement, polyaruns/finalizers update (chart _rbac.tpl).
+services, polyaruns create, and get for the owner check after a 409 (``Kube.create``); events
+create; polyaruns list (watch check), polyaruns/status patch; and, for
+OwnerReferencesPermissionEnforcement, polyaruns/finalizers update (chart _rbac.tpl).
 """
 
 from __future__ import annotations

@@ -108,17 +108,21 @@ def test_rbac_has_no_wildcards(name: str, renders: dict[str, dict[str, str]]) ->
 
 def test_rbac_cluster_mode(renders: dict[str, dict[str, str]]) -> None:
     rules = _rules(_objs(renders["defaults"]), "ClusterRole")
-    assert _verbs(rules, "batch", "jobs") == {"create", "list", "watch", "delete", "patch"}
+    # get: the owner check after a create answered 409 (kube.py Kube.create), on every kind
+    # the operator creates (a retained workspace claim, a sweep's later variants).
+    assert _verbs(rules, "batch", "jobs") == {"get", "create", "list", "watch", "delete",
+                                             "patch"}
     # get/create/delete: a sweep's child PolyaRuns (polya_operator/sweep.py).
     assert _verbs(rules, "polya.dev", "polyaruns") == {"list", "watch", "get", "create",
                                                        "delete"}
     assert _verbs(rules, "polya.dev", "polyaruns/status") == {"patch"}
     assert _verbs(rules, "", "pods") == {"list", "watch"}
-    assert _verbs(rules, "", "configmaps") == {"create", "delete"}  # immutable snapshots
+    assert _verbs(rules, "", "configmaps") == {"get", "create", "delete"}  # immutable
     # OwnerReferencesPermissionEnforcement (OpenShift): blockOwnerDeletion on the children
     # needs update on the owner's finalizers, an ownerReference needs delete on the child.
     assert _verbs(rules, "polya.dev", "polyaruns/finalizers") == {"update"}
-    assert _verbs(rules, "", "persistentvolumeclaims") == {"create", "delete"}
+    assert _verbs(rules, "", "persistentvolumeclaims") == {"get", "create", "delete"}
+    assert _verbs(rules, "", "services") == {"get", "create", "delete"}
     # kopf's scanning is off (handlers.py): no CRD or namespace access.
     assert not _verbs(rules, "apiextensions.k8s.io", "customresourcedefinitions")
     assert not _verbs(rules, "", "namespaces")

@@ -1,8 +1,11 @@
 """Fixtures: the filled kmock emulator (own thread and loop), the fake Job controller in the
-same loop, and the real operator (kopf) in another thread, all talking HTTP."""
+same loop, and the real operator (kopf) in another thread, all talking HTTP. The operator
+runs as the chart's ServiceAccount under the chart's RBAC (emu_rbac.py); each cluster's
+teardown checks that nothing it asked was refused."""
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import urllib.error
 import urllib.request
@@ -32,9 +35,28 @@ def make_cluster(tmp_path: Path,
         return cluster
 
     yield make
+    states = []
     for cluster in made:
+        with contextlib.suppress(OSError):  # an emulator that is gone: nothing to check
+            states.append((cluster, cluster.counts()))
         cluster.stop()
     kube.forget()
+    for cluster, state in states:
+        check_rbac(cluster, state)
+
+
+OPERATOR_AGENTS = ("kopf", "polya-operator")
+
+
+def check_rbac(cluster: Cluster, state: dict[str, Any]) -> None:
+    """The operator ran as the chart's ServiceAccount (never as the tests' admin) and the
+    chart's RBAC refused it nothing (emu_rbac.py)."""
+    import emu_rbac
+
+    operator = emu_rbac.chart_policy(cluster.chart_values).operator.name
+    assert not state["forbidden"], f"the chart's RBAC refused: {state['forbidden']}"
+    users = {user for agent, user, _n in state["identities"] if agent in OPERATOR_AGENTS}
+    assert users <= {operator}, f"the operator ran as {users}, not {operator}"
 
 
 class Operator:

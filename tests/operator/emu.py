@@ -20,8 +20,16 @@ admission plugin checks on top of the request's own verb (enabled on hardened cl
 as OpenShift; kubernetes plugin/pkg/admission/gc/gc_admission.go,
 ``gcPermissionsEnforcement.Admit``): setting or changing ownerReferences needs ``delete`` on
 the object itself, and each newly blocking reference (``blockOwnerDeletion: true``) needs
-``update`` on the owner's ``<resource>/finalizers``. They are recorded, not enforced: the
-emulator has no authorizer.
+``update`` on the owner's ``<resource>/finalizers``. They are recorded, not enforced (the
+plugin is off unless a cluster enables it).
+
+RBAC is enforced (emu_rbac.py): every request is authenticated by its bearer token and
+authorized against the rendered chart's Roles and ClusterRoles (``policy``; Cluster's
+``chart_values`` choose the chart's values). The operator's kubeconfig (``kubeconfig``) carries
+the chart's ServiceAccount's token and gets only what the chart grants; a request outside it
+is answered 403 with the API server's Status and counted in ``forbidden``. The tests' own
+clients (no token, or ``ADMIN_TOKEN``) are ``system:masters``. ``identities`` records which
+user each User-Agent was.
 
 It is a test double: there is no admission, no schema validation (the CRD's CEL rules are
 not evaluated) and no controllers. Run in a separate process with
@@ -43,6 +51,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp.web
+import emu_rbac
 import jsonpatch
 import kmock
 from kmock._internal import parsing
@@ -172,6 +181,10 @@ class Emu(kmock.KubernetesEmulator):
         self.requests: collections.Counter[tuple[str, str, str, str]] = collections.Counter()
         self.created: collections.Counter[tuple[str, str, str]] = collections.Counter()
         self.authorized: collections.Counter[tuple[str, str, str, str]] = collections.Counter()
+        # RBAC (emu_rbac.py): the policy enforced, requests refused, users by agent.
+        self.policy = emu_rbac.chart_policy()
+        self.forbidden: collections.Counter[tuple[str, str, str, str]] = collections.Counter()
+        self.identities: collections.Counter[tuple[str, str]] = collections.Counter()
         # labelSelector of every list/watch by (agent, verb, plural), and the names of the
         # objects each agent was sent by list/watch, by (agent, plural).
         self.selectors: dict[tuple[str, str, str], set[str]] = collections.defaultdict(set)
@@ -380,7 +393,12 @@ class Emu(kmock.KubernetesEmulator):
                 "selectors": [[*k, sorted(v)] for k, v in self.selectors.items()],
                 "served": [[*k, sorted(v)] for k, v in self.served.items()],
                 "requests": [[*k, n] for k, n in self.requests.items()],
+                "forbidden": [[*k, n] for k, n in self.forbidden.items()],
+                "identities": [[*k, n] for k, n in self.identities.items()],
                 "faults": {str(k): n for k, n in self.faults_served.items()}})
+        refused = self._authorize(raw)
+        if refused is not None:
+            return refused
         res = request.resource
         if res is None or not res.plural:
             return await super()._handle(request)
@@ -474,6 +492,21 @@ class Emu(kmock.KubernetesEmulator):
         self._owner_checks(agent, rk, new, current, sub)
         return aiohttp.web.json_response(self._update(rk, key, new))
 
+    def _authorize(self, raw: Any) -> aiohttp.web.Response | None:
+        """Authentication and RBAC (emu_rbac.py): None if allowed, else the 401/403."""
+        user = emu_rbac.authenticate(self.policy, raw.headers.get("Authorization"))
+        if user is None:
+            return aiohttp.web.json_response(emu_rbac.UNAUTHORIZED, status=401)
+        agent = raw.headers.get("User-Agent", "").split("/")[0] or "unknown"
+        self.identities[(agent, user.name)] += 1
+        attrs = emu_rbac.attributes(user, raw.method, raw.path, raw.query)
+        allowed, reason = self.policy.authorize(attrs)
+        if allowed:
+            return None
+        self.forbidden[(agent, attrs.verb, attrs.group, attrs.resource + (
+            f"/{attrs.subresource}" if attrs.subresource else ""))] += 1
+        return aiohttp.web.json_response(emu_rbac.forbidden(attrs, reason), status=403)
+
     def _error(self, code: int, reason: str, message: str) -> aiohttp.web.Response:
         return aiohttp.web.json_response({"apiVersion": "v1", "kind": "Status",
                                           "status": "Failure", "code": code,
@@ -522,21 +555,25 @@ class Emu(kmock.KubernetesEmulator):
 
 
 async def serve(port: int, ready: asyncio.Event | None = None,
-                stop: asyncio.Event | None = None) -> None:
+                stop: asyncio.Event | None = None,
+                chart_values: dict[str, Any] | None = None) -> None:
+    """Serve on ``port``, enforcing the RBAC of the chart rendered with ``chart_values``."""
     install_fixes()
     async with Emu(strict=False) as emu, kmock.Server(emu, port=port) as srv:
+        emu.policy = emu_rbac.chart_policy(chart_values)
         print(f"emulator listening on {srv.url}", flush=True)
         if ready:
             ready.set()
         await (stop or asyncio.Event()).wait()
 
 
-def kubeconfig(url: str) -> str:
-    """A kubeconfig pointing at the emulator (plain HTTP, no credentials)."""
+def kubeconfig(url: str, token: str = emu_rbac.OPERATOR_TOKEN) -> str:
+    """A kubeconfig pointing at the emulator (plain HTTP) with the operator's token (the
+    chart's ServiceAccount; ``emu_rbac.ADMIN_TOKEN`` for a privileged client)."""
     return json.dumps({
         "apiVersion": "v1", "kind": "Config", "current-context": "emu",
         "clusters": [{"name": "emu", "cluster": {"server": str(url).rstrip("/")}}],
-        "users": [{"name": "emu", "user": {"token": "emu"}}],
+        "users": [{"name": "emu", "user": {"token": token}}],
         "contexts": [{"name": "emu", "context": {"cluster": "emu", "user": "emu",
                                                  "namespace": "default"}}],
     })

@@ -14,6 +14,8 @@ What each Job does comes from a script: ``outcomes(job_name) -> list`` of "succe
 "oom", "deadline", "preempt" (disrupt the pod, then continue with the next item) or "hang"
 (until the Job is suspended). With ``runner`` set, the pod's container instead runs for real
 (test_e2e_subprocess.py runs it on the node double, tests/node/kubelet.py).
+Each Job name is driven once, unless ``rerun`` is set: then a Job re-created under a name
+already driven to its end (a new uid: a deleted run's namesake) is driven again.
 """
 
 from __future__ import annotations
@@ -59,6 +61,8 @@ class FakeCluster:
         self.tasks: dict[str, asyncio.Task[Any]] = {}
         self.session: aiohttp.ClientSession | None = None
         self.started: list[str] = []  # job names, in order of first pod
+        self.rerun = False  # drive a re-created Job (new uid) of a name already driven
+        self.uids: dict[str, str] = {}  # job name -> uid of the Job driven
 
     # ------------------------------------------------------------------ HTTP
     async def call(self, method: str, path: str, body: Any = None, merge: bool = False) -> Any:
@@ -113,7 +117,9 @@ class FakeCluster:
                     continue
                 self.jobs[name] = job
                 self.changed.setdefault(name, asyncio.Event()).set()
-                if name not in self.tasks:
+                task, uid = self.tasks.get(name), job["metadata"].get("uid", "")
+                if task is None or (self.rerun and task.done() and self.uids[name] != uid):
+                    self.uids[name] = uid
                     self.tasks[name] = asyncio.create_task(self._drive(name))
 
     async def _wait_change(self, name: str, timeout: float | None = None) -> None:

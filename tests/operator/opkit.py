@@ -35,12 +35,14 @@ class Cluster:
     """The emulator + fake controller, driven from sync test code over HTTP."""
 
     def __init__(self, outcomes: Callable[[str], list[str]] | None = None,
-                 runner: Any = None, delay: float = 0.05):
+                 runner: Any = None, delay: float = 0.05,
+                 chart_values: dict[str, Any] | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.outcomes = outcomes
         self.runner = runner
         self.delay = delay
+        self.chart_values = chart_values  # the chart's RBAC the operator gets (emu_rbac.py)
         self.loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._ready = threading.Event()
@@ -51,7 +53,8 @@ class Cluster:
         self.loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         ready = asyncio.Event()
-        server = asyncio.create_task(emu.serve(self.port, ready, self._stop))
+        server = asyncio.create_task(
+            emu.serve(self.port, ready, self._stop, self.chart_values))
         await ready.wait()
         self.fake = FakeCluster(self.url, self.outcomes, self.delay, self.runner)
         fake = asyncio.create_task(self.fake.run())

@@ -31,6 +31,13 @@ def test_sweep_creates_children_and_aggregates(make_cluster, start_operator):
     claims = [c["metadata"]["name"]
               for c in cluster.list("/api/v1/namespaces/default/persistentvolumeclaims")]
     assert claims == ["abl-workspace"]
+    # The later variants' reconcile creates the claim again: 409, then the owner check reads
+    # it back (a get the chart must grant, issue 27; the emulator enforces the chart's RBAC).
+    state = cluster.counts()
+    assert [n for rk, _ns, name, n in state["created"] if name == "abl-workspace"] == [1]
+    assert ["polya-operator", "get", "", "persistentvolumeclaims"] in [
+        r[:4] for r in state["requests"]]
+    assert state["forbidden"] == []
     children = {c["metadata"]["name"]: c for c in cluster.list(
         RUNS + "?labelSelector=polya.dev%2Fsweep%3Dabl")}
     assert sorted(children) == names

@@ -88,7 +88,7 @@ def test_validate_handler_registered_only_when_enabled():
 @pytest.mark.timeout(120)
 def test_webhook_rejects_invalid_run_naming_the_field(make_cluster, start_operator,
                                                       monkeypatch):
-    cluster = make_cluster()
+    cluster = make_cluster(chart_values={"webhook": {"enabled": True}})
     monkeypatch.setenv("POLYA_WEBHOOK_HOST", "localhost")
     start_operator(webhook=True, webhook_port=free_port(), webhook_addr="127.0.0.1")
 
@@ -171,7 +171,7 @@ def test_the_chart_configures_a_service_webhook_the_api_server_can_call(
     for name, value in env.items():
         if name.startswith("POLYA_WEBHOOK_"):
             monkeypatch.setenv(name, value)
-    cluster = make_cluster()
+    cluster = make_cluster(chart_values={"webhook": {"enabled": True}})
     start_operator(webhook=True, webhook_port=int(env["POLYA_WEBHOOK_PORT"]),
                    webhook_addr="127.0.0.1")
 

@@ -2,7 +2,9 @@
 RBAC rules of the operator, without wildcards and without verbs it does not use. They
 follow the calls in operator/polya_operator/kube.py (create/patch/delete, list of PolyaRuns
 for the watch check) and what kopf needs for the handlers in handlers.py: list+watch of
-every watched kind. The handlers are raw event handlers and indexes, so kopf never patches
+every watched kind. A create answered 409 (a retained workspace claim, a sweep's later
+variants, a namesake's children not yet collected) is followed by a `get` of that object to
+check its owner (kube.py Kube.create): `get` on every kind the operator creates. The handlers are raw event handlers and indexes, so kopf never patches
 PolyaRuns (no finalizers, no progress annotations); Events are core/v1. kopf's scanning is
 disabled (handlers.py), so neither CRDs nor namespaces are read.
 Hardened clusters (OpenShift) run the OwnerReferencesPermissionEnforcement admission plugin
@@ -27,16 +29,13 @@ operator really makes plus the permissions that plugin checks (recorded by the e
   verbs: ["update"]
 - apiGroups: ["batch"]
   resources: ["jobs"]
-  verbs: ["list", "watch", "create", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list", "watch"]
 - apiGroups: [""]
-  resources: ["configmaps"]
-  verbs: ["create", "delete"]
-- apiGroups: [""]
-  resources: ["persistentvolumeclaims", "services"]
-  verbs: ["create", "delete"]
+  resources: ["configmaps", "persistentvolumeclaims", "services"]
+  verbs: ["get", "create", "delete"]
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
