@@ -351,8 +351,12 @@ def job(meta: dict[str, Any], spec: s.PolyaRunSpec, arm: str, stage: str, attemp
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "terminationGracePeriodSeconds": 120,  # time to write a checkpoint on SIGTERM
+        # OnRootMismatch: the kubelet re-owns the workspace (every checkpoint and shard) for
+        # fsGroup only when its root does not match yet, not on each pod start
+        # (pkg/volume/volume_linux.go, skipPermissionChange).
         "securityContext": {"runAsNonRoot": True, "runAsUser": RUN_AS, "runAsGroup": RUN_AS,
-                            "fsGroup": RUN_AS, "seccompProfile": {"type": "RuntimeDefault"}},
+                            "fsGroup": RUN_AS, "fsGroupChangePolicy": "OnRootMismatch",
+                            "seccompProfile": {"type": "RuntimeDefault"}},
     }
     if spec.service_account_name:
         pod_spec["serviceAccountName"] = spec.service_account_name

@@ -47,6 +47,8 @@ def test_job_is_valid_and_restricted():
     assert c["command"] == ["python", "-m", "polya_trainer", "generate", "--spec",
                             "/etc/polya/run.yaml", "--workdir", "/workspace/r1", "--arm", "polya"]
     assert c["resources"]["limits"] == {"nvidia.com/gpu": "2", "cpu": "8", "memory": "64Gi"}
+    assert pod["securityContext"]["fsGroup"] == r.RUN_AS
+    assert pod["securityContext"]["fsGroupChangePolicy"] == "OnRootMismatch"
     sc = c["securityContext"]
     assert sc["runAsNonRoot"] and sc["readOnlyRootFilesystem"] and \
         sc["capabilities"] == {"drop": ["ALL"]} and not sc["allowPrivilegeEscalation"]

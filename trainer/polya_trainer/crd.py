@@ -131,7 +131,8 @@ def crd() -> dict[str, Any]:
     columns = [
         {"name": "Stage", "type": "string", "jsonPath": ".status.currentStage",
          "description": "Active arm/stage"},
-        {"name": "Progress", "type": "string", "jsonPath": ".status.progress",
+        # integer: the API server's table converter truncates the number (37.5 -> 37)
+        {"name": "Progress", "type": "integer", "jsonPath": ".status.progress",
          "description": "Overall percent done"},
         {"name": "Succeeded", "type": "string",
          "jsonPath": '.status.conditions[?(@.type=="Succeeded")].status',
@@ -154,7 +155,7 @@ def crd() -> dict[str, Any]:
             "group": s.GROUP,
             "scope": "Namespaced",
             "names": {"kind": s.KIND, "plural": s.PLURAL, "singular": "polyarun",
-                      "listKind": "PolyaRunList", "shortNames": ["pr", "polya"],
+                      "listKind": "PolyaRunList", "shortNames": ["prun", "polya"],
                       "categories": ["all", "polya", "training"]},
             "versions": [{
                 "name": s.VERSION, "served": True, "storage": True,
