@@ -125,7 +125,15 @@ def test_a_reader_racing_uploads_sees_a_stage_absent_or_whole(
     seen: list[int | None] = []
     partial_listings = 0  # what a reader trusting the listing alone would have taken
 
+    errors: list[BaseException] = []
+
     def read() -> None:
+        try:
+            observe()
+        except BaseException as exc:  # re-raised by the test, not lost in the thread
+            errors.append(exc)
+
+    def observe() -> None:
         nonlocal partial_listings, looks
         i = 0
         while not done.is_set():
@@ -173,6 +181,8 @@ def test_a_reader_racing_uploads_sees_a_stage_absent_or_whole(
         done.set()
         reader.join(timeout=120)
     assert not reader.is_alive()
+    if errors:
+        raise errors[0]
     final = storage.read_stage(uri, "polya", "generate", endpoint_url=s3)
     assert final is not None and final["outputs"]["version"] == "3"
     # The reader looked while objects were missing, and also saw whole versions; it never

@@ -101,12 +101,25 @@ def _exists(store: Store, path: str) -> bool:
     return store.fs.get_file_info(path).type == pafs.FileType.File
 
 
+def _vanished(exc: OSError) -> bool:
+    """An object that was gone by the time it was read. pyarrow's S3 input stream looks the
+    object up when it opens (a missing one: FileNotFoundError) but fetches it on read, where a
+    writer may have deleted it meanwhile: then a plain OSError, "AWS Error RESOURCE_NOT_FOUND
+    during GetObject operation" (found by tests/trainer/test_storage_s3.py's racing reader)."""
+    return isinstance(exc, FileNotFoundError) or any(
+        mark in str(exc) for mark in ("RESOURCE_NOT_FOUND", "NoSuchKey", "No such object"))
+
+
 def _read_json(store: Store, path: str) -> dict[str, Any] | None:
     try:
         with store.fs.open_input_stream(path) as f:
             body = json.loads(f.read())
-    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError):
         return None
+    except OSError as exc:
+        if _vanished(exc):
+            return None
+        raise
     return body if isinstance(body, dict) else None
 
 
@@ -141,8 +154,10 @@ def _get_file(store: Store, path: str, dest: Path | None, entry: dict[str, Any])
                 size += len(block)
                 if out is not None:
                     out.write(block)
-    except FileNotFoundError:
-        return False
+    except OSError as exc:
+        if _vanished(exc):
+            return False
+        raise
     return size == entry.get("size") and h.hexdigest() == entry.get("sha256")
 
 
