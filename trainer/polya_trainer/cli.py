@@ -15,13 +15,13 @@ Heavy imports (torch) happen inside the commands that need them.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from polya_trainer import spec as s
+from polya_trainer.runtime.launcher import add_stage_arguments
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -50,53 +50,9 @@ def _cmd_crd(args: argparse.Namespace) -> int:
 
 
 def _cmd_stage(args: argparse.Namespace) -> int:
-    from polya_trainer.runtime.progress import Reporter
-    from polya_trainer.stages import run_stage
+    from polya_trainer.stages.entry import run_entry
 
-    run = s.load_runs(args.spec)[0]
-    reporter = Reporter(args.stage, args.arm)
-    reporter.install_sigterm()  # the termination message is written on SIGTERM too
-    try:
-        outputs = run_stage(args.stage, run.spec, args.arm, Path(args.workdir), reporter)
-    except Exception as exc:  # the reporter already holds the reason for the operator
-        invalid = isinstance(exc, s.SpecError)
-        if invalid:
-            _settle_invalid_config()
-        reporter.write_termination_message(
-            "Failed", reason="InvalidConfig" if invalid else type(exc).__name__)
-        print(f"stage {args.stage} ({args.arm}) failed: {type(exc).__name__}: {exc}",
-              file=sys.stderr)
-        # 2: a configuration the image cannot run (the Job's podFailurePolicy fails the Job
-        # at once and the operator reports InvalidConfig); 1: anything else, retried.
-        return 2 if isinstance(exc, s.SpecError) else 1
-    except SystemExit as exc:  # SIGTERM: a training stage saved a checkpoint (Suspended)
-        reason = "Preempted" if reporter.snapshot()["state"] == "Suspended" else "SIGTERM"
-        reporter.write_termination_message("Terminated", reason=reason)
-        raise exc
-    finally:
-        reporter.close()
-    reporter.write_termination_message(reason="Completed")
-    print(json.dumps({"stage": args.stage, "arm": args.arm, "outputs": outputs}))
-    return 0
-
-
-def _settle_invalid_config(grace: float = 10.0) -> None:
-    """A SpecError is the same on every rank of a multi-process stage, and only rank 0's
-    termination message reaches the operator. The launcher's agent stops the other workers
-    with SIGTERM as soon as one exits, which would overwrite rank 0's verdict with
-    "Terminated": so rank 0 ignores SIGTERM from here on, and the other ranks wait a little
-    before exiting so that rank 0 gets there first."""
-    import contextlib
-    import os
-    import signal
-    import time
-
-    rank = int(os.environ.get("RANK", "0") or 0)
-    if rank == 0:
-        with contextlib.suppress(ValueError):  # not the main thread
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    elif int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
-        time.sleep(grace)
+    return run_entry(args.stage, args.spec, args.workdir, args.arm)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -144,11 +100,7 @@ def parser(extend: Callable[[Any], None] | None = None) -> argparse.ArgumentPars
 
     sub.add_parser("crd", help="print the CRD").set_defaults(func=_cmd_crd)
 
-    st = sub.add_parser("stage", help="run one stage (pod entrypoint)")
-    st.add_argument("stage", choices=s.STAGES)
-    st.add_argument("--spec", required=True, help="PolyaRun YAML/JSON file")
-    st.add_argument("--workdir", required=True)
-    st.add_argument("--arm", default="polya", choices=s.ARMS)
+    st = add_stage_arguments(sub.add_parser("stage", help="run one stage (pod entrypoint)"))
     st.set_defaults(func=_cmd_stage)
 
     r = sub.add_parser("run", help="run a whole PolyaRun on this machine")

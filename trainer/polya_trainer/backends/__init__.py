@@ -5,61 +5,18 @@ ids, and return, per prompt, `n` completions. Text is tokenized once, without sp
 (``prompts.encode``): the template already holds the BOS, and adding another one is what
 vLLM's own text path did. Both backends therefore see exactly the ids TRL's GRPO rollouts
 see. vLLM is imported lazily by its backend.
+
+The interface lives in :mod:`polya_trainer.backends.base` (which the backends import, so that
+this package's factory can import them without a circle) and is re-exported here.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
-Prompt = str | list[int]
-"""Chat-template text (tokenized without special tokens) or its token ids."""
+from polya_trainer.backends.base import Completion, Generator, Prompt, Sampling, prompt_ids
 
-
-@dataclass(frozen=True)
-class Sampling:
-    """Sampling parameters shared by every backend."""
-
-    n: int = 1
-    temperature: float = 1.0
-    top_p: float = 1.0
-    max_new_tokens: int = 256
-    seed: int = 0
-    offset: int = 0
-    """Position of the first prompt in the whole work list: each prompt's random stream
-    derives from seed and its position, so a slice (a sharded stage's part) samples exactly
-    what the whole list does there (hf: slices must start on a batch boundary)."""
-
-    @property
-    def greedy(self) -> bool:
-        return self.temperature == 0.0
-
-
-@dataclass(frozen=True)
-class Completion:
-    text: str
-    num_tokens: int
-    finish_reason: str = "stop"
-    """"stop" (end of sequence or a stop token) or "length" (cut at max_new_tokens)."""
-
-    @property
-    def truncated(self) -> bool:
-        """Cut off by the length limit: never a training target, always scored wrong."""
-        return self.finish_reason == "length"
-
-
-class Generator(Protocol):
-    """What every backend offers."""
-
-    tokenizer: Any
-
-    def generate(self, prompts: list[Prompt], sampling: Sampling) -> list[list[Completion]]:
-        """For each prompt, `sampling.n` completions (order preserved)."""
-        ...
-
-    def close(self) -> None:
-        """Free the engine's memory (GPU, worker processes)."""
-        ...
+__all__ = ["Completion", "Generator", "Prompt", "Sampling", "load_generator", "prompt_ids"]
 
 
 def load_generator(backend: str, model: Any, name: str | None = None,
@@ -77,10 +34,3 @@ def load_generator(backend: str, model: Any, name: str | None = None,
 
         return VLLMGenerator(model, name=name, tensor_parallel_size=max(1, gpus), **kwargs)
     raise ValueError(f"unknown backend {backend!r}; expected 'hf' or 'vllm'")
-
-
-def prompt_ids(tokenizer: Any, prompts: list[Prompt]) -> list[list[int]]:
-    """Token ids of each prompt: ids as given, text through ``prompts.encode``."""
-    from polya_trainer.data.prompts import encode
-
-    return [list(p) if not isinstance(p, str) else encode(tokenizer, p) for p in prompts]

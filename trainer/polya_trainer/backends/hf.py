@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from polya_trainer.backends import Completion, Prompt, Sampling, prompt_ids
+from polya_trainer.backends.base import Completion, Prompt, Sampling, prompt_ids
 
 
 def default_device() -> str:

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from polya_trainer.runtime.artifacts import is_complete
+from polya_trainer.runtime.artifacts import is_complete, stage_dir  # stage_dir: re-exported
 from polya_trainer.spec import ModelSpec, PolyaRunSpec, SpecError
 
 
@@ -23,11 +23,6 @@ def _load(what: str, name: str, fn: Any, **kw: Any) -> Any:
             hint = " (the directory has no config.json: is it a Hugging Face model directory?)"
         raise ModelError(f"cannot load the {what} of spec.model.name={name!r}{hint}: "
                          f"{type(exc).__name__}: {str(exc)[:500]}") from exc
-
-
-def stage_dir(workdir: str | Path, arm: str, stage: str) -> Path:
-    """Where an (arm, stage) writes its artifacts: ``<workdir>/<arm>/<stage>``."""
-    return Path(workdir) / arm / stage
 
 
 def trained_model_dir(workdir: str | Path, arm: str, stage: str) -> Path:

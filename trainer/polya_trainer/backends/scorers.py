@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from polya_trainer.backends import Sampling
+from polya_trainer.backends.base import Sampling
 from polya_trainer.data.prompts import render, render_conversation
 
 

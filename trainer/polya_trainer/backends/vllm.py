@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from polya_trainer.backends import Completion, Prompt, Sampling, prompt_ids
+from polya_trainer.backends.base import Completion, Prompt, Sampling, prompt_ids
 
 ENV_UTILIZATION = "POLYA_VLLM_GPU_MEMORY_UTILIZATION"
 

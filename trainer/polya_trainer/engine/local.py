@@ -625,9 +625,9 @@ def _child_main(argv: list[str]) -> int:
     runner = os.environ.get("POLYA_RUNNER_PID")
     if runner and os.getppid() != int(runner):  # the runner died before prctl took effect
         return EXIT_INTERRUPTED
-    from polya_trainer.cli import main
+    from polya_trainer.stages.entry import main
 
-    return main(["stage", *argv])
+    return main(argv)
 
 
 if __name__ == "__main__":

@@ -275,27 +275,29 @@ def source_name(workdir: Path, arm: str, stage: str) -> str:
     return f"{Path(workdir).resolve().name}/{arm}/{stage}"
 
 
-def try_restore(stage: str, spec: PolyaRunSpec, arm: str, workdir: str | Path) -> tuple[
+def try_restore(stage: str, spec: PolyaRunSpec, arm: str, workdir: str | Path,
+                restored: Callable[[], Any] | None = None) -> tuple[
         str | None, dict[str, str] | None]:
     """(key, outputs on a hit). The key is None when the cache is off or an upstream stage
-    is unfinished."""
+    is unfinished. ``restored`` runs right after a hit (the caller's side effects of the stage
+    beyond its directory, e.g. the evaluate stage's cross-arm report)."""
     if not enabled():
         return None, None
     key = stage_key(stage, spec, arm, workdir)
     if key is None:
         return None, None
     outputs = restore(cache_root(workdir), key, Path(workdir) / arm / stage)
-    if outputs is not None and stage == "evaluate":
-        from polya_trainer.report import write_report
-
-        write_report(Path(workdir))  # the evaluate stage's cross-arm report, as a run writes it
+    if outputs is not None and restored is not None:
+        restored()
     return key, outputs
 
 
 def cached_run(stage: str, spec: PolyaRunSpec, arm: str, workdir: str | Path,
-               execute: Callable[[], dict[str, str]], reporter: Any = None) -> dict[str, str]:
-    """Restore the stage from the cache, or run ``execute()`` and publish its result."""
-    key, outputs = try_restore(stage, spec, arm, workdir)
+               execute: Callable[[], dict[str, str]], reporter: Any = None,
+               restored: Callable[[], Any] | None = None) -> dict[str, str]:
+    """Restore the stage from the cache (then call ``restored``), or run ``execute()`` and
+    publish its result."""
+    key, outputs = try_restore(stage, spec, arm, workdir, restored)
     if outputs is not None:
         if reporter is not None:
             reporter.update(message=f"{CACHED_FROM}: {outputs[CACHED_FROM]}")

@@ -26,6 +26,10 @@ SIGTERM, so one step plus one checkpoint save should fit in that time.
 
 from __future__ import annotations
 
+from typing import Any
+
+from polya_trainer.spec import ARMS, STAGES
+
 TRAINING_STAGES = ("midtrain", "rl")
 MASTER_PORT = 29500
 
@@ -33,6 +37,16 @@ MASTER_PORT = 29500
 def stage_args(stage: str, spec_path: str, workdir: str, arm: str) -> list[str]:
     """Arguments of the stage entrypoint after the module name."""
     return [stage, "--spec", spec_path, "--workdir", workdir, "--arm", arm]
+
+
+def add_stage_arguments(parser: Any) -> Any:
+    """Declare what :func:`stage_args` writes on an ``argparse`` parser (``polya stage`` and
+    the local runner's child processes read them with it)."""
+    parser.add_argument("stage", choices=STAGES)
+    parser.add_argument("--spec", required=True, help="PolyaRun YAML/JSON file")
+    parser.add_argument("--workdir", required=True)
+    parser.add_argument("--arm", default="polya", choices=ARMS)
+    return parser
 
 
 def processes_per_node(gpus: int, processes: int | None = None) -> int:

@@ -40,21 +40,24 @@ import hashlib
 import json
 import logging
 import os
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from polya_trainer.backends.models import stage_dir
-from polya_trainer.runtime.artifacts import MANIFEST, atomic_path, read_manifest
+from polya_trainer.runtime.artifacts import MANIFEST, atomic_path, read_manifest, stage_dir
+from polya_trainer.runtime.checkpoints import (
+    CHECKPOINT_RE,
+    checkpoint_step,
+    checkpoints_dir,
+    newest_checkpoint,
+)
 from polya_trainer.spec import PolyaRunSpec, SpecError
 
 log = logging.getLogger(__name__)
 
 CHUNK = 8 << 20
-CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 TRAINING = ("midtrain", "rl")
 LOCK_FILE = ".polya-storage.lock"
 
@@ -255,8 +258,6 @@ def remote_checkpoints(store: Store, remote: str) -> list[tuple[int, str]]:
 
 def _pull_checkpoint(store: Store, workdir: Path, arm: str, stage: str) -> int | None:
     """Download the newest complete uploaded checkpoint newer than the local ones."""
-    from polya_trainer.stages.training import checkpoint_step, checkpoints_dir, newest_checkpoint
-
     local = checkpoints_dir(workdir, arm, stage)
     newest = newest_checkpoint(local)
     have = checkpoint_step(newest) if newest else None

@@ -39,8 +39,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from polya_trainer.backends.models import stage_dir
-from polya_trainer.runtime.artifacts import atomic_write_json, read_manifest
+from polya_trainer.runtime.artifacts import atomic_write_json, read_manifest, stage_dir
 from polya_trainer.runtime.progress import is_main_process
 from polya_trainer.spec import PolyaRunSpec
 

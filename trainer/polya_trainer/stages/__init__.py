@@ -52,7 +52,7 @@ def run_stage(stage: str, spec: PolyaRunSpec, arm: str, workdir: str | Path,
         outputs = cache.cached_run(  # a cache hit restores the result instead
             stage, spec, arm, workdir,
             lambda: tracking.tracked(module.run)(spec, arm, Path(workdir), reporter),
-            reporter)
+            reporter, restored=lambda: after_restore(stage, workdir))
     except Exception as exc:
         reporter.finish(state="Failed", message=f"{type(exc).__name__}: {exc}"[:1024])
         raise
@@ -63,6 +63,15 @@ def run_stage(stage: str, spec: PolyaRunSpec, arm: str, workdir: str | Path,
     storage.push(spec, arm, stage, workdir)  # storage.uri: objects, then the manifest
     reporter.finish(outputs)
     return outputs
+
+
+def after_restore(stage: str, workdir: str | Path) -> None:
+    """What a stage restored from the cache still owes beyond its own directory: evaluate
+    rebuilds the cross-arm report, as a run of the stage does."""
+    if stage == "evaluate":
+        from polya_trainer.report import write_report
+
+        write_report(Path(workdir))
 
 
 def describe(outputs: dict[str, str]) -> str:
