@@ -20,6 +20,23 @@ from polya_trainer import cli as workload
 from polya_trainer import spec as s
 
 
+def _batches(spec: s.PolyaRunSpec, stage: str) -> str:
+    """A training stage's derived batch sizes, as its processes will run them."""
+    if stage not in ("midtrain", "rl"):
+        return ""
+    cfg = getattr(spec.stages, stage)
+    processes = cfg.resources.processes()
+    steps = cfg.accumulation(processes)
+    update = cfg.per_device_batch_size * processes * steps
+    unit = "completions" if stage == "rl" else "examples"
+    out = (f"  update={update} {unit} ({cfg.per_device_batch_size}/process x {processes} "
+           f"process(es) x {steps} accumulation step(s))")
+    if stage == "rl" and cfg.prompts_per_rollout:
+        out += (f" rollout={cfg.prompts_per_rollout} prompts x {cfg.num_generations} = "
+                f"{cfg.prompts_per_rollout * cfg.num_generations} completions")
+    return out
+
+
 def _cmd_plan(args: argparse.Namespace) -> int:
     runs = s.load_runs(args.file)
     if not args.output:
@@ -29,7 +46,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
                 for stage in run.spec.stages_for(arm):
                     res = getattr(run.spec.stages, stage).resources
                     print(f"  {arm:8s} {stage:9s} job {run.metadata.name}-{arm}-{stage}-0  "
-                          f"gpus={res.gpus} nodes={res.nodes}")
+                          f"gpus={res.gpus} nodes={res.nodes}{_batches(run.spec, stage)}")
         return 0
     from .preview import planned_objects
     from .resources import default_resources

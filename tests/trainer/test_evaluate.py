@@ -320,16 +320,18 @@ def test_cut_off_completions_count_as_wrong(tiny_model_dir: Path) -> None:
     assert summary["extraction"]["boxed"] == 2
 
 
-def test_presets_set_the_other_harnesses_conventions() -> None:
-    r1 = evaluate.effective(EvaluateSpec(preset="deepseek-r1", temperature=1.0, samples=8,
+def test_presets_set_sampling_only() -> None:
+    r1 = evaluate.effective(EvaluateSpec(preset="r1-sampling", temperature=1.0, samples=8,
                                          k=[1, 8]))
     assert (r1.temperature, r1.top_p, r1.samples) == (0.6, 0.95, 64)
-    qwen = evaluate.effective(EvaluateSpec(preset="qwen2.5-math"))
-    assert (qwen.temperature, qwen.samples) == (0.0, 1)
-    lighteval = evaluate.effective(EvaluateSpec(preset="lighteval"))
-    assert (lighteval.temperature, lighteval.samples) == (0.0, 1)
+    greedy = evaluate.effective(EvaluateSpec(preset="greedy", maxNewTokens=77))
+    assert (greedy.temperature, greedy.samples, greedy.max_new_tokens) == (0.0, 1, 77)
     plain = EvaluateSpec(temperature=0.7)
     assert evaluate.effective(plain) is plain
+    # The old names promised another harness's prompts and extraction: refused now.
+    for old in ("deepseek-r1", "qwen2.5-math", "lighteval"):
+        with pytest.raises(ValueError, match="preset"):
+            EvaluateSpec(preset=old)
 
 
 def test_greedy_preset_makes_one_engine_call_per_benchmark(tiny_model_dir: Path,
@@ -340,7 +342,7 @@ def test_greedy_preset_makes_one_engine_call_per_benchmark(tiny_model_dir: Path,
     items = bench.load(limit=3)
     gen = ScriptedGenerator(AutoTokenizer.from_pretrained(tiny_model_dir),
                             {"": ["\\boxed{1}", "\\boxed{1}"]})
-    ev = evaluate.effective(EvaluateSpec(preset="qwen2.5-math"))
+    ev = evaluate.effective(EvaluateSpec(preset="greedy"))
     rows = evaluate.evaluate_benchmark(gen, bench, items, ev, seed=0)
     assert len(gen.calls) == 1 and gen.calls[0].greedy
     assert all(r["n"] == 1 for r in rows)

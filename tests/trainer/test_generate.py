@@ -257,9 +257,10 @@ def _reward_model(tokenizer_dir: Path, out: Path) -> Path:
 
 def test_star_arm_with_reward_model(toy_model_dir: Path, problems: Path, toy_gen: Any,
                                     tmp_path: Path) -> None:
-    """STaR: plain question, one correct answer per question, chosen by a real reward model."""
+    """STaR with starSelection: scorer: plain question, one correct answer per question, chosen
+    by a real reward model."""
     rm_dir = _reward_model(toy_model_dir, tmp_path / "rm")
-    spec = make_spec(toy_model_dir, problems, rounds=2,
+    spec = make_spec(toy_model_dir, problems, rounds=2, starSelection="scorer",
                      scorer={"type": "rewardModel", "model": str(rm_dir), "batchSize": 4})
     rec = Recorder(toy_gen)
     generate.run(spec, "star", tmp_path, Reporter("generate", "star"), generator=rec)
@@ -279,6 +280,33 @@ def test_star_arm_with_reward_model(toy_model_dir: Path, problems: Path, toy_gen
     assert c["heuristics"] == ["none"] and c["counts"]["pairs"] == 9
     assert c["scorer"]["type"] == "rewardModel"
     assert c["counts"]["dropped_questions"] == 9 - len(rows)
+
+
+def test_star_arm_keeps_the_first_correct_rationale_by_default(
+        toy_model_dir: Path, problems: Path, toy_gen: Any, tmp_path: Path) -> None:
+    """STaR's own rule (the default starSelection: first): the first correct, whole rationale
+    sampled for a question is kept, and no scorer is asked, whatever spec.stages.generate.scorer
+    says (it is the polya arm's)."""
+    spec = make_spec(toy_model_dir, problems, rounds=2,
+                     scorer={"type": "rewardModel", "model": "no/such-model"})
+    rec = Recorder(toy_gen)
+    generate.run(spec, "star", tmp_path, Reporter("generate", "star"), generator=rec)
+    first: dict[str, str] = {}
+    for prompts, _, out in rec.calls:
+        for p, group in zip(prompts, out, strict=True):
+            for c in group:
+                if not c.truncated and is_correct(c.text, _answer_of(problems, _question(p))):
+                    first.setdefault(_question(p), c.text)
+    rows = load_rows(tmp_path, "star")
+    assert rows and len(rows) == len(first)
+    for r in rows:
+        assert r["completion"] == first[r["question"]] and r["score"] == 0.0
+    assert card(tmp_path, "star")["scorer"]["type"] == "none"
+
+
+def _answer_of(problems: Path, question: str) -> str:
+    rows = [json.loads(line) for line in problems.read_text().splitlines() if line.strip()]
+    return next(str(r["answer"]) for r in rows if r["question"] == question)
 
 
 RESUME_SCRIPT = """

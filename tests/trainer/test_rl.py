@@ -45,7 +45,6 @@ def test_rewards_use_the_verifier() -> None:
 def test_rewards_log_the_share_of_each_answer_format() -> None:
     """Each reward call logs, through TRL's log_metric, the share of completions per
     extraction method; the stage keeps them per step, its progress the no-answer rate."""
-    from types import SimpleNamespace
 
     logged: dict[str, float] = {}
     done = ["\\boxed{7}", "Answer: 7", "it is 7", "The answer is 8."]
@@ -61,10 +60,62 @@ def test_rewards_log_the_share_of_each_answer_format() -> None:
     assert (got["no_answer_rate_first"], got["no_answer_rate_last"]) == (0.5, 0.25)
     assert got["answer_formats"]["boxed"] == {"first": 0.5, "last": 0.75, "mean": 0.625}
     assert rl.answer_rates([{"loss": 1.0}]) == {}
-    reporter = Reporter("rl", "polya")
-    rl.answer_rate_callback(reporter).on_log(None, SimpleNamespace(is_world_process_zero=True),
-                                             None, logs={"answers/none": 0.5})
-    assert reporter.snapshot()["metrics"]["no_answer_rate"] == 0.5
+
+
+def test_grpo_step_diagnostics_reach_progress_and_prometheus() -> None:
+    """The figures trl 1.16's GRPOTrainer logs each step (names from its _metrics) and our
+    reward's answers/none become the stage's progress metrics and polyarun_rl_* gauges."""
+    from types import SimpleNamespace
+
+    from polya_trainer.runtime.progress import REGISTRY
+    from polya_trainer.stages import training as T
+
+    reporter = Reporter("rl", "diag")
+    logs = {"reward": 0.5, "reward_std": 0.25, "frac_reward_zero_std": 0.375,
+            "completions/clipped_ratio": 0.0625, "completions/mean_length": 212.0,
+            "entropy": 0.8, "kl": 0.01, "sampling/importance_sampling_ratio/mean": 1.01,
+            "sampling/importance_sampling_ratio/min": 0.4,
+            "sampling/importance_sampling_ratio/max": 2.9, "answers/none": 0.125,
+            "completions/truncated_zeroed": 0.0625}
+    T.make_callback(reporter).on_log(None, SimpleNamespace(is_world_process_zero=True,
+                                                           global_step=3), None, logs=logs)
+    got = reporter.snapshot()["metrics"]
+    assert (got["no_signal_share"], got["rl_truncation_rate"], got["no_answer_rate"]) == (
+        0.375, 0.0625, 0.125)
+    assert (got["is_ratio_min"], got["is_ratio_max"], got["kl"]) == (0.4, 2.9, 0.01)
+    assert REGISTRY.get_sample_value("polyarun_rl_no_signal_ratio",
+                                     {"arm": "diag", "stage": "rl"}) == 0.375
+    assert REGISTRY.get_sample_value("polyarun_rl_importance_ratio_max",
+                                     {"arm": "diag", "stage": "rl"}) == 2.9
+
+
+def test_a_truncated_completion_gets_reward_0_and_is_counted() -> None:
+    """whole_only: a completion whose last token is neither EOS nor pad (TRL's test of
+    truncation) scores 0 even with a right answer; the share is logged."""
+    logged: dict[str, float] = {}
+    reward = rl.whole_only(rl.correctness_reward, {0, 2})
+    ids = [[5, 6, 2], [5, 6, 7], [5, 0]]  # EOS 2, cut off, pad 0
+    got = reward(["\\boxed{7}"] * 3, completion_ids=ids, answer=["7"] * 3,
+                 log_metric=logged.__setitem__)
+    assert got == [1.0, 0.0, 1.0] and logged[rl.TRUNCATED] == pytest.approx(1 / 3)
+    assert reward.__name__ == "correctness_reward"  # TRL names the reward's metrics by it
+
+
+def test_importance_sampling_settings_are_spec_fields(tiny_model_dir: Path,
+                                                      problems_file: Path,
+                                                      tmp_path: Path) -> None:
+    spec = make_spec(tiny_model_dir, problems_file)
+    cfg = rl.grpo_config(spec, tmp_path)
+    assert (cfg.vllm_importance_sampling_correction, cfg.vllm_importance_sampling_mode,
+            cfg.vllm_importance_sampling_clip_max) == (True, "token_truncate", 2.0)
+    masked = make_spec(tiny_model_dir, problems_file,
+                       importanceSampling={"mode": "sequence_mask", "cap": 3.0})
+    cfg = rl.grpo_config(masked, tmp_path)
+    assert (cfg.vllm_importance_sampling_mode, cfg.vllm_importance_sampling_clip_max) == (
+        "sequence_mask", 3.0)
+    with pytest.raises(SpecError, match=re.escape("importanceSampling.mode")):
+        rl.grpo_config(make_spec(tiny_model_dir, problems_file, trainerArgs={
+            "vllm_importance_sampling_mode": "token_mask"}), tmp_path)
 
 
 # Row 0 of DAPO-Math-17k (ground truth "34"), in the dataset's two documented shapes: the
@@ -321,7 +372,7 @@ def test_paper_sample_maps_verls_batches_onto_trl() -> None:
     plan = rl.rollout_plan(spec, cfg.trainer_args, processes)
     assert plan == {"generation_batch_size": 2048, "steps_per_generation": 128,
                     "completions_per_update": 512, "updates_per_rollout": 4,
-                    "prompts_per_rollout": 128}
+                    "prompts_per_rollout": 128, "gradient_accumulation_steps": 32}
     assert plan["completions_per_update"] // cfg.num_generations == 32
     from polya_trainer.stages import training as T
 
@@ -330,7 +381,7 @@ def test_paper_sample_maps_verls_batches_onto_trl() -> None:
     # One CPU process standing in for 4 GPUs: the same micro-batch (4 x 4 = 16 completions).
     trl_cfg = GRPOConfig(output_dir="/tmp/unused", use_cpu=True, bf16=False, report_to="none",
                          per_device_train_batch_size=cfg.per_device_batch_size * processes,
-                         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+                         gradient_accumulation_steps=plan["gradient_accumulation_steps"],
                          num_generations=cfg.num_generations,
                          generation_batch_size=plan["generation_batch_size"])
     assert trl_cfg.steps_per_generation == plan["steps_per_generation"]

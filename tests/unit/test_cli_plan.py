@@ -92,3 +92,16 @@ def test_plan_table_without_output(tmp_path: Path, args: tuple[str, ...]) -> Non
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("PolyaRun demo: arms vanilla, polya")
     assert "job demo-polya-midtrain-0  gpus=4 nodes=2" in out.stdout
+
+
+def test_plan_shows_the_derived_batch_sizes() -> None:
+    """The paper sample's global sizes and the accumulation its 4 GPUs derive from them."""
+    out = subprocess.run([sys.executable, "-m", "polya_operator.cli", "plan",
+                          str(ROOT / "manifests" / "samples" / "paper-llama3b.yaml")],
+                         capture_output=True, text=True, cwd=ROOT, check=False, timeout=120)
+    assert out.returncode == 0, out.stderr
+    rl = next(line for line in out.stdout.splitlines() if "polya-rl-0" in line)
+    assert ("update=512 completions (4/process x 4 process(es) x 32 accumulation step(s)) "
+            "rollout=128 prompts x 16 = 2048 completions") in rl
+    mid = next(line for line in out.stdout.splitlines() if "polya-midtrain-0" in line)
+    assert "update=128 examples (4/process x 4 process(es) x 8 accumulation step(s))" in mid

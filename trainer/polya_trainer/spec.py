@@ -35,6 +35,10 @@ QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|Ki|Mi|Gi|Ti|Pi)?$"
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 HEURISTIC_ID = r"^[a-z][a-z0-9_]*$"
+# Entries of the built-in heuristic catalog (polya_trainer.data.heuristics.CATALOG, which
+# refuses to import with any other count): stated here so that the contract validates
+# sweep.heuristicsCount without importing the data layer above it.
+CATALOG_SIZE = 65
 # RFC 1035 label: what a Service name needs (a letter first, no dots). A run's name becomes
 # part of its Services' and Indexed-Job pods' hostnames, so run names follow it.
 DNS_1035 = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
@@ -204,6 +208,10 @@ class Resources(Spec):
     """Processes per node of a training stage (midtrain, rl), like Kubeflow TrainJob's
     numProcPerNode. Unset: the GPU count, or 1 without GPUs; more than 1 without GPUs trains on
     CPU with the gloo backend. generate and evaluate always run one process."""
+    def processes(self) -> int:
+        """The training world size: processes per node (default: the GPUs, or 1) x nodes."""
+        return (self.processes_per_node or max(self.gpus, 1)) * self.nodes
+
     gpu_resource: str = Field("nvidia.com/gpu", max_length=253)
     """Extended resource name for the accelerator."""
     cpu: Quantity | None = None
@@ -220,6 +228,46 @@ class Resources(Spec):
     """A core/v1 Affinity, passed through unchanged."""
     priority_class_name: str | None = Field(None, pattern=DNS_SUBDOMAIN, max_length=253)
     """PriorityClass of the pods (preemption is retried without using up backoffLimit)."""
+
+
+def accumulation(stage: str, total_field: str, total: int | None, per_device: int,
+                 processes: int, explicit: int, unit: str) -> int:
+    """Micro-steps accumulated per optimizer update. With a global update size (`total`) it is
+    derived from perDeviceBatchSize x processes, so the recipe is the same on any GPU count;
+    a split that does not divide is refused naming the field. Without, it is `explicit`."""
+    if total is None:
+        return explicit
+    micro = per_device * processes
+    if total % micro:
+        raise SpecError([(f"spec.stages.{stage}.{total_field}",
+                          f"{total} {unit} per update do not split into whole micro-batches "
+                          f"of perDeviceBatchSize {per_device} x {processes} process(es) = "
+                          f"{micro}")])
+    return total // micro
+
+
+def _update_size_rules(total_field: str, per_device_default: int) -> dict[str, Any]:
+    """The CEL twins of _check_update_size, with the contract's defaults (a stage without
+    resources: 4 GPUs; with resources but no gpus: 0, so one process)."""
+    per_device = f"(has(self.perDeviceBatchSize) ? self.perDeviceBatchSize : {per_device_default})"
+    res = "self.resources"
+    per_node = (f"(has({res}.processesPerNode) ? {res}.processesPerNode : "
+                f"(has({res}.gpus) && {res}.gpus > 0 ? {res}.gpus : 1))")
+    processes = (f"(has(self.resources) ? {per_node} * "
+                 f"(has({res}.nodes) ? {res}.nodes : 1) : 4)")
+    return {"x-kubernetes-validations": [
+        {"rule": f"!has(self.{total_field}) || self.{total_field} % ({per_device} * "
+                 f"{processes}) == 0",
+         "message": f"{total_field} must split into whole micro-batches of "
+                    "perDeviceBatchSize x processes"}]}
+
+
+def _check_update_size(stage: Any, total_field: str, total: int | None) -> None:
+    """The stage's own resources must split a global update size (checked at admission; the
+    stage checks again with the resources it runs with). gradientAccumulationSteps is then
+    derived, and a value there ignored: the API server fills in its default."""
+    if total is not None:
+        stage.accumulation(stage.resources.processes())
 
 
 class StageBase(Spec):
@@ -274,6 +322,10 @@ class GenerateSpec(StageBase):
     """Worked exemplars of the heuristic put before each question (few-shot)."""
     scorer: ScorerSpec = Field(default_factory=ScorerSpec)
     """Adherence scorer."""
+    star_selection: Literal["first", "scorer"] = "first"
+    """Which correct rationale the star arm keeps per question: first (STaR's rule, Zelikman
+    et al. 2022: any correct rationale, no scorer) or scorer (the adherence scorer picks, as
+    for the polya arm)."""
     backend: Literal["vllm", "hf"] = "vllm"
     """Inference engine: vllm (offline LLM engine) or hf (transformers generate)."""
     shard_size: int = Field(64, ge=1, le=100_000)
@@ -320,6 +372,8 @@ class LoraSpec(Spec):
 class MidtrainSpec(StageBase):
     """Stage 2: supervised mid-training on the self-generated data (TRL SFTTrainer)."""
 
+    model_config = ConfigDict(json_schema_extra=_update_size_rules("examplesPerUpdate", 4))
+
     epochs: float = Field(2.0, gt=0.0, le=100.0)
     """Passes over the data."""
     learning_rate: float = Field(1.0e-5, gt=0.0, le=1.0)
@@ -327,13 +381,28 @@ class MidtrainSpec(StageBase):
     per_device_batch_size: int = Field(4, ge=1, le=1024)
     """Examples per device per step."""
     gradient_accumulation_steps: int = Field(8, ge=1, le=1024)
-    """Steps accumulated per optimizer update."""
+    """Steps accumulated per optimizer update (ignored when examplesPerUpdate is set)."""
+    examples_per_update: int | None = Field(None, ge=1, le=1_048_576)
+    """Examples per optimizer update over all processes. Set, it fixes the recipe whatever
+    the GPU count: gradientAccumulationSteps = examplesPerUpdate / (perDeviceBatchSize x
+    processes), refused when it does not divide."""
     max_length: int = Field(2048, ge=16, le=131072)
     """Longest prompt+completion, in tokens."""
     keep_heuristic_prompt: bool = False
     """Train on the heuristic instruction as the prompt instead of the plain question."""
     lora: LoraSpec | None = None
     """Train a LoRA adapter instead of all weights."""
+
+    def accumulation(self, processes: int) -> int:
+        return accumulation("midtrain", "examplesPerUpdate", self.examples_per_update,
+                            self.per_device_batch_size, processes,
+                            self.gradient_accumulation_steps, "examples")
+
+    @model_validator(mode="after")
+    def _update_size(self) -> MidtrainSpec:
+        _check_update_size(self, "examplesPerUpdate", self.examples_per_update)
+        return self
+
     save_steps: int = Field(200, ge=1)
     """Checkpoint every N optimizer steps (and on SIGTERM)."""
     max_steps: int | None = Field(None, ge=1)
@@ -353,8 +422,30 @@ def _dapo() -> DatasetSpec:
                        question="prompt", answer="solution")
 
 
+class ImportanceSamplingSpec(Spec):
+    """How GRPO corrects for vLLM rollouts scored by a trainer whose log-probabilities differ
+    (bf16 engine against float32 master weights, other kernels): TRL's
+    vllm_importance_sampling_* settings. Without vLLM rollouts the two agree and this does
+    nothing."""
+
+    correction: bool = True
+    """Weight the loss by the trainer/engine probability ratio."""
+    mode: Literal["token_truncate", "token_mask", "sequence_truncate", "sequence_mask"] = \
+        "token_truncate"
+    """Ratios beyond the cap are clipped (truncate) or zeroed (mask), per token or per whole
+    completion. Default token_truncate with cap 2: truncated importance sampling (Yao et al.
+    2025, "Your Efficient RL Framework Secretly Brings You Off-Policy RL Training"), which
+    keeps every completion's gradient. TRL's own default, sequence_mask with cap 3, drops a
+    whole completion once the product of its per-token ratios leaves the range, which over
+    ~3k tokens of bf16-against-fp32 drift can remove much of a batch."""
+    cap: float = Field(2.0, gt=1.0, le=100.0)
+    """The upper bound C_max of the ratio."""
+
+
 class RLSpec(StageBase):
     """Stage 3: GRPO with a verifiable math reward (TRL GRPOTrainer)."""
+
+    model_config = ConfigDict(json_schema_extra=_update_size_rules("completionsPerUpdate", 16))
 
     dataset: DatasetSpec = Field(default_factory=_dapo)
     """RL prompts with gold answers (DAPO-Math-17K in the paper)."""
@@ -367,12 +458,16 @@ class RLSpec(StageBase):
     per_device_batch_size: int = Field(16, ge=1, le=4096)
     """Completions per device per step; times the world size it must divide by numGenerations."""
     gradient_accumulation_steps: int = Field(1, ge=1, le=1024)
-    """Steps accumulated per optimizer update."""
+    """Steps accumulated per optimizer update (ignored when completionsPerUpdate is set)."""
+    completions_per_update: int | None = Field(None, ge=1, le=1_048_576)
+    """Completions per optimizer update over all processes (the paper: 512, 32 prompts x 16).
+    Set, it fixes the recipe whatever the GPU count: gradientAccumulationSteps =
+    completionsPerUpdate / (perDeviceBatchSize x processes), refused when it does not divide."""
     prompts_per_rollout: int | None = Field(None, ge=1, le=65536)
     """Prompts sampled per rollout (verl's train_batch_size; the paper: 128). The rollout's
     promptsPerRollout x numGenerations completions are split into optimizer updates of
-    perDeviceBatchSize x processes x gradientAccumulationSteps completions each (the paper:
-    4 updates of 32 prompts). Unset: one update per rollout."""
+    completionsPerUpdate (or perDeviceBatchSize x processes x gradientAccumulationSteps)
+    completions each (the paper: 4 updates of 32 prompts). Unset: one update per rollout."""
     max_completion_length: int = Field(3072, ge=1, le=131072)
     """Longest completion, in tokens."""
     temperature: float = Field(1.0, gt=0.0, le=2.0)
@@ -383,6 +478,12 @@ class RLSpec(StageBase):
     """Stop after N steps (overrides epochs)."""
     format_reward: float = Field(0.0, ge=0.0, le=10.0)
     """Weight of an extra reward for a final answer in \\boxed{} (0 turns it off)."""
+    score_truncated: bool = False
+    """Score a completion cut off by maxCompletionLength like a whole one. Default false: it
+    gets reward 0, as generate and evaluate count it wrong (the share is logged)."""
+    importance_sampling: ImportanceSamplingSpec = Field(
+        default_factory=lambda: ImportanceSamplingSpec())
+    """Correction for the rollout engine's and the trainer's different probabilities."""
     save_steps: int = Field(50, ge=1)
     """Checkpoint every N steps (and on SIGTERM)."""
     trainer_args: FreeForm = Field(
@@ -390,6 +491,16 @@ class RLSpec(StageBase):
     """Extra `trl.GRPOConfig` fields, checked against its real fields."""
     resources: Resources = Field(default_factory=lambda: Resources(gpus=4))
     """Compute for this stage."""
+
+    def accumulation(self, processes: int) -> int:
+        return accumulation("rl", "completionsPerUpdate", self.completions_per_update,
+                            self.per_device_batch_size, processes,
+                            self.gradient_accumulation_steps, "completions")
+
+    @model_validator(mode="after")
+    def _update_size(self) -> RLSpec:
+        _check_update_size(self, "completionsPerUpdate", self.completions_per_update)
+        return self
 
 
 class CustomBenchmark(Spec):
@@ -433,10 +544,10 @@ class EvaluateSpec(StageBase):
     revisions: dict[str, Annotated[str, Field(min_length=1, max_length=128)]] = Field(
         default_factory=dict, max_length=32)
     """Hub revision (branch, tag or commit) per benchmark name (or group, e.g. musr)."""
-    preset: Literal["none", "deepseek-r1", "qwen2.5-math", "lighteval"] = "none"
-    """Another harness's conventions, overriding the sampling fields: deepseek-r1 (T=0.6,
-    top-p 0.95, 64 samples), qwen2.5-math (greedy, one sample), lighteval (MATH-500/AIME:
-    Math-Verify on the boxed answer, greedy pass@1). none: the fields as given."""
+    preset: Literal["none", "r1-sampling", "greedy"] = "none"
+    """Sampling only, overriding temperature, topP and samples: r1-sampling (DeepSeek-R1's
+    T=0.6, top-p 0.95, 64 samples), greedy (one greedy sample, pass@1). Prompts and answer
+    extraction stay ours, so numbers are not another harness's. none: the fields as given."""
     custom: list[CustomBenchmark] = Field(default_factory=list, max_length=16)
     """Extra benchmarks from local files."""
     k: list[Annotated[int, Field(ge=1, le=1024)]] = Field(
@@ -702,9 +813,7 @@ class PolyaRunSpec(Spec):
         if self.heuristics.count is not None or self.heuristics.ids is not None:
             raise ValueError("sweep.heuristicsCount replaces heuristics.count and "
                              "heuristics.ids: leave both unset")
-        from polya_trainer.data.heuristics import CATALOG
-
-        available = len(CATALOG) + len(self.heuristics.custom)
+        available = CATALOG_SIZE + len(self.heuristics.custom)
         if max(counts) > available:
             raise ValueError(f"sweep.heuristicsCount: {max(counts)} is more than the "
                              f"{available} heuristics available")

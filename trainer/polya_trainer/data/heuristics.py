@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from polya_trainer.spec import HeuristicsSpec
+from polya_trainer.spec import CATALOG_SIZE, HeuristicsSpec
 
 __all__ = [
     "ANSWER_REQUEST", "CATALOG", "STAR", "Exemplar", "Heuristic", "build_messages", "get",
@@ -1264,6 +1264,10 @@ CATALOG: tuple[Heuristic, ...] = (
          "15"),
     ),
 )
+
+if len(CATALOG) != CATALOG_SIZE:  # the contract validates sweep.heuristicsCount with it
+    raise ImportError(f"the heuristic catalog has {len(CATALOG)} entries but "
+                      f"polya_trainer.spec.CATALOG_SIZE says {CATALOG_SIZE}: update both")
 
 STAR = Heuristic(
     id=NONE_ID, name="No heuristic",

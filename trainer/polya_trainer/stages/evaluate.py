@@ -64,13 +64,13 @@ KEEP_CHARS = 600  # characters kept per stored completion
 SCORING_VERSION = 2  # 2: cut-off completions wrong, strict answers, token-id prompts
 ESTIMATOR = "unbiased pass@k (Chen et al. 2021), mean over questions"
 
+# Sampling-only presets: they set temperature, top-p and samples, never the prompt or the
+# answer extraction, so they carry no harness's name (docs/evaluation.md says what they are not).
 PRESETS: dict[str, dict[str, Any]] = {
-    # DeepSeek-R1's evaluation: T=0.6, top-p 0.95, 64 samples per question.
-    "deepseek-r1": {"temperature": 0.6, "top_p": 0.95, "samples": 64},
-    # Qwen2.5-Math's evaluation: greedy decoding, one answer.
-    "qwen2.5-math": {"temperature": 0.0, "top_p": 1.0, "samples": 1},
-    # lighteval's MATH-500 / AIME tasks: greedy pass@1, Math-Verify on the boxed answer.
-    "lighteval": {"temperature": 0.0, "top_p": 1.0, "samples": 1},
+    # The sampling DeepSeek-R1's paper evaluates with: T=0.6, top-p 0.95, 64 samples.
+    "r1-sampling": {"temperature": 0.6, "top_p": 0.95, "samples": 64},
+    # Greedy decoding, one answer (pass@1), as Qwen2.5-Math's and lighteval's math tasks.
+    "greedy": {"temperature": 0.0, "top_p": 1.0, "samples": 1},
 }
 
 

@@ -352,6 +352,14 @@ def _backend_kwargs(spec: PolyaRunSpec) -> dict[str, Any]:
     return kw
 
 
+def scorer_spec(g: Any, arm: str) -> Any:
+    """The scorer the arm selects with: STaR's rule by default keeps the first correct
+    rationale (no scorer); the polya arm, and star with starSelection: scorer, use g.scorer."""
+    if arm == "star" and g.star_selection == "first":
+        return g.scorer.model_copy(update={"type": "none"})
+    return g.scorer
+
+
 def run(spec: PolyaRunSpec, arm: str, workdir: str | Path, reporter: Reporter | None = None,
         *, generator: Any = None, scorer: Any = None) -> dict[str, str]:
     """Generate the arm's training data; returns outputs relative to `workdir`.
@@ -418,7 +426,8 @@ def run(spec: PolyaRunSpec, arm: str, workdir: str | Path, reporter: Reporter | 
                     generator = load_generator(g.backend, spec.model, gpus=g.resources.gpus,
                                                **_backend_kwargs(spec))
                 if scorer is None:
-                    scorer = build_scorer(g.scorer, generator, spec.model, seed=spec.seed)
+                    scorer = build_scorer(scorer_spec(g, arm), generator, spec.model,
+                                          seed=spec.seed)
                 result = process_shard(index, qs, chosen, generator, scorer, spec, on_round)
                 side = write_shard(out, index, result, fp)
             sides.append(side)
@@ -460,7 +469,7 @@ def run(spec: PolyaRunSpec, arm: str, workdir: str | Path, reporter: Reporter | 
         "sampling": {"samplesPerHeuristic": g.samples_per_heuristic,
                      "temperature": g.temperature, "topP": g.top_p,
                      "maxNewTokens": g.max_new_tokens, "rounds": g.rounds},
-        "scorer": g.scorer.dump(), "shardSize": g.shard_size, "shards": len(shards),
+        "scorer": scorer_spec(g, arm).dump(), "shardSize": g.shard_size, "shards": len(shards),
         "resumedShards": resumed, "fingerprint": fp, "files": files,
         "dropped_question_ids": [q for s in sides for q in s["dropped_question_ids"]],
         **summary, "data_insight": insight, **({"contamination": contam} if contam else {}),

@@ -118,7 +118,7 @@ def sft_config(spec: PolyaRunSpec, output_dir: str | Path) -> Any:
         "max_steps": cfg.max_steps or -1,
         "learning_rate": cfg.learning_rate,
         "per_device_train_batch_size": cfg.per_device_batch_size,
-        "gradient_accumulation_steps": cfg.gradient_accumulation_steps,
+        "gradient_accumulation_steps": cfg.accumulation(T.world_size()),
         "max_length": cfg.max_length,
         "lr_scheduler_type": "cosine",
         "warmup_steps": 0.03,  # a float below 1 is a ratio of the total steps

@@ -32,6 +32,7 @@ fails with InvalidConfig (``models.require_engine``); it never falls back silent
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -91,21 +92,6 @@ def fallback_correctness_reward(completions: list[Any], answer: list[str],
     return _rewards(completions, answer, True, log_metric)
 
 
-def answer_rate_callback(reporter: Reporter) -> Any:
-    """A TrainerCallback that puts each logged step's share of completions with no extractable
-    answer into the stage's progress (``no_answer_rate``)."""
-    from transformers import TrainerCallback
-
-    class AnswerRates(TrainerCallback):
-        def on_log(self, args: Any, state: Any, control: Any,
-                   logs: dict[str, Any] | None = None, **kw: Any) -> None:
-            rate = (logs or {}).get(NO_ANSWER)
-            if state.is_world_process_zero and isinstance(rate, (int, float)):
-                reporter.update(no_answer_rate=float(rate))
-
-    return AnswerRates()
-
-
 def answer_rates(log_history: list[dict[str, Any]]) -> dict[str, Any]:
     """First, last and mean share of each extraction method over the logged steps (TRL's log
     history), and the no-answer share step by step."""
@@ -120,6 +106,42 @@ def answer_rates(log_history: list[dict[str, Any]]) -> dict[str, Any]:
     return {"no_answer_rate_first": none["first"], "no_answer_rate_last": none["last"],
             "no_answer_rate_mean": none["mean"], "answer_formats": out,
             "no_answer_rates": [float(h[NO_ANSWER]) for h in log_history if NO_ANSWER in h]}
+
+
+TRUNCATED = "completions/truncated_zeroed"
+"""The logged share of completions given 0 for being cut off by maxCompletionLength."""
+
+
+Reward = Callable[..., list[float]]
+
+
+def whole_only(reward: Reward, stops: set[int]) -> Reward:
+    """`reward`, with 0 for a completion cut off by maxCompletionLength: one whose last token is
+    neither an end-of-sequence nor the pad token, TRL's own test of truncation
+    (GRPOTrainer._generate_and_score_completions, trl 1.16). The share is logged."""
+
+    @functools.wraps(reward)
+    def scored(completions: list[Any], completion_ids: list[list[int]] | None = None,
+               log_metric: Callable[[str, float], None] | None = None,
+               **kw: Any) -> list[float]:
+        rewards = reward(completions, log_metric=log_metric, **kw)
+        if completion_ids is None:
+            return rewards
+        cut = [not ids or ids[-1] not in stops for ids in completion_ids]
+        if log_metric is not None and cut:
+            log_metric(TRUNCATED, sum(cut) / len(cut))
+        return [0.0 if c else r for r, c in zip(rewards, cut, strict=True)]
+
+    return scored
+
+
+def stop_ids(tok: Any, model: Any) -> set[int]:
+    """The token ids that end a completion: the tokenizer's EOS and pad, and the model's
+    generation config's EOS list (what TRL's GRPOTrainer stops sampling at)."""
+    ids = {tok.eos_token_id, tok.pad_token_id}
+    eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids |= set(eos) if isinstance(eos, list) else {eos}
+    return {i for i in ids if isinstance(i, int)}
 
 
 def format_reward(completions: list[Any], **_: Any) -> list[float]:
@@ -156,7 +178,8 @@ def rollout_plan(spec: PolyaRunSpec, user: dict[str, Any], processes: int) -> di
     """
     cfg = spec.stages.rl
     micro = cfg.per_device_batch_size * processes
-    update = micro * cfg.gradient_accumulation_steps
+    accumulation = cfg.accumulation(processes)
+    update = micro * accumulation
     if cfg.prompts_per_rollout:
         clash = sorted({"generation_batch_size", "steps_per_generation"} & set(user))
         if clash:
@@ -169,10 +192,9 @@ def rollout_plan(spec: PolyaRunSpec, user: dict[str, Any], processes: int) -> di
                               f"{cfg.num_generations} generations = {gen} completions must "
                               f"split into whole updates of perDeviceBatchSize "
                               f"{cfg.per_device_batch_size} x {processes} process(es) x "
-                              f"gradientAccumulationSteps {cfg.gradient_accumulation_steps} = "
-                              f"{update} completions")])
+                              f"{accumulation} accumulation step(s) = {update} completions")])
     else:
-        steps = int(user.get("steps_per_generation") or cfg.gradient_accumulation_steps)
+        steps = int(user.get("steps_per_generation") or accumulation)
         gen = int(user.get("generation_batch_size") or micro * steps)
     if gen % cfg.num_generations:
         raise SpecError([("spec.stages.rl.perDeviceBatchSize",
@@ -182,7 +204,8 @@ def rollout_plan(spec: PolyaRunSpec, user: dict[str, Any], processes: int) -> di
                           f"spec.stages.rl.numGenerations ({cfg.num_generations})")])
     return {"generation_batch_size": gen, "steps_per_generation": gen // micro,
             "completions_per_update": update, "updates_per_rollout": gen // update,
-            "prompts_per_rollout": gen // cfg.num_generations}
+            "prompts_per_rollout": gen // cfg.num_generations,
+            "gradient_accumulation_steps": accumulation}
 
 
 def check_batch(spec: PolyaRunSpec, user: dict[str, Any], processes: int) -> None:
@@ -204,7 +227,7 @@ def grpo_config(spec: PolyaRunSpec, output_dir: str | Path) -> Any:
         "max_steps": cfg.max_steps or -1,
         "learning_rate": cfg.learning_rate,
         "per_device_train_batch_size": cfg.per_device_batch_size,
-        "gradient_accumulation_steps": cfg.gradient_accumulation_steps,
+        "gradient_accumulation_steps": plan["gradient_accumulation_steps"],
         "num_generations": cfg.num_generations,
         "max_completion_length": cfg.max_completion_length,
         "temperature": cfg.temperature,
@@ -224,6 +247,9 @@ def grpo_config(spec: PolyaRunSpec, output_dir: str | Path) -> Any:
         **({"generation_batch_size": plan["generation_batch_size"]}
            if cfg.prompts_per_rollout else {}),
         "vllm_mode": "colocate",
+        "vllm_importance_sampling_correction": cfg.importance_sampling.correction,
+        "vllm_importance_sampling_mode": cfg.importance_sampling.mode,
+        "vllm_importance_sampling_clip_max": cfg.importance_sampling.cap,
         # The pinned template date (prompts.CHAT_TEMPLATE_KWARGS): rollouts see the prompt ids
         # generation and evaluation see.
         "chat_template_kwargs": dict(CHAT_TEMPLATE_KWARGS),
@@ -270,12 +296,13 @@ def build_trainer(spec: PolyaRunSpec, arm: str, workdir: str | Path, reporter: R
                          "RL formats prompts as chat messages")
     model = load_causal_lm(T.training_model_spec(spec.model), start)
     funcs, _ = reward_setup(spec)
+    if not spec.stages.rl.score_truncated:  # the correctness reward scores whole ones only
+        funcs[0] = whole_only(funcs[0], stop_ids(tok, model))
     callback = T.make_callback(reporter, flag)
     trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=args,
                           train_dataset=load_prompts(spec, workdir, arm, reporter),
                           processing_class=tok,
-                          callbacks=[callback, answer_rate_callback(reporter),
-                                     *(callbacks or [])])
+                          callbacks=[callback, *(callbacks or [])])
     return trainer, tok, callback
 
 

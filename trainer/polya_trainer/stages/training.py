@@ -43,7 +43,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import difflib
-import json
 import logging
 import os
 import re
@@ -57,13 +56,19 @@ from typing import Any
 from polya_trainer.backends.models import stage_dir, trained_model_dir
 from polya_trainer.runtime import hold, storage
 from polya_trainer.runtime.artifacts import atomic_write_json, write_manifest
+from polya_trainer.runtime.checkpoints import MARKER as MARKER  # re-exported
+from polya_trainer.runtime.checkpoints import (
+    checkpoint_step,
+    mark_checkpoint,
+    newest_checkpoint,
+    prune_incomplete,
+)
+from polya_trainer.runtime.checkpoints import checkpoints_dir as checkpoints_dir  # re-exported
 from polya_trainer.runtime.progress import Reporter
 from polya_trainer.spec import ModelSpec, SpecError
 
 log = logging.getLogger(__name__)
 
-MARKER = "polya-checkpoint.json"
-CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM
 METRICS_FILE = "metrics.json"
 
@@ -90,6 +95,10 @@ GRPO_PROTECTED: dict[str, str] = {
     "max_completion_length": "maxCompletionLength",
     "temperature": "temperature",
     "reward_weights": "formatReward",
+    "vllm_importance_sampling_correction": "importanceSampling.correction",
+    "vllm_importance_sampling_mode": "importanceSampling.mode",
+    "vllm_importance_sampling_clip_max": "importanceSampling.cap",
+    "vllm_importance_sampling_cap": "importanceSampling.cap",
 }
 # Defaults we choose that trainerArgs may override (documented in the README).
 OVERRIDABLE = ("lr_scheduler_type", "warmup_steps", "logging_steps",
@@ -267,64 +276,6 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0") or 0) == 0
 
 
-# --------------------------------------------------------------------------- checkpoints
-
-
-def checkpoints_dir(workdir: str | Path, arm: str, stage: str) -> Path:
-    return stage_dir(workdir, arm, stage) / "checkpoints"
-
-
-def checkpoint_step(path: Path) -> int | None:
-    """The step of a complete checkpoint directory, else None."""
-    m = CHECKPOINT_RE.match(path.name)
-    if not m or not path.is_dir():
-        return None
-    step = int(m.group(1))
-    try:
-        marker = json.loads((path / MARKER).read_text())
-        state = json.loads((path / "trainer_state.json").read_text())
-    except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError, UnicodeDecodeError):
-        return None
-    if marker.get("step") != step or state.get("global_step") != step:
-        return None
-    return step
-
-
-def newest_checkpoint(directory: str | Path) -> Path | None:
-    """The complete checkpoint with the highest step, if any."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        return None
-    best: tuple[int, Path] | None = None
-    for p in directory.iterdir():
-        step = checkpoint_step(p)
-        if step is not None and (best is None or step > best[0]):
-            best = (step, p)
-    return best[1] if best else None
-
-
-def prune_incomplete(directory: str | Path) -> list[Path]:
-    """Remove incomplete checkpoint directories (a kill mid-save, or mid-rotation): a resumed
-    run would otherwise write into them, and the Trainer's rotation could keep them instead
-    of good ones."""
-    directory = Path(directory)
-    removed: list[Path] = []
-    if not directory.is_dir():
-        return removed
-    for p in sorted(directory.iterdir()):
-        if CHECKPOINT_RE.match(p.name) and checkpoint_step(p) is None:
-            shutil.rmtree(p, ignore_errors=True)
-            removed.append(p)
-    return removed
-
-
-def mark_checkpoint(output_dir: str | Path, step: int) -> Path | None:
-    path = Path(output_dir) / f"checkpoint-{step}"
-    if not path.is_dir():
-        return None
-    return atomic_write_json(path / MARKER, {"step": step, "time": time.time()})
-
-
 # --------------------------------------------------------------------------- SIGTERM
 
 
@@ -372,6 +323,21 @@ def _flag_everywhere(local: bool) -> bool:
 
 
 # --------------------------------------------------------------------------- callback
+
+# Our progress figures (runtime/progress.py FIGURES: also Prometheus and tracking) from the
+# Trainer's logs. The GRPO ones are what trl 1.16's GRPOTrainer logs per step.
+LOGGED = (
+    ("loss", "loss"), ("learning_rate", "learning_rate"), ("epoch", "epoch"),
+    ("reward_mean", "reward"), ("reward_std", "reward_std"),
+    ("no_signal_share", "frac_reward_zero_std"),  # groups whose rewards are all equal
+    ("rl_truncation_rate", "completions/clipped_ratio"),
+    ("completion_length", "completions/mean_length"),
+    ("entropy", "entropy"), ("kl", "kl"),
+    ("is_ratio_mean", "sampling/importance_sampling_ratio/mean"),
+    ("is_ratio_min", "sampling/importance_sampling_ratio/min"),
+    ("is_ratio_max", "sampling/importance_sampling_ratio/max"),
+    ("no_answer_rate", "answers/none"), ("truncated_zeroed", "completions/truncated_zeroed"),
+)
 
 
 def _callback_base() -> type:
@@ -421,9 +387,7 @@ def make_callback(reporter: Reporter, flag: StopFlag | None = None) -> Any:
             if not logs or not state.is_world_process_zero or "train_runtime" in logs:
                 return
             figures: dict[str, float] = {}
-            for ours, theirs in (("loss", "loss"), ("learning_rate", "learning_rate"),
-                                 ("epoch", "epoch"), ("reward_mean", "reward"),
-                                 ("reward_std", "reward_std")):
+            for ours, theirs in LOGGED:
                 if isinstance(logs.get(theirs), (int, float)):
                     figures[ours] = float(logs[theirs])
             tokens = logs.get("num_tokens")
