@@ -388,7 +388,8 @@ def job(meta: dict[str, Any], spec: s.PolyaRunSpec, arm: str, stage: str, attemp
         # Each index does its part of the work (polya_trainer.runtime.shards) and is retried
         # alone, up to the stage's backoffLimit (backoffLimitPerIndex: backoffLimit then
         # defaults to unlimited, so it is left out). More than half the indices failed means
-        # a systematic fault: the Job stops. Finished parts survive into a next attempt.
+        # a systematic fault: the Job stops. A Job failed for its indices (FailedIndexes,
+        # MaxFailedIndexesExceeded) is not retried by the planner: one budget per index.
         del job_spec["backoffLimit"]
         job_spec.update(completionMode="Indexed", completions=shards, parallelism=shards,
                         backoffLimitPerIndex=cfg.backoff_limit, maxFailedIndexes=shards // 2)

@@ -12,6 +12,7 @@ import pytest
 from polya_operator import executor as x
 from polya_operator import resources as r
 from polya_trainer import spec as s
+from polya_trainer.engine import local
 from polya_trainer.engine import planner as p
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
@@ -165,6 +166,32 @@ def test_retries_exhausted_fail_the_run_with_the_reason(reason, pods, expected):
     assert {"StageFailed", "RunFailed"} <= {e.reason for e in plan.of(p.Event)}
     # Terminal: a later reconcile starts nothing.
     assert created(step(run, [j0, j1])) == []
+
+
+@pytest.mark.parametrize("reason", ["FailedIndexes", "MaxFailedIndexesExceeded"])
+def test_a_sharded_stage_has_one_retry_budget_per_index(reason):
+    """Each index is retried in its Job (backoffLimitPerIndex = backoffLimit); a Job that
+    failed because an index spent that budget is not retried as a whole, so an index runs at
+    most backoffLimit + 1 times, not (backoffLimit + 1) squared."""
+    run = make_run(arms=["vanilla"], stages={"evaluate": {"shards": 4, "backoffLimit": 2}})
+    step(run, [])
+    rl = job("r1-vanilla-rl-0", "Succeeded")
+    plan = step(run, [rl])
+    [ev] = plan.kind("Job")
+    assert ev["spec"]["backoffLimitPerIndex"] == 2 and "backoffLimit" not in ev["spec"]
+    plan = step(run, [rl, job("r1-vanilla-evaluate-0", "Failed", reason)])
+    assert created(plan) == [] and "StageRetrying" not in {e.reason for e in plan.of(p.Event)}
+    assert plan.json["stages"][-1]["state"] == "Failed"
+    assert cond(plan.json, "Failed")["reason"] == reason
+    # Any other failure of the Job (e.g. its deadline) is still retried by the planner.
+    run = make_run(arms=["vanilla"], stages={"evaluate": {"shards": 4, "backoffLimit": 2}})
+    step(run, [])
+    step(run, [rl])
+    plan = step(run, [rl, job("r1-vanilla-evaluate-0", "Failed", "DeadlineExceeded")])
+    assert created(plan) == ["r1-vanilla-evaluate-1"]
+    # The local runner's IndexedProcesses report the same reason (engine/fanout.py).
+    assert local.observe_exit(1, None, indexed=True)[1] in p.INDEX_BUDGET_SPENT
+    assert local.observe_exit(1, None)[1] == "BackoffLimitExceeded"
 
 
 def test_invalid_config_exit_code_is_not_retried():

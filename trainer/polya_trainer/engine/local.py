@@ -204,8 +204,11 @@ def _set_parent_death_signal() -> None:
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def observe_exit(rc: int, progress: dict[str, Any] | None) -> tuple[str, str, str, bool]:
-    """An ended child as (phase, reason, message, retryable): the local ``observe_job``."""
+def observe_exit(rc: int, progress: dict[str, Any] | None,
+                 indexed: bool = False) -> tuple[str, str, str, bool]:
+    """An ended child as (phase, reason, message, retryable): the local ``observe_job``.
+    ``indexed``: a sharded stage's IndexedProcesses, whose failed index already had its
+    retries (the Job's reason FailedIndexes: the planner does not retry it as a whole)."""
     prog = progress or {}
     if rc == 0:
         return "Succeeded", "Completed", "", True
@@ -213,6 +216,8 @@ def observe_exit(rc: int, progress: dict[str, Any] | None) -> tuple[str, str, st
         else ""
     if rc == EXIT_BAD_ARGS or prog.get("reason") == "InvalidConfig":
         return "Failed", "InvalidConfig", msg or f"exit code {rc}", False
+    if indexed:
+        return "Failed", "FailedIndexes", msg or f"an index failed (exit code {rc})", True
     if rc < 0:
         return "Failed", "Killed", msg or f"killed by signal {-rc}", True
     # Any other exit: the reason the operator's Job gets (its backoffLimit is 0).
@@ -344,14 +349,15 @@ class Runner:
                 continue
             del self.children[name]
             prog = read_progress(child.term) or read_progress(child.progress)
-            self._ended(child.start, rc, prog, child.stopping)
+            self._ended(child.start, rc, prog, child.stopping,
+                        indexed=isinstance(child.proc, IndexedProcesses))
 
     def _ended(self, a: p.StartAttempt, rc: int, prog: dict[str, Any] | None,
-               stopping: str | None, message: str = "") -> None:
+               stopping: str | None, message: str = "", indexed: bool = False) -> None:
         if stopping == "stop":  # the operator deletes the Job
             (self.records / f"{a.name}.json").unlink(missing_ok=True)
             return
-        phase, reason, msg, retryable = observe_exit(rc, prog)
+        phase, reason, msg, retryable = observe_exit(rc, prog, indexed)
         if rc == 0:
             outputs = outputs_of(self.workdir, a.arm, a.stage)  # the manifest's, as before
             prog = {**(prog or {}), "outputs": outputs} if outputs is not None else prog

@@ -46,6 +46,12 @@ LABEL_RUN = "polya.dev/run"
 LABEL_ARM = "polya.dev/arm"
 LABEL_STAGE = "polya.dev/stage"
 LABEL_ATTEMPT = "polya.dev/attempt"
+# A sharded stage's Indexed Job fails with these once an index has spent its own budget
+# (backoffLimitPerIndex = the stage's backoffLimit); kubernetes pkg/controller/job/
+# job_controller.go, syncJob: MaxFailedIndexesExceeded when more than maxFailedIndexes
+# failed, FailedIndexes when every index finished and some failed. Such an attempt is not
+# retried as a whole: a new Job would give each failed index backoffLimit + 1 tries again.
+INDEX_BUDGET_SPENT = frozenset({"FailedIndexes", "MaxFailedIndexesExceeded"})
 
 
 # --------------------------------------------------------------------------- names
@@ -476,6 +482,8 @@ def _failed_attempt(ctx: _Ctx, st: s.StageStatus, latest: Attempt, failures: int
     st.job_name = latest.name  # also when the status write was lost (restart)
     apply_progress(st, latest.progress)
     retries_left = cfg.backoff_limit - (failures - 1)
+    if latest.reason in INDEX_BUDGET_SPENT:  # the indices had their retries in the Job
+        retries_left = 0
     if latest.retryable and retries_left > 0 and not ctx.spec.suspend:
         msg = (f"{arm}/{stage}: attempt {latest.attempt} failed ({latest.reason}"
                f"{': ' + latest.message if latest.message else ''}); "
