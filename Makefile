@@ -36,3 +36,11 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) .venv-* .pytest_cache polya-runs
+
+# The GPU machine's check (bench/gpu_check.py; docs/performance.md, "GPU check"): under the
+# python3 that holds a CUDA torch, not the venv; WHEELS=DIR installs carried wheels first
+# (offline). Writes bench/results/gpu-check.json; exits non-zero naming the first failure.
+.PHONY: gpu-check
+GPU_PYTHON ?= python3
+gpu-check:
+	$(GPU_PYTHON) bench/gpu_check.py $(if $(WHEELS),--wheels $(WHEELS)) $(GPU_CHECK_ARGS)

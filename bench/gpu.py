@@ -348,7 +348,7 @@ def bench_sft(a: argparse.Namespace, device: str, peak: float | None) -> dict[st
     import torch
 
     cfg = model_config(a.model_size, a.seq_len, a.attn)
-    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    dtype = getattr(torch, a.weights_dtype) if device == "cuda" else torch.float32
     probe = build_model(cfg, dtype, "meta")
     n_params = sum(p.numel() for p in probe.parameters())
     del probe
@@ -465,7 +465,7 @@ def bench_grpo(a: argparse.Namespace, device: str) -> dict[str, Any]:
         return {"skipped": why}
     cfg = model_config(a.model_size, a.seq_len, a.attn)
     cfg.use_cache = True  # rollouts decode with the KV cache
-    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    dtype = getattr(torch, a.weights_dtype) if device == "cuda" else torch.float32
     out: dict[str, Any] = {
         "settings": {"prompts_per_step": a.grpo_batch // a.grpo_generations,
                      "completions_per_step": a.grpo_batch,
@@ -621,6 +621,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--warmup", type=int, default=None, help="step intervals dropped (3)")
     ap.add_argument("--micro-batch", type=int, default=None, help="SFT micro-batch (4)")
     ap.add_argument("--grad-ckpt", action="store_true", help="gradient checkpointing on")
+    ap.add_argument("--weights-dtype", choices=("bfloat16", "float32"), default="bfloat16",
+                    help="dtype of the trained weights on CUDA (float32: master weights under "
+                         "bf16 autocast, as the training stages hold them); CPU: float32")
     ap.add_argument("--attn", default="sdpa", help="sdpa, flash_attention_2, eager")
     ap.add_argument("--peak-tflops", type=float, default=None,
                     help="dense bf16 peak of the GPU, when its name is not known here")
