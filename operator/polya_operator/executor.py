@@ -12,6 +12,7 @@ the new run is created: the run is reconciled again later.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -238,21 +239,50 @@ def job_of_pod(labels: Mapping[str, str]) -> str | None:
     return None
 
 
-async def http_progress(pod: Mapping[str, Any], timeout: float = 2.0) -> dict[str, Any] | None:
+async def http_progress(pod: Mapping[str, Any], timeout: float = 2.0,
+                        session: aiohttp.ClientSession | None = None) -> dict[str, Any] | None:
     """The trainer's /progress JSON from a running pod (None when unreachable)."""
     ip = (pod.get("status") or {}).get("podIP")
     if not ip:
         return None
     url = f"http://{ip}:{pod.get('port', r.METRICS_PORT)}/progress"
     try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as sess, \
-                sess.get(url) as resp:
+        async with contextlib.AsyncExitStack() as stack:
+            sess = session or await stack.enter_async_context(aiohttp.ClientSession())
+            resp = await stack.enter_async_context(
+                sess.get(url, timeout=aiohttp.ClientTimeout(total=timeout)))
             if resp.status != 200:
                 return None
             data = await resp.json(content_type=None)
     except (aiohttp.ClientError, TimeoutError, ValueError):
         return None
     return data if isinstance(data, dict) and "stage" in data else None
+
+
+async def poll_progress(pods: list[Mapping[str, Any]], timeout: float = 1.0,
+                        budget: float = 10.0, concurrency: int = 32) -> dict[str, dict[str, Any]]:
+    """Live /progress of many pods at once: at most ``concurrency`` in flight, ``timeout``
+    each, ``budget`` seconds in all (a NetworkPolicy that drops the operator's packets must
+    not stretch a resync past the liveness window). Pod name -> JSON; a pod that did not
+    answer in time is left out (its stage keeps its last progress)."""
+    out: dict[str, dict[str, Any]] = {}
+    if not pods:
+        return out
+    sem = asyncio.Semaphore(concurrency)
+    async with aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=concurrency, force_close=True)) as sess:
+        async def one(pod: Mapping[str, Any]) -> None:
+            async with sem:
+                data = await http_progress(pod, timeout, sess)
+            if data is not None:
+                out[(pod.get("metadata") or {}).get("name") or ""] = data
+
+        tasks = [asyncio.create_task(one(pod)) for pod in pods]
+        _, late = await asyncio.wait(tasks, timeout=budget)
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
+    return out
 
 
 # --------------------------------------------------------------------------- actions

@@ -52,6 +52,9 @@ class Config:
     watch_check: float = _env("POLYA_WATCH_CHECK_SECONDS", "60")  # watchdog.py; 0: off
     namespaces: list[str] | None = None  # watched namespaces (None or []: cluster-wide)
     workers: int = 16  # reconciles at once (of different runs)
+    # Live /progress polls per resync: all at once (32 in flight), 1 s each, 10 s in all.
+    progress_timeout: float = 1.0
+    progress_budget: float = _env("POLYA_PROGRESS_BUDGET_SECONDS", "10")
 
     def __post_init__(self) -> None:
         r.default_resources()  # a bad POLYA_DEFAULT_RESOURCES stops the operator at start
@@ -257,11 +260,13 @@ class Operator:
                                              (status.stages if status else [])])
 
     async def resync_once(self) -> None:
-        """Read live progress; queue the runs that moved or are due."""
+        """Read live progress (every running pod at once, bounded); queue the runs that moved
+        or are due."""
         runs = self.idx["runs"]
         self.health.ready = True
         now = datetime.now(UTC)
         states: dict[str, int] = {}
+        polled: list[tuple[Key, str, list[dict[str, Any]]]] = []  # (run, job, its pods)
         for key in list(runs.keys()):
             run = self._run(key)
             if run is None:
@@ -270,25 +275,28 @@ class Operator:
             state = p.run_state(status)
             states[state] = states.get(state, 0) + 1
             wake = p.next_wakeup(run.get("spec") or {}, status, now)
-            due = wake is not None and wake <= 0
-            if state in ("Succeeded", "Failed") and not due:
+            if wake is not None and wake <= 0:
+                self.enqueue(key)
+            if state in ("Succeeded", "Failed"):
                 continue
-            jobs = {j["metadata"]["name"]: j for j in self._items("jobs", key)}
             for st in status.stages:
                 job_pods = self._items("pods", (key[0], st.job_name or ""))
-                if st.state != "Running" or not job_pods:
-                    continue
-                fetched = {x.pod_index(pod) or 0: data for pod in job_pods
-                           if (pod.get("status") or {}).get("phase") == "Running"
-                           and (data := await x.http_progress(pod)) is not None}
-                job = jobs.get(st.job_name or "")
-                data = (x.index_progress(job, job_pods, fetched)  # summed over indices
-                        if job is not None and x.completions(job) > 1
-                        else next(iter(fetched.values()), None))
-                if data is not None and data != self.live.get(st.job_name):
-                    self.live[st.job_name] = data
-                    due = True
-            if due:
+                if st.state == "Running" and job_pods:
+                    polled.append((key, st.job_name or "", job_pods))
+        running = [pod for _, _, pods in polled for pod in pods
+                   if (pod.get("status") or {}).get("phase") == "Running"]
+        fetched = await x.poll_progress(running, self.config.progress_timeout,
+                                        self.config.progress_budget)
+        for key, job_name, job_pods in polled:
+            by_index = {x.pod_index(pod) or 0: data for pod in job_pods
+                        if (data := fetched.get(pod["metadata"].get("name") or ""))}
+            job = next((j for j in self._items("jobs", key)
+                        if j["metadata"]["name"] == job_name), None)
+            data = (x.index_progress(job, job_pods, by_index)  # summed over indices
+                    if job is not None and x.completions(job) > 1
+                    else next(iter(by_index.values()), None))
+            if data is not None and data != self.live.get(job_name):
+                self.live[job_name] = data
                 self.enqueue(key)
         metrics.set_states(states)
         horizon = time.monotonic() - 600

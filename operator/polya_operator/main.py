@@ -12,6 +12,7 @@ Other arguments are refused (the operator calls kopf.operator() itself; there is
 Other environment: POLYA_LOG_FORMAT=json (JSON logs), POLYA_TRAINER_IMAGE,
 POLYA_DEFAULT_RESOURCES (JSON per-stage resource defaults, see resources.default_resources),
 POLYA_OPERATOR_METRICS_PORT (8080: /metrics, /healthz, /readyz), POLYA_RESYNC_SECONDS (30),
+POLYA_PROGRESS_BUDGET_SECONDS (10: time per resync for the pods' live /progress polls),
 POLYA_WEBHOOK=1 (+ POLYA_WEBHOOK_PORT, POLYA_WEBHOOK_HOST, POLYA_WEBHOOK_CERT,
 POLYA_WEBHOOK_KEY, POLYA_WEBHOOK_CA; see webhook.py).
 """
