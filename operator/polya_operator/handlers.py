@@ -73,6 +73,10 @@ class Operator:
         self.dirty: set[Key] = set()  # to reconcile (queued, or waiting for a busy one)
         self.busy: set[Key] = set()  # being reconciled
         self.health = metrics.Health(self.config.resync)
+        # kopf calls no event handler before every index has listed once (kopf/_core/reactor/
+        # processing.py, process_resource_event: operator_indexed.wait_for(True)); our first
+        # event handler call is that signal (readiness; see _check_ready).
+        self.indexed = False
         self.watch_check = watchdog.WatchCheck(self.config.watch_check)
         self._tasks: list[asyncio.Task[Any]] = []
         self._runner: Any = None
@@ -142,6 +146,7 @@ class Operator:
     async def on_run(self, type: str | None, body: kopf.Body, namespace: str, name: str,
                      **_: Any) -> None:
         metrics.observed_event()
+        self.indexed = self.health.ready = True
         if type == "DELETED":
             await self._deleted(namespace, name, (body.get("metadata") or {}).get("uid"))
         else:
@@ -149,6 +154,7 @@ class Operator:
 
     async def on_child(self, namespace: str, labels: dict[str, str], **_: Any) -> None:
         metrics.observed_event()
+        self.indexed = self.health.ready = True
         self.enqueue((namespace, labels[p.LABEL_RUN]))
 
     @staticmethod
@@ -263,7 +269,7 @@ class Operator:
         """Read live progress (every running pod at once, bounded); queue the runs that moved
         or are due."""
         runs = self.idx["runs"]
-        self.health.ready = True
+        await self._check_ready()
         now = datetime.now(UTC)
         states: dict[str, int] = {}
         polled: list[tuple[Key, str, list[dict[str, Any]]]] = []  # (run, job, its pods)
@@ -301,6 +307,16 @@ class Operator:
         metrics.set_states(states)
         horizon = time.monotonic() - 600
         self.known = {k: t for k, t in self.known.items() if t > horizon}
+
+    async def _check_ready(self) -> None:
+        """Ready once kopf's indexes have listed: an event handler has run, or there is no
+        PolyaRun to list (then no event comes, and empty indexes are the truth)."""
+        if not self.indexed:
+            try:
+                self.indexed = not await kube.client().list_runs(self.config.namespaces or [None])
+            except Exception as exc:  # the API is unreachable: not ready yet
+                log.info("readiness: listing PolyaRuns failed: %s", exc)
+        self.health.ready = self.indexed
 
     async def check_watch(self) -> None:
         """Compare listed PolyaRun versions with kopf's index (see watchdog.py)."""

@@ -48,6 +48,7 @@ def _operator(silent: int, answering: int) -> handlers.Operator:
            "status": {}}
     pods = [_pod(0, answering)] + [_pod(i, silent) for i in range(1, PODS)]
     op.idx = {"runs": {key: [run]}, "jobs": {key: [job]}, "pods": {("default", JOB): pods}}
+    op.indexed = True  # readiness is test_readiness.py's
     return op
 
 
