@@ -141,9 +141,14 @@ def training_dashboard() -> dashboard.Dashboard:
              " name)")))
     d = (d.with_row(dashboard.Row("Runs"))
          .with_panel(bargauge.Panel().title("Run progress (operator)").unit("percentunit")
-                     .min(0).max(1).datasource(DS).span(12).height(8)
-                     .with_target(q(f"max by (namespace, name, arm, stage) "
+                     .min(0).max(1).datasource(DS).span(4).height(8)
+                     .with_target(q(f"max by (namespace, name) "
                                     f"(polyarun_run_progress_ratio{{{RUN}}})",
+                                    "{{namespace}}/{{name}}", instant=True)))
+         .with_panel(bargauge.Panel().title("Stage progress (operator)").unit("percentunit")
+                     .min(0).max(1).datasource(DS).span(8).height(8)
+                     .with_target(q(f"max by (namespace, name, arm, stage) "
+                                    f"(polyarun_run_stage_progress_ratio{{{RUN}}})",
                                     "{{namespace}}/{{name}} {{arm}} {{stage}}", instant=True)))
          .with_panel(ts("Stage progress (trainer)", "percentunit",
                         q(f"polyarun_stage_progress_ratio{{{POD}}}", "{{run}} {{arm}}/{{stage}}"),

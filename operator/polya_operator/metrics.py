@@ -35,8 +35,13 @@ STAGE_RETRIES = Counter("polyarun_stage_retries_total", "Stage attempts retried,
 STAGE_PREEMPTIONS = Counter("polyarun_stage_preemptions_total",
                             "Stage pods disrupted (not counted as failures).", ("stage",),
                             registry=REGISTRY)
-RUN_PROGRESS = Gauge("polyarun_run_progress_ratio", "Progress of a stage (0-1).",
-                     ("namespace", "name", "arm", "stage"), registry=REGISTRY)
+RUN_PROGRESS = Gauge("polyarun_run_progress_ratio",
+                     "Progress of a run over its arms and stages, status.progress (0-1).",
+                     ("namespace", "name"), registry=REGISTRY)
+# Not polyarun_stage_progress_ratio: the trainer pods export that one (runtime/progress.py).
+RUN_STAGE_PROGRESS = Gauge("polyarun_run_stage_progress_ratio",
+                           "Progress of one stage of a run, status.stages[].progress (0-1).",
+                           ("namespace", "name", "arm", "stage"), registry=REGISTRY)
 TIME_TO_RUNNING = Histogram("polyarun_time_to_running_seconds",
                             "From Job creation to its pod running.", ("stage",),
                             buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600),
@@ -109,9 +114,11 @@ async def serve(port: int, health: Health, host: str = "0.0.0.0") -> web.AppRunn
 
 
 def forget_run(namespace: str, name: str, arms_stages: list[tuple[str, str]]) -> None:
+    with contextlib.suppress(KeyError):
+        RUN_PROGRESS.remove(namespace, name)
     for arm, stage in arms_stages:
         with contextlib.suppress(KeyError):
-            RUN_PROGRESS.remove(namespace, name, arm, stage)
+            RUN_STAGE_PROGRESS.remove(namespace, name, arm, stage)
 
 
 def set_states(counts: dict[str, int]) -> None:
@@ -140,8 +147,9 @@ def observe_plan(namespace: str, name: str, plan: Any) -> None:
             RUNS_FINISHED.labels(reason[3:]).inc()
     done = any(c.type in ("Succeeded", "Failed") and c.status == "True"
                for c in plan.status.conditions)
+    if done:
+        forget_run(namespace, name, list(stages))
+        return
+    RUN_PROGRESS.labels(namespace, name).set(float(plan.status.progress) / 100.0)
     for (arm, stage), st in stages.items():
-        if done:
-            forget_run(namespace, name, [(arm, stage)])
-        else:
-            RUN_PROGRESS.labels(namespace, name, arm, stage).set(float(st.progress) / 100.0)
+        RUN_STAGE_PROGRESS.labels(namespace, name, arm, stage).set(float(st.progress) / 100.0)

@@ -217,7 +217,8 @@ def operator_metrics_port() -> Iterator[int]:
     m.STAGE_DURATION.labels("midtrain", "Succeeded").observe(1200)
     m.STAGE_RETRIES.labels("rl", "Preempted").inc()
     m.STAGE_PREEMPTIONS.labels("rl").inc()
-    m.RUN_PROGRESS.labels("team-a", "demo", "polya", "rl").set(0.4)
+    m.RUN_PROGRESS.labels("team-a", "demo").set(0.2)
+    m.RUN_STAGE_PROGRESS.labels("team-a", "demo", "polya", "rl").set(0.4)
     m.TIME_TO_RUNNING.labels("rl").observe(42)
     m.JOBS_CREATED.labels("rl").inc()
 
@@ -306,6 +307,8 @@ def test_live_prometheus_scrapes_and_dashboards_return_data(
         assert checked >= 25
         # Labels flow through: the run's progress carries namespace/name (honor_labels).
         (series,) = _query(base, 'polyarun_run_progress_ratio{namespace="team-a",name="demo"}')
+        assert float(series["value"][1]) == pytest.approx(0.2)
+        (series,) = _query(base, 'polyarun_run_stage_progress_ratio{name="demo",stage="rl"}')
         assert float(series["value"][1]) == pytest.approx(0.4)
         (loss,) = _query(base, 'polyarun_train_loss{run="demo",stage="rl"}')
         assert float(loss["value"][1]) == pytest.approx(0.7)
