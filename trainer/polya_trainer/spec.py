@@ -208,10 +208,6 @@ class Resources(Spec):
     """Processes per node of a training stage (midtrain, rl), like Kubeflow TrainJob's
     numProcPerNode. Unset: the GPU count, or 1 without GPUs; more than 1 without GPUs trains on
     CPU with the gloo backend. generate and evaluate always run one process."""
-    def processes(self) -> int:
-        """The training world size: processes per node (default: the GPUs, or 1) x nodes."""
-        return (self.processes_per_node or max(self.gpus, 1)) * self.nodes
-
     gpu_resource: str = Field("nvidia.com/gpu", max_length=253)
     """Extended resource name for the accelerator."""
     cpu: Quantity | None = None
@@ -228,6 +224,10 @@ class Resources(Spec):
     """A core/v1 Affinity, passed through unchanged."""
     priority_class_name: str | None = Field(None, pattern=DNS_SUBDOMAIN, max_length=253)
     """PriorityClass of the pods (preemption is retried without using up backoffLimit)."""
+
+    def processes(self) -> int:
+        """The training world size: processes per node (default: the GPUs, or 1) x nodes."""
+        return (self.processes_per_node or max(self.gpus, 1)) * self.nodes
 
 
 def accumulation(stage: str, total_field: str, total: int | None, per_device: int,
@@ -393,16 +393,6 @@ class MidtrainSpec(StageBase):
     lora: LoraSpec | None = None
     """Train a LoRA adapter instead of all weights."""
 
-    def accumulation(self, processes: int) -> int:
-        return accumulation("midtrain", "examplesPerUpdate", self.examples_per_update,
-                            self.per_device_batch_size, processes,
-                            self.gradient_accumulation_steps, "examples")
-
-    @model_validator(mode="after")
-    def _update_size(self) -> MidtrainSpec:
-        _check_update_size(self, "examplesPerUpdate", self.examples_per_update)
-        return self
-
     save_steps: int = Field(200, ge=1)
     """Checkpoint every N optimizer steps (and on SIGTERM)."""
     max_steps: int | None = Field(None, ge=1)
@@ -415,6 +405,16 @@ class MidtrainSpec(StageBase):
     """Extra `trl.SFTConfig` fields, checked against its real fields."""
     resources: Resources = Field(default_factory=lambda: Resources(gpus=4))
     """Compute for this stage."""
+
+    def accumulation(self, processes: int) -> int:
+        return accumulation("midtrain", "examplesPerUpdate", self.examples_per_update,
+                            self.per_device_batch_size, processes,
+                            self.gradient_accumulation_steps, "examples")
+
+    @model_validator(mode="after")
+    def _update_size(self) -> MidtrainSpec:
+        _check_update_size(self, "examplesPerUpdate", self.examples_per_update)
+        return self
 
 
 def _dapo() -> DatasetSpec:

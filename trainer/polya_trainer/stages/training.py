@@ -18,12 +18,12 @@
   removes newer incomplete ones.
 * **SIGTERM** (Kubernetes preemption, eviction, ``kubectl delete``): the handler only sets a
   flag; at the end of the current optimizer step the callback asks the Trainer to save a
-  checkpoint and stop. When that step is the last one, the stage finishes instead (saves the
-  final model, exits 0): a checkpoint would cost as much as the final save, and the rerun it
-  asks for would train nothing. The stage then reports state ``Suspended`` and exits with code 143
+  checkpoint and stop. The stage then reports state ``Suspended`` and exits with code 143
   (128 + SIGTERM), the code the pod would have had if the signal had killed it, so the Job
   sees a failed pod (the operator's podFailurePolicy treats disruptions as not counting
-  against backoffLimit) and the next attempt resumes from that checkpoint. Under several
+  against backoffLimit) and the next attempt resumes from that checkpoint. When that step is
+  the last one, the stage finishes instead (saves the final model, exits 0): a checkpoint
+  would cost as much as the final save, and its rerun would train nothing. Under several
   processes the flag is all-reduced each step so every rank stops at the same step.
   torchrun gives its workers 30 s after forwarding SIGTERM before it kills them; set the
   pod's ``terminationGracePeriodSeconds`` above one step plus one checkpoint save.
