@@ -234,6 +234,13 @@ def test_imports_point_down_the_layering() -> None:
     assert not bad, f"imports up the layering ({order}):\n" + "\n".join(bad)
 
 
+def test_the_workspace_imports_only_the_contract() -> None:
+    """runtime/workspace.py owns the run-directory layout for every layer above it."""
+    bad = [e for e in import_graph()
+           if e.src == "polya_trainer.runtime.workspace" and layer_of(e.dst) != 0]
+    assert not bad, bad
+
+
 def test_the_trainer_never_imports_the_operator() -> None:
     bad = [e for e in import_graph()
            if e.src.startswith("polya_trainer") and e.dst.startswith("polya_operator")]
@@ -317,6 +324,7 @@ def test_the_project_graph_is_not_empty() -> None:
 
 @pytest.mark.parametrize(("module", "layer"), [
     ("polya_trainer.spec", "contract"), ("polya_trainer.runtime.checkpoints", "verify/runtime"),
+    ("polya_trainer.runtime.workspace", "verify/runtime"),
     ("polya_trainer.stages.entry", "stages"), ("polya_operator.cli", "operator")])
 def test_layer_of_project_modules(module: str, layer: str) -> None:
     assert LAYERS[layer_of(module)][0] == layer
