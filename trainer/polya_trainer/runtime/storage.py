@@ -250,15 +250,20 @@ def _pull_dir(store: Store, remote: str, dest: Path) -> bool:
 
 
 def remote_checkpoints(store: Store, remote: str) -> list[tuple[int, str]]:
-    """(step, path) of the checkpoint directories under `remote`, newest first."""
+    """(step, path) of the checkpoint directories under `remote`, newest first. Taken from
+    the objects' names: on GCS, pyarrow's listing one level deep leaves out directories that
+    have no `dir/` marker object (it reads the listing's items, not its prefixes), and the
+    uploads write none."""
     from pyarrow import fs as pafs
 
-    sel = pafs.FileSelector(store.path(remote), allow_not_found=True)
-    found = []
+    base = store.path(remote)
+    sel = pafs.FileSelector(base, recursive=True, allow_not_found=True)
+    found = set()
     for info in store.fs.get_file_info(sel):
-        m = CHECKPOINT_RE.match(info.base_name)
-        if m and info.type == pafs.FileType.Directory:
-            found.append((int(m.group(1)), f"{remote}/{info.base_name}"))
+        top, _, rest = info.path[len(base) + 1:].partition("/")
+        m = CHECKPOINT_RE.match(top)
+        if m and rest and info.type == pafs.FileType.File:
+            found.add((int(m.group(1)), f"{remote}/{top}"))
     return sorted(found, reverse=True)
 
 
