@@ -15,8 +15,7 @@ at that node (``compiled.UsesOldSelf && oldObj == nil``), unless the rule sets
 object's same properties; ``validateArray`` pairs items only in ``x-kubernetes-list-type: map``
 lists, so items of other lists never see ``oldSelf``. A rule's ``fieldPath`` is appended to the
 error's path. Left out: ``optionalOldSelf`` rules (refused here: cel-python has no optional
-types; the CRD uses none), map-list item correlation (the spec has no map lists), validation
-ratcheting of unchanged invalid values, and create-only rules never see ``oldSelf``.
+types; the CRD uses none), map-list item correlation (the spec has no map lists), and create-only rules never see ``oldSelf``.
 """
 
 from __future__ import annotations
@@ -125,10 +124,69 @@ def _default(schema: dict[str, Any], value: Any) -> None:
             _default(schema["items"], item)
 
 
+def pruned(obj: dict[str, Any]) -> dict[str, Any]:
+    """`obj` with the fields its schema does not specify dropped, as the API server stores a
+    custom resource written without strict field validation (apiextensions-apiserver
+    pkg/apiserver/schema/pruning/algorithm.go, ``Prune``: unknown fields go unless the node
+    has ``x-kubernetes-preserve-unknown-fields``; ``apiVersion``, ``kind`` and ``metadata`` at
+    the root are left to the ObjectMeta code). Left out: pruning inside embedded resources
+    (the CRD has none)."""
+    raw, _ = _schemas()
+
+    def walk(schema: dict[str, Any], value: Any) -> Any:
+        if isinstance(value, list) and "items" in schema:
+            return [walk(schema["items"], v) for v in value]
+        if not isinstance(value, dict) or schema.get("x-kubernetes-preserve-unknown-fields"):
+            return value
+        props, extra = schema.get("properties"), schema.get("additionalProperties")
+        if isinstance(extra, dict):
+            return {k: walk(extra, v) for k, v in value.items()}
+        if props is None:
+            return value
+        return {k: walk(props[k], v) for k, v in value.items() if k in props}
+
+    out = walk(raw, copy.deepcopy(obj))
+    for key in ("apiVersion", "kind", "metadata"):
+        if key in obj:
+            out[key] = copy.deepcopy(obj[key])
+    return out
+
+
+def defaulted(obj: dict[str, Any]) -> dict[str, Any]:
+    """`obj` as the API server stores it: the schema's defaults filled in."""
+    raw, _ = _schemas()
+    obj = copy.deepcopy(obj)
+    _default(raw, obj)
+    return obj
+
+
+def _at(obj: Any, path: str) -> Any:
+    """The value at an error's path (``spec.a.b[2]``); KeyError if there is none."""
+    for part in path.replace("[", ".[").split(".") if path else []:
+        if part.startswith("["):
+            obj = obj[int(part[1:-1])]
+        elif isinstance(obj, dict):
+            obj = obj[part]
+        else:
+            raise KeyError(part)
+    return obj
+
+
+def _unchanged(obj: Any, old: Any, path: str) -> bool:
+    try:
+        return _at(obj, path) == _at(old, path)
+    except (KeyError, IndexError, TypeError, ValueError):
+        return False
+
+
 def api_errors(obj: dict[str, Any], old: dict[str, Any] | None = None,
-               ) -> list[tuple[str, str]]:
+               ratchet: bool = False) -> list[tuple[str, str]]:
     """(field path, message) for every way the API server would reject `obj` on create, or
-    on an update of the stored object `old` (then transition rules run too)."""
+    on an update of the stored object `old` (then transition rules run too). With
+    `ratchet`, an update keeps the errors only where the value changed: validation
+    ratcheting, on by default since Kubernetes 1.30 and GA in 1.33 (the CRD task page,
+    "Validation ratcheting"; feature gate CRDValidationRatcheting). Approximated by the
+    error's path: a rule on a parent whose child changed is not ratcheted."""
     raw, validator = _schemas()
     obj = copy.deepcopy(obj)
     _default(raw, obj)
@@ -138,6 +196,8 @@ def api_errors(obj: dict[str, Any], old: dict[str, Any] | None = None,
     errors = [(_path(e.absolute_path), e.message) for e in validator.iter_errors(obj)]
     if not errors:  # CEL runs only on schema-valid objects, as in the API server
         _cel(raw, obj, "", errors, old)
+    if ratchet and old is not None:
+        errors = [(path, msg) for path, msg in errors if not _unchanged(obj, old, path)]
     return errors
 
 

@@ -31,8 +31,11 @@ is answered 403 with the API server's Status and counted in ``forbidden``. The t
 clients (no token, or ``ADMIN_TOKEN``) are ``system:masters``. ``identities`` records which
 user each User-Agent was.
 
-It is a test double: there is no admission, no schema validation (the CRD's CEL rules are
-not evaluated) and no controllers. Run in a separate process with
+PolyaRuns are admitted as apiextensions-apiserver admits custom resources (``_admit``): pruning
+or strict field validation, defaults, the CRD's OpenAPI schema and CEL rules (on create, update
+and the status subresource), 422 with the server's causes; a PUT needs a resourceVersion and a
+resourceVersion in any write is a precondition. It is a test double: no admission webhooks and
+no controllers. Run in a separate process with
 ``python tests/operator/emu.py --port N``.
 """
 
@@ -48,6 +51,7 @@ import re
 import sys
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import aiohttp.web
@@ -55,6 +59,9 @@ import emu_rbac
 import jsonpatch
 import kmock
 from kmock._internal import parsing
+
+sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
+import crdcheck  # tests/crdcheck.py: the CRD's schema and CEL, evaluated
 
 Obj = dict[str, Any]
 Key = tuple[str | None, str]  # (namespace, name)
@@ -77,6 +84,7 @@ RESOURCES: dict[str, tuple[str, bool, set[str]]] = {
     "admissionregistration.k8s.io/v1/validatingwebhookconfigurations":
         ("ValidatingWebhookConfiguration", False, set()),
 }
+CUSTOM = {"polya.dev/v1alpha1/polyaruns"}  # served from our CRD: admitted by its schema
 VERBS = {"get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"}
 GC_DELAY = 0.2  # seconds between an owner's deletion and its dependents' (see Emu.gc_delay)
 
@@ -449,6 +457,9 @@ class Emu(kmock.KubernetesEmulator):
                                    f'{res.plural} "{meta["name"]}" already exists')
             if not meta.get("name") and not meta.get("generateName"):
                 return self._error(422, "Invalid", "metadata.name: Required value")
+            body, refused = self._admit(rk, body, None, params)
+            if refused is not None:
+                return refused
             made = self.put_object(rk, body, ns)
             self._owner_checks(agent, rk, made, None)
             self.created[(rk, made["metadata"].get("namespace") or "",
@@ -467,15 +478,31 @@ class Emu(kmock.KubernetesEmulator):
         try:
             if verb == "update":
                 new = copy.deepcopy(request.data)
-                want = (new.get("metadata") or {}).get("resourceVersion")
-                if want and want != obj["metadata"]["resourceVersion"]:
-                    return self._error(409, "Conflict", "the object has been modified")
+                if rk in CUSTOM and not (new.get("metadata") or {}).get("resourceVersion"):
+                    # apiextensions-apiserver pkg/registry/customresource/strategy.go:
+                    # AllowUnconditionalUpdate is false for custom resources
+                    return self._error(422, "Invalid", "metadata.resourceVersion: Invalid "
+                                       "value: 0x0: must be specified for an update")
             elif "json-patch" in ctype:
                 new = jsonpatch.apply_patch(current, request.data)
-            else:  # merge-patch (strategic merge patches are treated as merge patches)
+            elif "strategic-merge-patch" in ctype and rk in CUSTOM:
+                # apiserver pkg/endpoints/handlers/patch.go: custom resources have no
+                # strategic merge patch schema
+                return self._error(415, "UnsupportedMediaType", "the body of the request was "
+                                   "in an unknown format - accepted media types include: "
+                                   "application/json-patch+json, application/merge-patch+json"
+                                   ", application/apply-patch+yaml")
+            else:  # merge-patch; strategic merge patches of built-ins are treated as such
                 new = merge_patch(current, request.data)
         except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
             return self._error(422, "Invalid", str(exc))
+        want = (new.get("metadata") or {}).get("resourceVersion")
+        if want and want != obj["metadata"]["resourceVersion"]:
+            # a resourceVersion in the body (PUT, or a patch that sets it) is a precondition
+            # (apiserver pkg/registry/generic/registry/store.go, Update: conflict on mismatch)
+            return self._error(409, "Conflict", f'Operation cannot be fulfilled on {res.plural} '
+                               f'"{name}": the object has been modified; please apply your '
+                               "changes to the latest version and try again")
         if kind in ("ConfigMap", "Secret") and current.get("immutable") and any(
                 new.get(k) != current.get(k) for k in ("data", "binaryData", "immutable")):
             # kubernetes pkg/apis/core/validation/validation.go, ValidateConfigMapUpdate:
@@ -489,8 +516,40 @@ class Emu(kmock.KubernetesEmulator):
             else:
                 new["status"] = current.get("status")
         new = {k: v for k, v in new.items() if v is not None}
+        new, refused = self._admit(rk, new, current, params)
+        if refused is not None:
+            return refused
         self._owner_checks(agent, rk, new, current, sub)
         return aiohttp.web.json_response(self._update(rk, key, new))
+
+    def _admit(self, rk: str, obj: Obj, old: Obj | None,
+               params: Any) -> tuple[Obj, aiohttp.web.Response | None]:
+        """Admission of a custom resource, as apiextensions-apiserver does it on create and
+        update (and on the status subresource): unknown fields pruned, or refused with 400
+        under ``fieldValidation=Strict`` (what kubectl sends); the schema's defaults applied;
+        then the OpenAPI schema and CEL rules (tests/crdcheck.py), refused with 422 Invalid
+        and one cause per field (apimachinery pkg/api/errors/errors.go, ``NewInvalid``).
+        Updates are ratcheted (crdcheck.api_errors). Left out: admission webhooks."""
+        if rk not in CUSTOM:
+            return obj, None
+        kind = RESOURCES[rk][0]
+        group, name = rk.split("/")[0], (obj.get("metadata") or {}).get("name", "")
+        kept = crdcheck.pruned(obj)
+        if kept != obj and params.get("fieldValidation") == "Strict":
+            return obj, self._error(400, "BadRequest", f'{kind} in version "{rk.split("/")[1]}"'
+                                    f' cannot be handled as a {kind}: strict decoding error: '
+                                    "unknown field")
+        errors = crdcheck.api_errors(kept, old, ratchet=True)
+        if not errors:
+            return crdcheck.defaulted(kept), None
+        causes = [{"reason": "FieldValueInvalid", "message": msg, "field": field}
+                  for field, msg in errors]
+        listed = ", ".join(f"{c['field']}: {c['message']}" for c in causes)
+        resp = self._error(422, "Invalid", f'{kind}.{group} "{name}" is invalid: '
+                           + (f"[{listed}]" if len(causes) > 1 else listed))
+        body = json.loads(resp.body)
+        body["details"] = {"name": name, "group": group, "kind": kind, "causes": causes}
+        return obj, aiohttp.web.json_response(body, status=422)
 
     def _authorize(self, raw: Any) -> aiohttp.web.Response | None:
         """Authentication and RBAC (emu_rbac.py): None if allowed, else the 401/403."""
