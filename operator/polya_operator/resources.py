@@ -17,6 +17,7 @@ after the whole run finished.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
@@ -186,6 +187,32 @@ def parallel_arms(spec: s.PolyaRunSpec) -> bool:
     hangs in ContainerCreating). An object store (``storage.uri``) gives each pod its own
     emptyDir, so its arms run in parallel too."""
     return spec.storage.uri is not None or access_mode(spec) == "ReadWriteMany"
+
+
+def colocated(spec: s.PolyaRunSpec, stage: str) -> bool:
+    """Whether a stage's pods must share one node: a sharded stage (several pods at once) on
+    a ReadWriteOnce claim, which attaches to one node but may be mounted by every pod there.
+    (ReadWriteOncePod allows one pod: the contract refuses shards with it.)"""
+    return getattr(getattr(spec.stages, stage), "shards", 1) > 1 and \
+        spec.storage.uri is None and access_mode(spec) == "ReadWriteOnce"
+
+
+def _with_colocation(affinity: dict[str, Any] | None, pod_labels: dict[str, str]
+                     ) -> dict[str, Any]:
+    """``affinity`` plus a required pod affinity to the Job's own pods on one hostname.
+
+    The first pod of the Job finds no pod that matches the term, and the scheduler lets a
+    pod that matches its own term go first (kubernetes pkg/scheduler/framework/plugins/
+    interpodaffinity/filtering.go, satisfyPodAffinity: no matching pod in the cluster and
+    the pod matches its own terms); each later index then goes to the node of the first.
+    The selector is the attempt's own labels, which no other pod carries."""
+    out = copy.deepcopy(affinity or {})
+    terms = out.setdefault("podAffinity", {}).setdefault(
+        "requiredDuringSchedulingIgnoredDuringExecution", [])
+    terms.append({"labelSelector": {"matchLabels": {k: pod_labels[k] for k in (
+        LABEL_RUN, LABEL_ARM, LABEL_STAGE, LABEL_ATTEMPT)}},
+        "topologyKey": "kubernetes.io/hostname"})
+    return out
 
 
 def creates_claim(spec: s.PolyaRunSpec) -> bool:
@@ -364,7 +391,9 @@ def job(meta: dict[str, Any], spec: s.PolyaRunSpec, arm: str, stage: str, attemp
         pod_spec["nodeSelector"] = dict(res.node_selector)
     if res.tolerations:
         pod_spec["tolerations"] = [t.dump() for t in res.tolerations]
-    if res.affinity:
+    if colocated(spec, stage):
+        pod_spec["affinity"] = _with_colocation(res.affinity, pod_labels)
+    elif res.affinity:
         pod_spec["affinity"] = res.affinity
     if res.priority_class_name:
         pod_spec["priorityClassName"] = res.priority_class_name

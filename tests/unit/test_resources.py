@@ -108,6 +108,51 @@ def test_workspace_access_mode():
     assert not r.parallel_arms(spec(storage={"pvc": "shared"}))  # undeclared: assume RWO
 
 
+def test_shards_on_a_read_write_once_claim_share_one_node():
+    """A ReadWriteOnce volume attaches to one node (a second node's pod hangs in
+    ContainerCreating with a Multi-Attach error: kubernetes pkg/controller/volume/
+    attachdetach/reconciler/reconciler.go), but every pod on that node may mount it. The
+    indices of a sharded stage get a required pod affinity to the attempt's own pods on one
+    hostname; the scheduler lets the first one go anywhere (interpodaffinity/filtering.go,
+    satisfyPodAffinity: no pod matches yet and the pod matches its own term)."""
+    user = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+        "nodeSelectorTerms": [{"matchExpressions": [
+            {"key": "gpu", "operator": "In", "values": ["a100"]}]}]}}}
+    sp = spec(stages={"evaluate": {"shards": 4, "resources": {"gpus": 1, "affinity": user}}})
+    job = r.job(META, sp, "polya", "evaluate", 2)
+    validate(job)
+    assert job["spec"]["parallelism"] == 4
+    tmpl = job["spec"]["template"]
+    affinity = tmpl["spec"]["affinity"]
+    assert affinity["nodeAffinity"] == user["nodeAffinity"]  # the run's own affinity kept
+    (term,) = affinity["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert term["topologyKey"] == "kubernetes.io/hostname"
+    selector = term["labelSelector"]["matchLabels"]
+    # The pods match their own term (the first one may schedule), and only this attempt's
+    # pods do: its run, arm, stage and attempt.
+    assert selector.items() <= tmpl["metadata"]["labels"].items()
+    assert selector[r.LABEL_ATTEMPT] == "2" and selector[r.LABEL_STAGE] == "evaluate"
+    assert "podAffinity" not in sp.stages.evaluate.resources.affinity  # not changed in place
+    # An existing claim declared ReadWriteOnce (or undeclared) is treated alike.
+    for storage in ({"pvc": "data"}, {"pvc": "data", "accessMode": "ReadWriteOnce"}):
+        sp = spec(storage=storage, stages={"generate": {"shards": 2}})
+        assert "podAffinity" in r.job(META, sp, "polya", "generate", 0)["spec"]["template"][
+            "spec"]["affinity"]
+    # One pod, a ReadWriteMany claim or an object store: the pods may go anywhere.
+    for sp in (spec(), spec(storage={"accessMode": "ReadWriteMany"},
+                            stages={"generate": {"shards": 2}}),
+               spec(storage={"uri": "s3://b/x"}, stages={"generate": {"shards": 2}})):
+        assert "affinity" not in r.job(META, sp, "polya", "generate", 0)["spec"]["template"][
+            "spec"]
+
+
+def test_a_read_write_once_pod_claim_is_created_as_declared():
+    sp = spec(storage={"accessMode": "ReadWriteOncePod"})
+    claim = r.pvc(META, sp)
+    validate(claim)
+    assert claim["spec"]["accessModes"] == ["ReadWriteOncePod"] and not r.parallel_arms(sp)
+
+
 def test_kueue_jobs_start_suspended_with_the_queue_label():
     job = r.job(META, spec(queueName="gpu-queue"), "vanilla", "rl", 0)
     validate(job)

@@ -35,6 +35,13 @@ def with_(path: str, value: Any) -> dict[str, Any]:
     return obj
 
 
+def with_spec(**fields: Any) -> dict[str, Any]:
+    """A valid base object with these top-level spec fields set."""
+    obj = base()
+    obj["spec"].update(fields)
+    return obj
+
+
 # (case id, object, field the rejection must name). Each must be rejected by both layers.
 INVALID = [
     ("gen-samples-zero", with_("spec.stages.generate.samplesPerHeuristic", 0),
@@ -121,7 +128,19 @@ INVALID = [
     ("model-name-missing", with_("spec.model", {"dtype": "auto"}), "spec.model.name"),
     ("storage-when-deleted", with_("spec.storage.whenDeleted", "Orphan"),
      "spec.storage.whenDeleted"),
-    ("storage-access-mode", with_("spec.storage.accessMode", "ReadWriteOncePod"),
+    ("storage-access-mode", with_("spec.storage.accessMode", "ReadOnlyMany"),
+     "spec.storage.accessMode"),
+    # A workspace on one node cannot serve pods on several (issue 27): a ReadWriteOnce
+    # volume attaches to one node, a ReadWriteOncePod one to one pod.
+    ("storage-rwo-multi-node", with_spec(storage={"accessMode": "ReadWriteOnce"},
+                                         stages={"rl": {"resources": {"nodes": 2}}}),
+     "spec.storage.accessMode"),
+    ("storage-rwop-shards", with_spec(storage={"accessMode": "ReadWriteOncePod"},
+                                      stages={"evaluate": {"shards": 2}}),
+     "spec.storage.accessMode"),
+    ("storage-rwop-multi-node", with_spec(storage={"pvc": "data", "accessMode":
+                                                   "ReadWriteOncePod"},
+                                          stages={"midtrain": {"resources": {"nodes": 2}}}),
      "spec.storage.accessMode"),
 ]
 
@@ -132,6 +151,16 @@ def pydantic_errors(obj: dict[str, Any]) -> list[tuple[str, str]]:
     except s.SpecError as exc:
         return exc.errors
     return []
+
+
+def test_sharded_stages_are_accepted_on_a_read_write_once_claim() -> None:
+    """Both layers accept what the operator can run: shards on one node of a ReadWriteOnce
+    claim (resources.py co-locates them), and any mode beside an object store."""
+    for obj in (with_spec(storage={"accessMode": "ReadWriteOnce"},
+                          stages={"generate": {"shards": 4}}),
+                with_spec(storage={"uri": "s3://b/x", "accessMode": "ReadWriteOncePod"},
+                          stages={"evaluate": {"shards": 2}})):
+        assert pydantic_errors(copy.deepcopy(obj)) == [] and api_errors(obj) == []
 
 
 def test_generated_crd_is_committed() -> None:

@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
 
 GROUP = "polya.dev"
 VERSION = "v1alpha1"
@@ -691,11 +692,13 @@ class StorageSpec(Spec):
     (EKS IRSA or Pod Identity, GKE Workload Identity) or the node's own role."""
     mount_path: str = Field("/workspace", pattern=r"^/.*$", max_length=256)
     """Where the workspace is mounted in the pods."""
-    access_mode: Literal["ReadWriteOnce", "ReadWriteMany"] | None = None
+    access_mode: Literal["ReadWriteOnce", "ReadWriteMany", "ReadWriteOncePod"] | None = None
     """Access mode of the workspace claim. ReadWriteMany lets the arms run in parallel (pods
-    on different nodes mount it at once); with ReadWriteOnce the arms run one after another.
-    Unset: ReadWriteMany when a stage spans several nodes, else ReadWriteOnce. For an
-    existing `pvc`, declare the claim's mode here."""
+    on different nodes mount it at once); with ReadWriteOnce the arms run one after another
+    and a sharded stage's pods share one node (every stage on one node: `resources.nodes`
+    1); with ReadWriteOncePod one pod at a time (also no `shards`). Unset: ReadWriteMany when
+    a stage spans several nodes, else ReadWriteOnce. For an existing `pvc`, declare the
+    claim's mode here."""
     when_deleted: Literal["Retain", "Delete"] = "Retain"
     """What happens to the created `<run>-workspace` claim (the trained models) when the
     PolyaRun is deleted: Retain keeps it (delete it with kubectl when done), Delete lets
@@ -734,6 +737,41 @@ class SweepSpec(Spec):
         return self
 
 
+# What a claim on one node, or for one pod, allows (the rules below and their pydantic twin
+# PolyaRunSpec._fits_the_workspace): multi-node stages need pods on several nodes, shards
+# several pods at once (on one node: resources.py co-locates them on a ReadWriteOnce claim).
+_MULTI_NODE = ("midtrain", "rl")  # generate and evaluate always run on one node
+_SHARDED = ("generate", "evaluate")
+_ONE_NODE = {"ReadWriteOnce": "attaches to one node: every stage's resources.nodes must be 1",
+             "ReadWriteOncePod": "lets one pod mount it: every stage's resources.nodes and "
+                                 "stages.generate.shards and stages.evaluate.shards must be 1"}
+
+
+def _stage_holds(stage: str, test: str) -> str:
+    """CEL: `test` (on `x`, the stage) holds, or the stage is not given (defaults hold)."""
+    x = f"self.stages.{stage}"
+    return f"(!has(self.stages) || !has({x}) || {test.format(x=x)})"
+
+
+def _workspace_rules() -> list[dict[str, str]]:
+    nodes = [_stage_holds(st, "!has({x}.resources) || {x}.resources.nodes == 1")
+             for st in _MULTI_NODE]
+    shards = [_stage_holds(st, "{x}.shards == 1") for st in _SHARDED]
+    mode = ("has(self.storage) && !has(self.storage.uri) && has(self.storage.accessMode) && "
+            "self.storage.accessMode")
+    return [{"rule": f"!({mode} == '{m}') || ({' && '.join(terms)})",
+             "fieldPath": ".storage.accessMode",
+             "message": f"storage.accessMode {m} {why}"}
+            for (m, why), terms in zip(_ONE_NODE.items(), (nodes, nodes + shards),
+                                       strict=True)]
+
+
+def _field_error(loc: tuple[str, ...], message: str, value: Any) -> ValidationError:
+    """A validation error located at `loc` (a field below the model that raises it)."""
+    return ValidationError.from_exception_data("PolyaRunSpec", [{
+        "type": PydanticCustomError("value_error", message), "loc": loc, "input": value}])
+
+
 def _kept(fields: tuple[str, ...]) -> list[dict[str, str]]:
     """Transition rules on the spec object: a field may be neither added nor removed.
 
@@ -755,7 +793,8 @@ class PolyaRunSpec(Spec):
                  " || (!has(self.heuristics.count) && !has(self.heuristics.ids))",
          "fieldPath": ".sweep.heuristicsCount",
          "message": "sweep.heuristicsCount replaces heuristics.count and heuristics.ids: "
-                    "leave both unset"}]})
+                    "leave both unset"},
+        *_workspace_rules()]})
 
     model: ModelSpec = Field(json_schema_extra=_immutable("spec.model"))
     """The base model (required)."""
@@ -817,6 +856,18 @@ class PolyaRunSpec(Spec):
         if max(counts) > available:
             raise ValueError(f"sweep.heuristicsCount: {max(counts)} is more than the "
                              f"{available} heuristics available")
+        return self
+
+    @model_validator(mode="after")
+    def _fits_the_workspace(self) -> PolyaRunSpec:
+        mode = self.storage.access_mode
+        if mode not in _ONE_NODE or self.storage.uri:  # an object store: no shared volume
+            return self
+        nodes = max(getattr(self.stages, st).resources.nodes for st in STAGES)
+        shards = max(getattr(self.stages, st).shards for st in _SHARDED)
+        if nodes > 1 or (mode == "ReadWriteOncePod" and shards > 1):
+            raise _field_error(("storage", "accessMode"),
+                               f"storage.accessMode {mode} {_ONE_NODE[mode]}", mode)
         return self
 
     def stages_for(self, arm: str) -> list[str]:
