@@ -684,8 +684,9 @@ class StorageSpec(Spec):
     training checkpoints are uploaded as they are saved. Give each run its own prefix."""
     endpoint_url: str | None = Field(None, pattern=r"^https?://[^\s/]+(/\S*)?$",
                                      max_length=512)
-    """Endpoint of an S3-compatible store (MinIO, Ceph, R2, ...) for an s3:// uri; unset:
-    AWS S3."""
+    """Endpoint of an S3-compatible store (MinIO, Ceph, R2, ...) for an s3:// uri, or of a
+    GCS JSON API server for a gs:// uri (reached without credentials when http://, as an
+    emulator is); unset: AWS S3 or Google Cloud Storage."""
     credentials_secret: str | None = Field(None, pattern=DNS_SUBDOMAIN, max_length=253)
     """Secret with keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and optionally
     AWS_SESSION_TOKEN), given to the pods only via secretKeyRef. Unset: workload identity
