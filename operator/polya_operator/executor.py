@@ -169,7 +169,7 @@ def observe_job(job: Mapping[str, Any], pods: list[dict[str, Any]] = ()) -> p.At
         # The Job controller adds FailureTarget first and Failed once every pod has
         # terminated (kubernetes pkg/controller/job/job_controller.go, syncJob). The next
         # attempt would write the same workspace: wait.
-        return p.Attempt(phase="Pending", reason="Terminating",
+        return p.Attempt(phase="Pending", reason=p.TERMINATING,
                          message="the attempt failed; waiting for its pods to terminate",
                          **base)
     failed = failed or target
@@ -200,6 +200,25 @@ def observe_job(job: Mapping[str, Any], pods: list[dict[str, Any]] = ()) -> p.At
         return p.Attempt(phase="Pending", reason=problem[0], message=problem[1][:2048],
                          **base)
     return p.Attempt(phase="Pending", reason="PodPending", **base)
+
+
+def lingering(name: str, pods: list[dict[str, Any]]) -> p.Attempt | None:
+    """A recorded attempt whose Job is gone while pods of it are still alive, as an Attempt
+    that is Pending with reason Terminating (None when none is alive).
+
+    A Job deleted with background propagation leaves at once; the garbage collector then
+    deletes its pods, and each stays until its containers have stopped, up to its grace
+    period (kubernetes pkg/controller/garbagecollector/garbagecollector.go,
+    attemptToDeleteItem; the pod's deletionGracePeriodSeconds). Until then they may still
+    write the workspace, so the planner starts nothing in their place."""
+    alive = [pod for pod in pods if _alive(pod)]
+    if not alive:
+        return None
+    lab = (alive[0].get("metadata") or {}).get("labels") or {}
+    return p.Attempt(name=name, arm=lab.get(p.LABEL_ARM, ""), stage=lab.get(p.LABEL_STAGE, ""),
+                     attempt=int(lab.get(p.LABEL_ATTEMPT, 0)), phase="Pending",
+                     reason=p.TERMINATING, message=f"{name} is gone; waiting for its "
+                     f"{len(alive)} pod(s) to terminate")
 
 
 def compact_job(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -306,6 +325,18 @@ def manifests(action: p.Action, meta: Mapping[str, Any], spec: s.PolyaRunSpec | 
     return []
 
 
+def refusal(exc: kube.ApiError) -> tuple[str, str]:
+    """(reason, message) of a create the API server refused: a ResourceQuota (403 "exceeded
+    quota", plugin/pkg/admission/resourcequota), RBAC, or an admission webhook or policy."""
+    try:
+        message = str(json.loads(exc.body or "{}").get("message") or exc.reason)
+    except (TypeError, ValueError):
+        message = str(exc.reason)
+    kind = "QuotaExceeded" if "exceeded quota" in message else (
+        "Forbidden" if exc.status == 403 else "AdmissionRefused")
+    return kind, message[:2048]
+
+
 _PLURALS = {"ConfigMap": ("v1", "configmaps"), "PersistentVolumeClaim":
             ("v1", "persistentvolumeclaims"), "Service": ("v1", "services"),
             "Job": ("batch/v1", "jobs")}
@@ -323,20 +354,35 @@ async def apply(api: kube.Kube, run: Mapping[str, Any], plan: p.Plan,
     await asyncio.gather(*(api.create(*_PLURALS[m["kind"]], ns, m) for m in first))
     started = [a for a in plan.actions if isinstance(a, p.StartAttempt)]
     created: list[str] = []
+    refused: dict[tuple[str, str], tuple[str, str]] = {}
 
     async def start(a: p.StartAttempt) -> None:
-        for m in manifests(a, meta, spec, image):
-            await api.create(*_PLURALS[m["kind"]], ns, m)
+        try:
+            for m in manifests(a, meta, spec, image):
+                await api.create(*_PLURALS[m["kind"]], ns, m)
+        except kube.ApiError as exc:
+            if exc.status not in (403, 422):  # not a refusal: the reconcile is retried
+                raise
+            refused[(a.arm, a.stage)] = refusal(exc)
+            return
         created.append(a.name)
 
     await asyncio.gather(*(start(a) for a in started))
+    status = plan.status
+    if refused:  # shown in status and retried at the next reconcile (quota may free up)
+        status = status.model_copy(deep=True)
+        for st in status.stages:
+            if (st.arm, st.name) in refused:
+                st.state = s.StageState.PENDING
+                st.reason, st.message = refused[(st.arm, st.name)]
+        status_changed = True
     for a in plan.actions:
         if isinstance(a, p.SuspendAttempt):
             await api.patch("batch/v1", "jobs", ns, a.name, {"spec": {"suspend": a.suspend}})
         elif isinstance(a, p.StopAttempt):
             await api.delete("batch/v1", "jobs", ns, a.name)
     if status_changed:
-        await api.patch_run_status(ns, meta["name"], p.status_patch(plan.status))
+        await api.patch_run_status(ns, meta["name"], p.status_patch(status))
     await asyncio.gather(*(api.event(run, e.reason, e.message, e.type)
                            for e in plan.of(p.Event)))
     return created

@@ -12,6 +12,7 @@ writes only what changed: children, one status merge patch, the Events of the tr
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import time
@@ -222,6 +223,28 @@ class Operator:
                 for job in self._items("jobs", key) if (jm := job["metadata"])
                 and (not uid or jm.get("owner") in (None, uid))]
 
+    async def _failed_creates(self, key: Key, seen: list[p.Attempt]) -> list[p.Attempt]:
+        """Attempts waiting for pods that do not exist get the Job controller's FailedCreate
+        reason (a ResourceQuota, a webhook), which is only ever an Event on the Job."""
+        uids = {j["metadata"]["name"]: j["metadata"].get("uid")
+                for j in self._items("jobs", key)}
+        out = []
+        for a in seen:
+            if a.phase == "Pending" and a.reason == "PodPending" and uids.get(a.name) and \
+                    not self._items("pods", (key[0], a.name)):
+                why = await kube.client().failed_create(key[0], uids[a.name])
+                if why:
+                    a = dataclasses.replace(a, reason="FailedCreate", message=why[:2048])
+            out.append(a)
+        return out
+
+    def _lingering(self, key: Key, status: s.PolyaRunStatus,
+                   seen: list[p.Attempt]) -> list[p.Attempt]:
+        """Recorded attempts whose Job is gone but whose pods are still alive."""
+        names = {a.name for a in seen}
+        return [a for st in status.stages if st.job_name and st.job_name not in names
+                and (a := x.lingering(st.job_name, self._items("pods", (key[0], st.job_name))))]
+
     async def _reconcile(self, namespace: str, name: str) -> None:
         key = (namespace, name)
         run = self._run(key)
@@ -234,7 +257,9 @@ class Operator:
         parsed = x.parse(run.get("spec"))  # ~0.2 ms: not worth a cache
         spec = parsed if isinstance(parsed, s.PolyaRunSpec) else None  # None: events only
         horizon = time.monotonic() - 120.0
-        plan = p.plan({**run, "status": old}, self._children(key, uid), datetime.now(UTC),
+        children = await self._failed_creates(key, self._children(key, uid))
+        children += self._lingering(key, old, children)
+        plan = p.plan({**run, "status": old}, children, datetime.now(UTC),
                       policy=x.policy(spec) if spec else p.Policy(), live=self.live,
                       parsed=parsed, known={n for n, t in self.known.items() if t > horizon})
         changed = plan.status != old
@@ -246,8 +271,11 @@ class Operator:
         for a in plan.of(p.StartAttempt):
             if a.name in created:
                 metrics.JOBS_CREATED.labels(a.stage).inc()
-        for a in plan.of(p.StopAttempt):
+            else:  # refused (quota, admission): not on its way to the index
+                self.known.pop(a.name, None)
+        for a in plan.of(p.StopAttempt):  # gone on purpose: no longer "just started"
             self.live.pop(a.name, None)
+            self.known.pop(a.name, None)
         if changed:
             self.written[key] = (uid or "", plan.status)
         metrics.observe_plan(namespace, name, plan)
@@ -289,6 +317,8 @@ class Operator:
                 job_pods = self._items("pods", (key[0], st.job_name or ""))
                 if st.state == "Running" and job_pods:
                     polled.append((key, st.job_name or "", job_pods))
+                elif st.state == "Pending" and st.job_name and not job_pods:
+                    self.enqueue(key)  # no pods yet: a FailedCreate is only an Event
         running = [pod for _, _, pods in polled for pod in pods
                    if (pod.get("status") or {}).get("phase") == "Running"]
         fetched = await x.poll_progress(running, self.config.progress_timeout,

@@ -10,8 +10,9 @@ clients are cached per loop and ``$KUBECONFIG`` (read per call; tests switch API
 
 RBAC (namespaced): batch/jobs create, delete, patch; configmaps, persistentvolumeclaims,
 services, polyaruns create, and get for the owner check after a 409 (``Kube.create``); events
-create; polyaruns list (watch check), polyaruns/status patch; and, for
-OwnerReferencesPermissionEnforcement, polyaruns/finalizers update (chart _rbac.tpl).
+create, and list for a Job's FailedCreate (``Kube.failed_create``); polyaruns list (watch
+check), polyaruns/status patch; and, for OwnerReferencesPermissionEnforcement,
+polyaruns/finalizers update (chart _rbac.tpl).
 """
 
 from __future__ import annotations
@@ -69,10 +70,12 @@ def _path(api: str, plural: str, namespace: str, *rest: str) -> str:
 
 class Kube:
     async def request(self, method: str, path: str, body: Any = None,
-                      content_type: str = "application/json", missing_ok: bool = False) -> Any:
+                      content_type: str = "application/json", missing_ok: bool = False,
+                      query: list[tuple[str, str]] | None = None) -> Any:
         """The JSON answer ('' if empty; None for a 404 if ``missing_ok``), or ApiError."""
         api = await _api()
-        args = await api.param_serialize(method, path, body=body, auth_settings=["BearerToken"],
+        args = await api.param_serialize(method, path, body=body, query_params=query,
+                                         auth_settings=["BearerToken"],
                                          header_params={"Content-Type": content_type,
                                                         "Accept": "application/json"})
         resp = await api.call_api(*args, _request_timeout=60)
@@ -117,6 +120,19 @@ class Kube:
             path = f"{base}/namespaces/{ns}/{s.PLURAL}" if ns else f"{base}/{s.PLURAL}"
             items += (await self.request("GET", path) or {}).get("items") or []
         return items
+
+    async def failed_create(self, namespace: str, job_uid: str) -> str | None:
+        """The newest message of the Job controller's FailedCreate events on a Job (pods it
+        could not create: a ResourceQuota, an admission webhook; kubernetes
+        pkg/controller/controller_utils.go, ``RealPodControl.createPods``), or None.
+        Core events are selectable by involvedObject.uid and reason
+        (pkg/registry/core/event/strategy.go, ``ToSelectableFields``)."""
+        selector = f"involvedObject.uid={job_uid},reason=FailedCreate"
+        found = await self.request("GET", _path("v1", "events", namespace),
+                                   query=[("fieldSelector", selector)])
+        items = sorted((found or {}).get("items") or [], key=lambda e: str(
+            e.get("lastTimestamp") or e.get("eventTime") or ""))
+        return str(items[-1].get("message") or "FailedCreate") if items else None
 
     async def event(self, run: dict[str, Any], reason: str, message: str,
                     type_: str = "Normal") -> None:

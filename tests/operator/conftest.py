@@ -43,6 +43,7 @@ def make_cluster(tmp_path: Path,
     kube.forget()
     for cluster, state in states:
         check_rbac(cluster, state)
+        assert not (cluster.fake and cluster.fake.errors), cluster.fake.errors
 
 
 OPERATOR_AGENTS = ("kopf", "polya-operator")

@@ -34,8 +34,8 @@ user each User-Agent was.
 PolyaRuns are admitted as apiextensions-apiserver admits custom resources (``_admit``): pruning
 or strict field validation, defaults, the CRD's OpenAPI schema and CEL rules (on create, update
 and the status subresource), 422 with the server's causes; a PUT needs a resourceVersion and a
-resourceVersion in any write is a precondition. It is a test double: no admission webhooks and
-no controllers. Run in a separate process with
+resourceVersion in any write is a precondition. ResourceQuota is enforced on create (``_quota``).
+It is a test double: no admission webhooks and no controllers. Run in a separate process with
 ``python tests/operator/emu.py --port N``.
 """
 
@@ -77,6 +77,7 @@ RESOURCES: dict[str, tuple[str, bool, set[str]]] = {
     "v1/services": ("Service", True, set()),
     "v1/persistentvolumeclaims": ("PersistentVolumeClaim", True, {"status"}),
     "v1/namespaces": ("Namespace", False, {"status"}),
+    "v1/resourcequotas": ("ResourceQuota", True, {"status"}),
     "events.k8s.io/v1/events": ("Event", True, set()),
     "apiextensions.k8s.io/v1/customresourcedefinitions":
         ("CustomResourceDefinition", False, {"status"}),
@@ -128,6 +129,47 @@ def merge_patch(target: Any, patch: Any) -> Any:
     return out
 
 
+_SUFFIX = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 1e3, "M": 1e6, "G": 1e9,
+           "T": 1e12, "m": 1e-3}
+_LEGACY_COUNTS = {"pods": "v1/pods", "services": "v1/services", "secrets": "v1/secrets",
+                  "configmaps": "v1/configmaps",
+                  "persistentvolumeclaims": "v1/persistentvolumeclaims"}
+
+
+def quantity(text: Any) -> float:
+    """A resource.Quantity as a number (the suffixes the tests use)."""
+    text = str(text)
+    for suffix in sorted(_SUFFIX, key=len, reverse=True):
+        if text.endswith(suffix):
+            return float(text[:-len(suffix)]) * _SUFFIX[suffix]
+    return float(text)
+
+
+def quota_usage(rk: str, obj: Obj) -> dict[str, float]:
+    """What creating `obj` adds to each quota name: the object count (``count/<resource>.
+    <group>``, and the legacy core names) and, for a pod, its containers' requests and limits
+    (kubernetes pkg/quota/v1/evaluator/core/pods.go, ``PodUsageFunc``; ``cpu`` and ``memory``
+    alone mean requests). Left out: init containers, pod overhead, scopes and priority
+    classes, and the object counts of a few core kinds."""
+    group_version, _, plural = rk.rpartition("/")
+    group = group_version.rpartition("/")[0] if "/" in group_version else ""
+    use = {f"count/{plural}.{group}" if group else f"count/{plural}": 1.0}
+    if _LEGACY_COUNTS.get(plural) == rk:
+        use[plural] = 1.0
+    if rk == "v1/pods":
+        for c in (obj.get("spec") or {}).get("containers") or []:
+            res = c.get("resources") or {}
+            # requests default to limits (pkg/apis/core/v1/defaults.go, SetDefaults_Pod)
+            res = {"limits": res.get("limits") or {},
+                   "requests": {**(res.get("limits") or {}), **(res.get("requests") or {})}}
+            for kind in ("requests", "limits"):
+                for name, value in res[kind].items():
+                    use[f"{kind}.{name}"] = use.get(f"{kind}.{name}", 0.0) + quantity(value)
+                    if kind == "requests" and name in ("cpu", "memory"):
+                        use[name] = use.get(name, 0.0) + quantity(value)
+    return use
+
+
 def _selector_ok(labels: dict[str, str], selector: str | None) -> bool:
     if not selector:
         return True
@@ -164,8 +206,12 @@ def _fields_ok(obj: Obj, selector: str | None) -> bool:
         k, _, v = term.replace("==", "=").partition("=")
         neg = k.endswith("!")
         k = k.rstrip("!")
-        value = {"metadata.name": meta.get("name"),
-                 "metadata.namespace": meta.get("namespace")}.get(k)
+        if k.startswith("involvedObject.") or k in ("reason", "type"):  # core events
+            value = obj.get("involvedObject", {}).get(k.split(".", 1)[1]) if "." in k \
+                else obj.get(k)
+        else:
+            value = {"metadata.name": meta.get("name"),
+                     "metadata.namespace": meta.get("namespace")}.get(k)
         if (value == v) == neg:
             return False
     return True
@@ -460,6 +506,9 @@ class Emu(kmock.KubernetesEmulator):
             body, refused = self._admit(rk, body, None, params)
             if refused is not None:
                 return refused
+            refused = self._quota(rk, ns, body)
+            if refused is not None:
+                return refused
             made = self.put_object(rk, body, ns)
             self._owner_checks(agent, rk, made, None)
             self.created[(rk, made["metadata"].get("namespace") or "",
@@ -550,6 +599,43 @@ class Emu(kmock.KubernetesEmulator):
         body = json.loads(resp.body)
         body["details"] = {"name": name, "group": group, "kind": kind, "causes": causes}
         return obj, aiohttp.web.json_response(body, status=422)
+
+    def _quota(self, rk: str, ns: str | None, obj: Obj) -> aiohttp.web.Response | None:
+        """The ResourceQuota admission plugin on create (kubernetes
+        plugin/pkg/admission/resourcequota/controller.go, ``checkRequest``): refused with 403
+        when the namespace's usage plus this object would pass a quota's ``hard`` limit.
+        Usage is counted from the store (terminal pods do not count: pods.go
+        ``QuotaV1Pod``), not from ``status.used``."""
+        quotas = [q for (qns, _), q in self.store["v1/resourcequotas"].items() if qns == ns]
+        if not quotas:
+            return None
+        adds = quota_usage(rk, obj)
+        for q in quotas:
+            hard = {k: quantity(v) for k, v in ((q.get("spec") or {}).get("hard") or {}).items()
+                    if k in adds}
+            if not hard:
+                continue
+            used = dict.fromkeys(hard, 0.0)
+            for other_rk, objs in self.store.items():
+                for (ons, _), other in objs.items():
+                    if ons != ns or (other_rk == "v1/pods" and (other.get("status") or {}).get(
+                            "phase") in ("Succeeded", "Failed")):
+                        continue
+                    for k, v in quota_usage(other_rk, other).items():
+                        if k in used:
+                            used[k] += v
+            over = sorted(k for k in hard if used[k] + adds[k] > hard[k])
+            if over:
+                req, now, lim = (",".join(f"{k}={v[k]:g}" for k in over)
+                                 for v in (adds, used, hard))
+                plural, group = rk.rsplit("/", 1)[1], rk.split("/")[0] if rk.count("/") == 2 \
+                    else ""
+                what = f"{plural}.{group}" if group else plural
+                name = (obj.get("metadata") or {}).get("name") or ""
+                return self._error(403, "Forbidden", f'{what} "{name}" is forbidden: exceeded '
+                                   f"quota: {q['metadata']['name']}, requested: {req}, "
+                                   f"used: {now}, limited: {lim}")
+        return None
 
     def _authorize(self, raw: Any) -> aiohttp.web.Response | None:
         """Authentication and RBAC (emu_rbac.py): None if allowed, else the 401/403."""

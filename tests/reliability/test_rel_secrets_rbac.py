@@ -6,7 +6,7 @@
 2. The rendered chart's RBAC grants exactly the verbs the operator uses: the emulator records
    every request of the operator (kopf's and ours, by User-Agent) while a scenario drives
    every code path (create, suspend/resume, spec change, deadline, deletion, multi-node
-   Service, the watch check); peering/webhook rules only when enabled. The emulator also
+   Service, the watch check, pods refused by a quota); peering/webhook rules only when enabled. The emulator also
    enforces the chart's RBAC (tests/operator/emu_rbac.py), so nothing was refused.
 3. Trainer pods are non-root with a read-only root filesystem (resources.py manifests); so is
    the operator's Deployment in the chart.
@@ -88,6 +88,15 @@ def test_hub_token_never_leaks_and_operator_requests_are_recorded(
     cluster.create_run("swp", {"model": spec["model"], "arms": ["vanilla"],
                                "sweep": {"seeds": [1]}})
     wait_for(lambda: succeeded(cluster, "swp"), 60, "the sweep to succeed")
+    # Pods refused by a quota: the operator lists the Job's FailedCreate events.
+    cluster.call("POST", f"{NS}/resourcequotas", {"metadata": {"name": "gpus"}, "spec": {
+        "hard": {"requests.nvidia.com/gpu": "0"}}})
+    cluster.create_run("quo", {"model": spec["model"], "arms": ["vanilla"],
+                               "stages": {"rl": {"resources": {"gpus": 1}}}})
+    wait_for(lambda: (((cluster.run("quo") or {}).get("status") or {}).get("stages") or [{}])[
+        0].get("reason") == "FailedCreate", 30, "the quota refusal in status")
+    cluster.call("DELETE", f"{NS}/resourcequotas/gpus")
+    wait_for(lambda: succeeded(cluster, "quo"), 60, "the run to succeed after the quota")
     time.sleep(1.2)  # a couple of watch checks (list polyaruns)
 
     # --- the token appears nowhere but in its Secret

@@ -61,8 +61,10 @@ class Step(p.Plan):
         return [m for m in self.objects if m["kind"] == kind]
 
 
-def step(run: dict, jobs: list[dict], now: datetime = T0, **kw: Any) -> Step:
-    infos = [x.observe_job(j, j.pop("_pods", [])) for j in jobs]
+def step(run: dict, jobs: list[dict], now: datetime = T0,
+         lingering: tuple[p.Attempt, ...] = (), **kw: Any) -> Step:
+    """One reconcile over these Jobs (and attempts whose Job is gone but pods are not)."""
+    infos = [x.observe_job(j, j.pop("_pods", [])) for j in jobs] + list(lingering)
     parsed = x.parse(run["spec"])
     policy = x.policy(parsed) if isinstance(parsed, s.PolyaRunSpec) else p.Policy()
     out = Step(p.plan(run, infos, now, policy=policy, parsed=parsed, **kw), run)
@@ -260,7 +262,18 @@ def test_suspend_patches_the_job_and_resume_unsuspends_it():
     assert cond(plan.json, "Suspended")["status"] == "False"
 
 
-def test_suspend_with_kueue_deletes_and_resume_recreates_the_attempt():
+def trainer_pod(job_name: str, phase: str = "Running") -> dict[str, Any]:
+    """A pod of that Job as the executor indexes it (executor.compact_pod keeps its labels)."""
+    run, arm, stage, attempt = job_name.rsplit("-", 3)
+    return {"metadata": {"name": f"{job_name}-x1", "labels": {
+        r.LABEL_RUN: run, r.LABEL_ARM: arm, r.LABEL_STAGE: stage, r.LABEL_ATTEMPT: attempt,
+        "batch.kubernetes.io/job-name": job_name}}, "status": {"phase": phase}}
+
+
+def test_suspend_with_kueue_deletes_and_resume_starts_the_next_attempt():
+    """Kueue owns a queued Job's spec.suspend (its reconciler unsuspends an admitted Job:
+    kueue pkg/controller/jobframework/reconciler.go), so a suspended run deletes the Job;
+    the resume is a new attempt, queued again."""
     run = make_run(arms=["vanilla"], queueName="gpu")
     plan = step(run, [])
     manifest = plan.kind("Job")[0]
@@ -269,9 +282,69 @@ def test_suspend_with_kueue_deletes_and_resume_recreates_the_attempt():
     run["spec"]["suspend"] = True
     plan = step(run, [job("r1-vanilla-rl-0", "Running")])
     assert plan.of(p.StopAttempt) == [p.StopAttempt("r1-vanilla-rl-0")]
+    assert plan.json["stages"][0]["state"] == "Suspended"
+    assert step(run, []).actions == []  # gone, and its pods too: nothing to do while suspended
     run["spec"]["suspend"] = False
     plan = step(run, [])
+    assert created(plan) == ["r1-vanilla-rl-1"]
+    assert plan.kind("Job")[0]["spec"]["suspend"] is True  # queued again
+    st = plan.json["stages"][0]
+    assert (st["state"], st["reason"], st["attempts"]) == ("Pending", "Resumed", 2)
+    assert [e.reason for e in plan.of(p.Event)] == ["StageResumed"]
+
+
+def test_a_kueue_resume_waits_for_the_stopped_attempts_pods():
+    """A Job deleted with background propagation is gone at once; its pods are deleted by the
+    garbage collector afterwards and live until their containers stop (up to the grace
+    period). The next attempt would write the same workspace: it starts only after them."""
+    run = make_run(arms=["vanilla"], queueName="gpu")
+    step(run, [])
+    run["spec"]["suspend"] = True
+    step(run, [job("r1-vanilla-rl-0", "Running")])
+    run["spec"]["suspend"] = False
+    # Resumed before the deletion was observed: the Job stays stopped, nothing starts.
+    plan = step(run, [job("r1-vanilla-rl-0", "Running")])
+    assert plan.of(p.StopAttempt) == [p.StopAttempt("r1-vanilla-rl-0")] and created(plan) == []
+    assert run["status"]["stages"][0]["reason"] == "Terminating"
+    # The Job is gone, its pod is not.
+    ghost = x.lingering("r1-vanilla-rl-0", [trainer_pod("r1-vanilla-rl-0")])
+    assert ghost is not None and (ghost.attempt, ghost.phase) == (0, "Pending")
+    for _ in range(2):
+        plan = step(run, [], lingering=(ghost,))
+        assert created(plan) == [] and plan.of(p.StopAttempt) == []
+        st = run["status"]["stages"][0]
+        assert (st["state"], st["reason"]) == ("Pending", "Terminating")
+        assert "1 pod(s) to terminate" in st["message"]
+    assert created(step(run, [])) == ["r1-vanilla-rl-1"]  # the pod is gone
+    # Pods that have stopped (Succeeded or Failed, not yet collected) hold nothing.
+    assert x.lingering("r1-vanilla-rl-0", [trainer_pod("r1-vanilla-rl-0", "Failed")]) is None
+
+
+def test_a_kueue_run_suspended_while_its_pods_terminate_resumes_once_they_are_gone():
+    run = make_run(arms=["vanilla"], queueName="gpu")
+    step(run, [])
+    run["spec"]["suspend"] = True
+    # Still queued (suspended by Kueue): deleted too, else Kueue could admit it meanwhile.
+    plan = step(run, [job("r1-vanilla-rl-0", "Pending", suspend=True)])
+    assert plan.of(p.StopAttempt) == [p.StopAttempt("r1-vanilla-rl-0")]
+    ghost = x.lingering("r1-vanilla-rl-0", [trainer_pod("r1-vanilla-rl-0")])
+    assert ghost is not None
+    plan = step(run, [], lingering=(ghost,))
+    assert plan.actions == [] and run["status"]["stages"][0]["state"] == "Suspended"
+    run["spec"]["suspend"] = False
+    assert created(step(run, [], lingering=(ghost,))) == []
+    assert created(step(run, [])) == ["r1-vanilla-rl-1"]
+
+
+def test_a_job_removed_by_hand_is_started_again_under_its_name():
+    """A recorded attempt not observed while it was running may just not be observed yet:
+    started again under its own name, never duplicated as a new attempt."""
+    run = make_run(arms=["vanilla"])
+    step(run, [])
+    step(run, [job("r1-vanilla-rl-0", "Running")])
+    plan = step(run, [])
     assert created(plan) == ["r1-vanilla-rl-0"]
+    assert run["status"]["stages"][0]["reason"] == "JobRecreated"
 
 
 def test_run_deadline_fails_the_run_and_deletes_active_jobs():

@@ -828,7 +828,9 @@ class PolyaRunSpec(Spec):
     seed: int = Field(42, ge=0, le=2**31 - 1)
     """Seed for sampling, shuffling and initialisation."""
     suspend: bool = False
-    """Stop the active stage's Job; setting it back to false resumes from the checkpoint."""
+    """Stop the active stage's Job; setting it back to false resumes from the checkpoint (with
+    `queueName`: the Job is deleted, and the resume is a new attempt, queued again once the
+    stopped one's pods are gone)."""
     active_deadline_seconds: int | None = Field(None, ge=1)
     """Wall-clock limit for the whole run."""
     ttl_seconds_after_finished: int | None = Field(None, ge=0)

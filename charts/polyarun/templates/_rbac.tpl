@@ -38,7 +38,7 @@ operator really makes plus the permissions that plugin checks (recorded by the e
   verbs: ["get", "create", "delete"]
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["create"]
+  verbs: ["create", "list"]
 {{- if and .Values.operator.peering.enabled (eq .Values.watch.mode "namespace") }}
 - apiGroups: ["kopf.dev"]
   resources: ["kopfpeerings"]

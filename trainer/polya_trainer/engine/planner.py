@@ -19,8 +19,10 @@ Rules (the same for both executors):
   (``retryable=False``: exit code 2, InvalidConfig) fails the stage at once. Disruptions
   (preemption) are reported by the executor in ``Attempt.preemptions`` and only counted;
 * ``spec.suspend`` suspends the active attempts (the attempt is kept and resumes from its
-  checkpoint); with Kueue (``spec.queueName``) they are stopped instead and resuming starts
-  the next attempt, queued again;
+  checkpoint); with Kueue (``spec.queueName``) they are stopped instead (Kueue owns the
+  Job's ``spec.suspend``) and resuming starts the next attempt, queued again, once the
+  stopped one is gone: an executor reports an attempt whose processes are still going as
+  Pending with reason ``Terminating``, and no attempt of that stage starts meanwhile;
 * ``spec.activeDeadlineSeconds`` bounds the whole run (wall clock since it started);
   ``spec.ttlSecondsAfterFinished`` stops (deletes) the attempts that long after the end.
 
@@ -52,6 +54,11 @@ LABEL_ATTEMPT = "polya.dev/attempt"
 # failed, FailedIndexes when every index finished and some failed. Such an attempt is not
 # retried as a whole: a new Job would give each failed index backoffLimit + 1 tries again.
 INDEX_BUDGET_SPENT = frozenset({"FailedIndexes", "MaxFailedIndexesExceeded"})
+# An attempt whose pods (processes) are still terminating: a failed Job's, or a deleted one's.
+TERMINATING = "Terminating"
+# The stage reasons after which a recorded attempt that is no longer observed was stopped
+# on purpose (and seen going): its successor is a new attempt, not the same one again.
+STOPPED = frozenset({"RunSuspended", TERMINATING})
 
 
 # --------------------------------------------------------------------------- names
@@ -463,12 +470,21 @@ def _start_next(ctx: _Ctx, st: s.StageStatus, reason: str, message: str) -> None
 
 def _recorded_but_unseen(ctx: _Ctx, st: s.StageStatus) -> None:
     """The recorded attempt is not observed: just started (not visible yet), stopped for a
-    Kueue suspension, or removed by hand."""
+    Kueue suspension and gone with its pods, or removed by hand.
+
+    Stopped (the stage said so): the next attempt, a new name. Otherwise it is started again
+    under its own name, so that an attempt merely not observed yet is never duplicated."""
     name = st.job_name or ""
     if name in ctx.known:
         return
     if ctx.spec.suspend:
         _set(st, "Suspended", "RunSuspended", "spec.suspend is true")
+        return
+    if st.reason in STOPPED:
+        _start_next(ctx, st, "Resumed", f"{name} was stopped and is gone; the next attempt "
+                    "starts")
+        ctx.out.actions.append(Event("StageResumed", f"{st.arm}/{st.name}: {st.job_name} "
+                                     f"started after {name}", "Normal", st.arm, st.name))
         return
     attempt = int(name.rsplit("-", 1)[1])
     cfg: s.StageBase = getattr(ctx.spec.stages, st.name)
@@ -521,22 +537,31 @@ def _active_attempt(ctx: _Ctx, st: s.StageStatus, latest: Attempt) -> None:
     st.job_name = latest.name
     apply_progress(st, ctx.live.get(latest.name))
     kueue = bool(ctx.spec.queue_name)
-    if ctx.spec.suspend and latest.phase != "Suspended":
-        ctx.out.actions.append(StopAttempt(latest.name) if kueue
-                               else SuspendAttempt(latest.name, True))
+    going = latest.reason == TERMINATING  # its pods are on their way out: nothing to stop
+    if ctx.spec.suspend:
+        # Kueue owns the Job's spec.suspend: it starts an admitted Job again (kueue
+        # pkg/controller/jobframework/reconciler.go, ReconcileGenericJob, "handle job is
+        # suspended"), and may admit a queued one at any time. So the Job is deleted.
+        if kueue and not going:
+            ctx.out.actions.append(StopAttempt(latest.name))
+        elif not kueue and not going and latest.phase != "Suspended":
+            ctx.out.actions.append(SuspendAttempt(latest.name, True))
         _set(st, "Suspended", "RunSuspended", "spec.suspend is true")
-    elif not ctx.spec.suspend and latest.phase == "Suspended" and not kueue:
+    elif kueue and not going and prev_name == latest.name and prev_reason in STOPPED:
+        # Resumed while the Job stopped for the suspension is still observed (its deletion
+        # not seen yet): it stays stopped, and the next attempt waits for it to go.
+        ctx.out.actions.append(StopAttempt(latest.name))
+        _set(st, "Pending", TERMINATING, f"{latest.name} was stopped for the suspension; "
+             "the next attempt starts once its pods are gone")
+    elif latest.phase == "Suspended" and not kueue:
         ctx.out.actions.append(SuspendAttempt(latest.name, False))
         _set(st, "Pending", "Resumed", None)
     elif latest.phase == "Suspended":
-        if ctx.spec.suspend:
-            _set(st, "Suspended", "RunSuspended", "spec.suspend is true")
-        else:
-            _set(st, "Suspended", "QueuedInKueue", "waiting for Kueue admission")
+        _set(st, "Suspended", "QueuedInKueue", "waiting for Kueue admission")
     elif latest.phase == "Pending" and latest.reason not in ("PodPending", ""):
         # Stuck (image, Secret, scheduling) or a failed attempt's pods still terminating:
         # say why, once per new kind of reason.
-        if latest.reason != "Terminating" and \
+        if latest.reason != TERMINATING and \
                 _problem_kind(prev_reason) != _problem_kind(latest.reason):
             ctx.out.actions.append(Event(
                 latest.reason, f"{arm}/{stage}: {latest.name} cannot start: "

@@ -1,0 +1,103 @@
+"""The fake Job controller (fakecluster.py) decides from the Job as the operator renders it.
+
+The cases are the Job controller's documented outcomes (the Job concepts page: "Pod failure
+policy", "Backoff limit per index", "Job termination and cleanup"), applied to Jobs rendered
+by polya_operator.resources, then one scenario end to end through the operator.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fakecluster import EXIT, JobRun, match_pod_failure_policy
+from opkit import JOBS, condition, wait_for
+from polya_operator import resources as r
+from polya_trainer import spec as s
+
+META = {"name": "r1", "namespace": "default", "uid": "1234"}
+
+
+def rendered(stage: str = "rl", **stages: Any) -> dict[str, Any]:
+    sp = s.parse_spec({"model": {"name": "org/m"}, "stages": stages})
+    return r.job(META, sp, "vanilla", stage, 0)
+
+
+def pod(step: str, index: int = 0) -> dict[str, Any]:
+    code, reason = EXIT[step]
+    status: dict[str, Any] = {"phase": "Failed" if code else "Succeeded", "containerStatuses": [
+        {"name": "trainer", "state": {"terminated": {"exitCode": code, "reason": reason}}}]}
+    if step == "preempt":
+        status["conditions"] = [{"type": "DisruptionTarget", "status": "True"}]
+    return {"metadata": {"name": f"p{index}", "namespace": "default"}, "status": status}
+
+
+def outcome(job: dict[str, Any], steps: list[str]) -> tuple[JobRun, list[bool]]:
+    run = JobRun("j", job["spec"], [steps])
+    return run, [run.judge(0, pod(step)) for step in steps]
+
+
+def test_rendered_policy_ignores_disruptions_and_fails_on_exit_code_2():
+    job = rendered()
+    action, why = match_pod_failure_policy(job["spec"]["podFailurePolicy"], pod("exit2"))
+    assert action == "FailJob" and "exit code 2 matching FailJob rule at index 1" in why
+    assert match_pod_failure_policy(job["spec"]["podFailurePolicy"], pod("preempt"))[0] == \
+        "Ignore"
+    run, done = outcome(job, ["preempt", "preempt", "succeed"])
+    assert done == [False, False, True] and run.failed == 0 and run.verdict is None
+
+
+def test_rendered_backoff_limit_zero_fails_at_the_first_counted_failure():
+    """The planner retries, not the Job: backoffLimit 0 (resources.py)."""
+    run, done = outcome(rendered(), ["oom"])
+    assert done == [True] and run.verdict[0] == "BackoffLimitExceeded" and run.failed == 1
+
+
+def test_a_container_that_succeeds_is_never_matched_by_exit_code_rules():
+    """pod_failure_policy.go looks only at containers that terminated with a non-zero code:
+    a NotIn rule that lists no 0 must not match a success."""
+    policy = {"rules": [{"action": "FailJob", "onExitCodes": {"operator": "NotIn",
+                                                              "values": [42]}}]}
+    assert match_pod_failure_policy(policy, pod("succeed")) == ("Count", "")
+    assert match_pod_failure_policy(policy, pod("fail"))[0] == "FailJob"
+
+
+def test_rendered_sharded_job_retries_each_index_on_its_own_budget():
+    job = rendered("generate", generate={"shards": 4, "backoffLimit": 1})
+    spec = job["spec"]
+    assert (spec["backoffLimitPerIndex"], spec["maxFailedIndexes"]) == (1, 2)
+    assert "backoffLimit" not in spec
+    run = JobRun("j", spec, [[] for _ in range(4)])
+    # index 1 fails twice (its budget is 1 retry), index 3 once then succeeds
+    assert run.judge(1, pod("fail", 1)) is False
+    assert run.judge(1, pod("fail", 1)) is True and run.failed_indexes == {1}
+    assert run.judge(3, pod("fail", 3)) is False and run.judge(3, pod("succeed", 3)) is True
+    assert run.verdict is None and run.failed == 3
+    assert run.status()["failedIndexes"] == "1" and run.status()["completedIndexes"] == "3"
+    for i in (0, 2):  # a third failed index is more than maxFailedIndexes (2)
+        run.judge(i, pod("fail", i))
+        run.judge(i, pod("fail", i))
+    assert run.verdict[0] == "MaxFailedIndexesExceeded"
+
+
+def test_failed_index_fails_the_sharded_stage_without_a_new_attempt(make_cluster,
+                                                                    start_operator):
+    """One index spends its budget: the Job ends FailedIndexes (every index finished, one
+    failed), with FailureTarget before Failed, and the planner starts no new attempt."""
+    cluster = make_cluster(outcomes=lambda n: {1: ["fail", "fail"]} if n.endswith(
+        "generate-0") else ["succeed"])
+    start_operator()
+    cluster.create_run("shard", {"arms": ["polya"], "storage": {"accessMode": "ReadWriteMany"},
+                                 "stages": {"generate": {"shards": 3, "backoffLimit": 1}}})
+    wait_for(lambda: condition(cluster.run("shard"), "Failed").get("status") == "True", 60,
+             "the run to fail")
+    job = cluster.call("GET", f"{JOBS}/shard-polya-generate-0")[1]
+    conds = [c["type"] for c in job["status"]["conditions"]]
+    assert conds == ["FailureTarget", "Failed"], conds
+    assert job["status"]["conditions"][1]["reason"] == "FailedIndexes"
+    assert (job["status"]["failedIndexes"], job["status"]["completedIndexes"]) == ("1", "0,2")
+    pods = cluster.list("/api/v1/namespaces/default/pods")
+    assert sorted(p["metadata"]["annotations"][
+        "batch.kubernetes.io/job-completion-index"] for p in pods) == ["0", "1", "1", "2"]
+    assert cluster.jobs("shard") == ["shard-polya-generate-0"]
+    stage = cluster.run("shard")["status"]["stages"][0]
+    assert stage["attempts"] == 1 and stage["reason"] == "FailedIndexes", stage
