@@ -85,7 +85,7 @@ def open_store(uri: str, endpoint_url: str | None = None) -> Store:
                                            scheme=ep.scheme or "https",
                                            region=os.environ.get("AWS_REGION", "us-east-1"))
         else:  # the GCS JSON API; credentials go over https only, an http:// endpoint (an
-            # emulator: tests/trainer/test_storage_gcs.py) is reached anonymously
+            # emulator: tests/trainer/test_storage_servers.py) is reached anonymously
             filesystem = pafs.GcsFileSystem(endpoint_override=ep.netloc, scheme=ep.scheme,
                                             anonymous=ep.scheme == "http")
         return Store(filesystem, f"{parts.netloc}{parts.path}")
@@ -114,7 +114,8 @@ def _vanished(exc: OSError) -> bool:
     """An object that was gone by the time it was read. pyarrow's S3 input stream looks the
     object up when it opens (a missing one: FileNotFoundError) but fetches it on read, where a
     writer may have deleted it meanwhile: then a plain OSError, "AWS Error RESOURCE_NOT_FOUND
-    during GetObject operation" (found by tests/trainer/test_storage_s3.py's racing reader)."""
+    during GetObject operation" (found by tests/trainer/test_storage_servers.py's racing
+    reader)."""
     return isinstance(exc, FileNotFoundError) or any(
         mark in str(exc) for mark in ("RESOURCE_NOT_FOUND", "NoSuchKey", "No such object"))
 
