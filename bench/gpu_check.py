@@ -436,9 +436,9 @@ class Run:
             time.sleep(0.05)
 
     def dir(self, stage: str) -> Path:
-        from polya_trainer.backends.models import stage_dir
+        from polya_trainer.runtime.workspace import Workspace
 
-        return stage_dir(self.workdir, ARM, stage)
+        return Workspace(self.workdir).stage(ARM, stage)
 
     def metrics(self, stage: str) -> dict[str, Any]:
         return json.loads((self.dir(stage) / "metrics.json").read_text())
@@ -525,6 +525,7 @@ class StageChecks:
 
     def midtrain_sigterm(self) -> dict[str, Any]:
         from polya_trainer.runtime.artifacts import is_complete
+        from polya_trainer.runtime.workspace import Workspace
         from polya_trainer.stages import training as T
 
         held = self.run.workdir / "held-midtrain"
@@ -538,7 +539,7 @@ class StageChecks:
                   f"{T.PREEMPTED_EXIT_CODE}; log {log}:\n{tail(log)}")
         else:
             check(rc != 0, f"midtrain exited 0 after SIGTERM; log {log}:\n{tail(log)}")
-        ckpt = T.newest_checkpoint(T.checkpoints_dir(self.run.workdir, ARM, "midtrain"))
+        ckpt = T.newest_checkpoint(Workspace(self.run.workdir).checkpoints(ARM, "midtrain"))
         check(ckpt is not None and T.checkpoint_step(ckpt) == HOLD_STEP,
               f"no complete checkpoint-{HOLD_STEP} after SIGTERM (newest: {ckpt}); log {log}:\n"
               f"{tail(log)}")
@@ -560,7 +561,7 @@ class StageChecks:
                 "progress_message": state.get("message")}
 
     def midtrain_resume(self) -> dict[str, Any]:
-        from polya_trainer.backends.models import trained_model_dir
+        from polya_trainer.runtime.workspace import Workspace
 
         rc, log = self.run.stage("midtrain", "midtrain-2")
         check(rc == 0, f"the rerun exited {rc}; log {log}:\n{tail(log)}")
@@ -570,7 +571,7 @@ class StageChecks:
         check(got == want, f"(resumed_from_step, global_step, steps_this_run) = {got}, "
                            f"expected {want}")
         check(m["processes"] == (self.run.processes or 1), f"ran {m['processes']} processes")
-        moved = weights_moved(self.base, trained_model_dir(self.run.workdir, ARM, "midtrain"))
+        moved = weights_moved(self.base, Workspace(self.run.workdir).model(ARM, "midtrain"))
         check(moved["changed"] > 0, "midtrain did not move the weights")
         return {"metrics": {k: m.get(k) for k in ("resumed_from_step", "global_step",
                                                   "steps_this_run", "processes", "train_loss",
@@ -578,7 +579,7 @@ class StageChecks:
                 "weights": moved}
 
     def rl(self) -> dict[str, Any]:
-        from polya_trainer.backends.models import trained_model_dir
+        from polya_trainer.runtime.workspace import Workspace
 
         rc, log = self.run.stage("rl")
         check(rc == 0, f"rl exited {rc}; log {log}:\n{tail(log)}")
@@ -587,8 +588,8 @@ class StageChecks:
               f"rewards logged: {m.get('rewards')}, expected one per step ({RL_STEPS})")
         check(m["use_vllm"] is False, "rl used vLLM; the check asks for HF rollouts")
         check(m["processes"] == (self.run.processes or 1), f"ran {m['processes']} processes")
-        moved = weights_moved(trained_model_dir(self.run.workdir, ARM, "midtrain"),
-                              trained_model_dir(self.run.workdir, ARM, "rl"))
+        moved = weights_moved(Workspace(self.run.workdir).model(ARM, "midtrain"),
+                              Workspace(self.run.workdir).model(ARM, "rl"))
         check(moved["changed"] > 0, "GRPO did not move the weights (every group's rewards "
                                     f"equal? rewards {m['rewards']})")
         return {"rewards": m["rewards"], "global_step": m["global_step"],

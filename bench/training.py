@@ -77,12 +77,12 @@ def write_generated(workdir: Path, n: int) -> None:
     """Generated data in the generate stage's layout (question/completion/prompt_messages)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
-    from polya_trainer.backends.models import stage_dir
     from polya_trainer.data.heuristics import plain_messages
     from polya_trainer.runtime.artifacts import write_manifest
+    from polya_trainer.runtime.workspace import Workspace
     from polya_trainer.toy import word_problems
 
-    gen = stage_dir(workdir, "polya", "generate")
+    gen = Workspace(workdir).stage("polya", "generate")
     (gen / "data").mkdir(parents=True, exist_ok=True)
     rows = [{"question": p["question"], "completion": p["solution"], "heuristic": "none",
              "prompt_messages": json.dumps(plain_messages(p["question"])), "answer": p["answer"]}
@@ -93,6 +93,7 @@ def write_generated(workdir: Path, n: int) -> None:
 
 def run_ours(stage: str, spec: Any, workdir: Path, warmup: int) -> list[float]:
     from polya_trainer.runtime.progress import Reporter
+    from polya_trainer.runtime.workspace import Workspace
     from polya_trainer.stages import midtrain, rl, training
 
     mod = midtrain if stage == "midtrain" else rl
@@ -101,7 +102,7 @@ def run_ours(stage: str, spec: Any, workdir: Path, warmup: int) -> list[float]:
     with training.sigterm_flag() as flag:
         trainer, _, cb = mod.build_trainer(spec, arm, workdir, Reporter(stage, arm), flag,
                                            [timing])
-        training.train(trainer, training.checkpoints_dir(workdir, arm, stage), cb)
+        training.train(trainer, Workspace(workdir).checkpoints(arm, stage), cb)
     return timing.step_times(warmup)
 
 

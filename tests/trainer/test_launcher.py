@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from polya_trainer.runtime.launcher import launch_command, stage_command
+from polya_trainer.runtime.workspace import Workspace
 
 TAIL = ["rl", "--spec", "/etc/polya/run.yaml", "--workdir", "/workspace/r", "--arm", "polya"]
 
@@ -107,11 +108,10 @@ def _write_generated(workdir: Path, arm: str, n: int = 16) -> None:
     """Parquet shards and a manifest in the layout generate.py writes (columns it writes)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
-    from polya_trainer.backends.models import stage_dir
     from polya_trainer.runtime.artifacts import write_manifest
     from polya_trainer.toy import word_problems
 
-    gen = stage_dir(workdir, arm, "generate")
+    gen = Workspace(workdir).stage(arm, "generate")
     (gen / "data").mkdir(parents=True, exist_ok=True)
     rows = [{"question": p["question"], "completion": p["solution"], "answer": p["answer"],
              "heuristic": "work_backwards",

@@ -20,12 +20,12 @@ import yaml
 from polya_trainer import spec as s
 from polya_trainer.engine.local import (
     EXIT_INTERRUPTED,
-    STATUS_FILE,
     Runner,
     completed_condition,
     run_file,
 )
 from polya_trainer.runtime.artifacts import is_complete, read_manifest
+from polya_trainer.runtime.workspace import STATUS_FILE, Workspace
 from polya_trainer.toy import write_demo_data
 from testkit import reduced_run
 
@@ -168,10 +168,10 @@ def _wait_for(predicate: Any, proc: subprocess.Popen, timeout: float, what: str)
 
 def _checkpoint(stage_dir: Path) -> Path | None:
     """The newest complete checkpoint of a training stage (training.py's own rule)."""
-    from polya_trainer.stages.training import checkpoints_dir, newest_checkpoint
+    from polya_trainer.stages.training import newest_checkpoint
 
-    return newest_checkpoint(checkpoints_dir(stage_dir.parent.parent, stage_dir.parent.name,
-                                             stage_dir.name))
+    return newest_checkpoint(Workspace(stage_dir.parent.parent).checkpoints(
+        stage_dir.parent.name, stage_dir.name))
 
 
 @pytest.mark.slow

@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 import yaml
-from polya_trainer.backends.models import stage_dir, trained_model_dir
 from polya_trainer.runtime.artifacts import is_complete, read_manifest, write_manifest
 from polya_trainer.runtime.hold import HOLD_ENV
 from polya_trainer.runtime.progress import Reporter
+from polya_trainer.runtime.workspace import Workspace
 from polya_trainer.spec import PolyaRunSpec, SpecError
 from polya_trainer.stages import training as T
 from polya_trainer.toy import CHAT_TEMPLATE, word_problems
@@ -34,7 +34,7 @@ def write_generated(workdir: Path, arm: str, n: int = 16, seed: int = 3) -> Path
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    gen = stage_dir(workdir, arm, "generate")
+    gen = Workspace(workdir).stage(arm, "generate")
     (gen / "data").mkdir(parents=True, exist_ok=True)
     rows = []
     for p in word_problems(n, seed):
@@ -98,10 +98,10 @@ def test_sft_loss_falls_and_writes_a_complete_model(tiny_model_dir: Path, tmp_pa
     outputs, reporter = run_midtrain(spec, tmp_path)
 
     assert outputs["model"] == "polya/midtrain/model"
-    manifest = read_manifest(stage_dir(tmp_path, "polya", "midtrain"))
+    manifest = read_manifest(Workspace(tmp_path).stage("polya", "midtrain"))
     assert manifest is not None and manifest["outputs"]["model"] == "polya/midtrain/model"
     assert "metrics.json" in manifest["files"]
-    model_dir = trained_model_dir(tmp_path, "polya", "midtrain")
+    model_dir = Workspace(tmp_path).model("polya", "midtrain")
     assert is_complete(model_dir, verify=True)
     # Loss on the (fixed) training set, before vs after.
     examples = midtrain.load_examples(tmp_path, "polya", spec.stages.midtrain)
@@ -190,7 +190,7 @@ def test_lora_runs_and_merges(tiny_model_dir: Path, tmp_path: Path) -> None:
     spec = make_spec(tiny_model_dir, maxSteps=3, lora={"r": 4, "alpha": 8, "merge": True})
     spec = spec.model_copy(update={"arms": ["star"]})
     run_midtrain(spec, tmp_path, arm="star")
-    model_dir = trained_model_dir(tmp_path, "star", "midtrain")
+    model_dir = Workspace(tmp_path).model("star", "midtrain")
     assert is_complete(model_dir)
     assert not (model_dir / "adapter_config.json").exists()  # merged: a plain model
     merged = AutoModelForCausalLM.from_pretrained(model_dir)
@@ -206,7 +206,7 @@ def test_lora_without_merge_keeps_an_adapter(tiny_model_dir: Path, tmp_path: Pat
     spec = make_spec(tiny_model_dir, maxSteps=1, lora={"r": 2, "merge": False,
                                                         "targetModules": ["q_proj", "v_proj"]})
     run_midtrain(spec, tmp_path)
-    model_dir = trained_model_dir(tmp_path, "polya", "midtrain")
+    model_dir = Workspace(tmp_path).model("polya", "midtrain")
     assert (model_dir / "adapter_config.json").exists()
     assert read_manifest(model_dir)["adapter"] is True
 
@@ -297,7 +297,7 @@ def test_sigkill_then_rerun_resumes_from_the_checkpoint(tiny_model_dir: Path,
     write_generated(tmp_path, "polya", n=32)
     spec_file = _spec_file(tmp_path, tiny_model_dir, maxSteps=40, saveSteps=2,
                            perDeviceBatchSize=2)
-    ckpts = T.checkpoints_dir(tmp_path, "polya", "midtrain")
+    ckpts = Workspace(tmp_path).checkpoints("polya", "midtrain")
     held = tmp_path / "held"  # held at the end of step 5: checkpoint-4 is the newest
     proc = _start(spec_file, tmp_path, tmp_path / "p1.json", hold=(5, held))
     _wait_for(proc, held.exists)
@@ -307,14 +307,15 @@ def test_sigkill_then_rerun_resumes_from_the_checkpoint(tiny_model_dir: Path,
     assert newest is not None
     step = T.checkpoint_step(newest)
     assert step == 4
-    assert not is_complete(trained_model_dir(tmp_path, "polya", "midtrain"))
+    assert not is_complete(Workspace(tmp_path).model("polya", "midtrain"))
 
     out = _finish(_start(spec_file, tmp_path, tmp_path / "p2.json"))
-    metrics = json.loads((stage_dir(tmp_path, "polya", "midtrain") / "metrics.json").read_text())
+    metrics = json.loads(
+        (Workspace(tmp_path).stage("polya", "midtrain") / "metrics.json").read_text())
     assert metrics["resumed_from_step"] == step, out[-2000:]
     assert metrics["global_step"] == 40
     assert metrics["steps_this_run"] == 40 - step
-    assert is_complete(trained_model_dir(tmp_path, "polya", "midtrain"))
+    assert is_complete(Workspace(tmp_path).model("polya", "midtrain"))
     final_state = json.loads((T.newest_checkpoint(ckpts) / "trainer_state.json").read_text())
     assert final_state["global_step"] == 40
     # The log history carries on from the first run's steps.
@@ -326,7 +327,7 @@ def test_sigterm_saves_a_checkpoint_and_exits_143(tiny_model_dir: Path, tmp_path
     # No periodic checkpoint before step 1000: any checkpoint comes from SIGTERM.
     spec_file = _spec_file(tmp_path, tiny_model_dir, maxSteps=60, saveSteps=1000,
                            perDeviceBatchSize=2)
-    ckpts = T.checkpoints_dir(tmp_path, "polya", "midtrain")
+    ckpts = Workspace(tmp_path).checkpoints("polya", "midtrain")
     progress, held = tmp_path / "p1.json", tmp_path / "held"
     proc = _start(spec_file, tmp_path, progress, hold=(3, held))
     _wait_for(proc, held.exists)  # the end of step 3, whatever the machine's speed
@@ -338,10 +339,11 @@ def test_sigterm_saves_a_checkpoint_and_exits_143(tiny_model_dir: Path, tmp_path
     assert T.checkpoint_step(newest) == 3
     state = json.loads(progress.read_text())
     assert state["state"] == "Suspended" and "checkpoint-3" in state["message"]
-    assert not is_complete(stage_dir(tmp_path, "polya", "midtrain"))
+    assert not is_complete(Workspace(tmp_path).stage("polya", "midtrain"))
 
     out = _finish(_start(spec_file, tmp_path, tmp_path / "p2.json"))
-    metrics = json.loads((stage_dir(tmp_path, "polya", "midtrain") / "metrics.json").read_text())
+    metrics = json.loads(
+        (Workspace(tmp_path).stage("polya", "midtrain") / "metrics.json").read_text())
     assert metrics["resumed_from_step"] == 3, out[-2000:]
     assert metrics["steps_this_run"] == 60 - 3
 
@@ -360,8 +362,9 @@ def test_sigterm_during_the_last_step_finishes_the_stage(tiny_model_dir: Path,
     out = _finish(proc)
     assert proc.returncode == 0, out[-3000:]
     assert "SIGTERM during the last step" in out
-    assert is_complete(stage_dir(tmp_path, "polya", "midtrain"))
-    metrics = json.loads((stage_dir(tmp_path, "polya", "midtrain") / "metrics.json").read_text())
+    assert is_complete(Workspace(tmp_path).stage("polya", "midtrain"))
+    metrics = json.loads(
+        (Workspace(tmp_path).stage("polya", "midtrain") / "metrics.json").read_text())
     assert metrics["global_step"] == 4 and metrics["steps_this_run"] == 4
     assert json.loads(progress.read_text())["state"] == "Succeeded"
 
@@ -378,7 +381,7 @@ def test_a_held_stage_goes_on_when_released(tiny_model_dir: Path, tmp_path: Path
     held.unlink()
     out = _finish(proc)
     assert proc.returncode == 0, out[-3000:]
-    assert is_complete(stage_dir(tmp_path, "polya", "midtrain"))
+    assert is_complete(Workspace(tmp_path).stage("polya", "midtrain"))
 
 
 def test_incomplete_checkpoints_are_ignored_and_pruned(tmp_path: Path) -> None:

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from polya_trainer.backends.models import stage_dir, trained_model_dir
 from polya_trainer.runtime.artifacts import is_complete, read_manifest, write_manifest
 from polya_trainer.runtime.progress import Reporter
+from polya_trainer.runtime.workspace import Workspace
 from polya_trainer.spec import AnswersSpec, PolyaRunSpec, SpecError
 from polya_trainer.stages import rl
 
@@ -240,7 +240,7 @@ def test_grpo_on_the_toy_model_raises_the_reward(toy_model_dir: Path, problems_f
     """From the mid-trained (here: toy) model, GRPO gets non-zero reward, the reward rises and
     the weights change; the stage writes a complete model and metrics."""
     # The toy model stands in for the polya arm's mid-trained model.
-    start = trained_model_dir(tmp_path, "polya", "midtrain")
+    start = Workspace(tmp_path).model("polya", "midtrain")
     shutil.copytree(toy_model_dir, start)
     write_manifest(start, kind="model")
     # Eight fixed prompts seen many times: the policy sharpens on them, so the reward rises
@@ -258,10 +258,10 @@ def test_grpo_on_the_toy_model_raises_the_reward(toy_model_dir: Path, problems_f
     outputs = rl.run(spec, "polya", tmp_path, reporter)
 
     assert outputs["model"] == "polya/rl/model"
-    final = trained_model_dir(tmp_path, "polya", "rl")
+    final = Workspace(tmp_path).model("polya", "rl")
     assert is_complete(final, verify=True)
-    assert read_manifest(stage_dir(tmp_path, "polya", "rl"))["outputs"] == outputs
-    metrics = json.loads((stage_dir(tmp_path, "polya", "rl") / "metrics.json").read_text())
+    assert read_manifest(Workspace(tmp_path).stage("polya", "rl"))["outputs"] == outputs
+    metrics = json.loads((Workspace(tmp_path).stage("polya", "rl") / "metrics.json").read_text())
     assert metrics["global_step"] == 40 and metrics["use_vllm"] is False
     assert metrics["reward_mean"] > 0  # non-zero reward
     # Rising: the mean reward of the last 8 steps beats the first 8 (from trainer_state).
@@ -282,15 +282,16 @@ def test_vanilla_arm_starts_from_the_base_model(tiny_model_dir: Path, problems_f
     spec = make_spec(tiny_model_dir, problems_file, maxSteps=2, saveSteps=1,
                      maxCompletionLength=16)
     rl.run(spec, "vanilla", tmp_path, Reporter("rl", "vanilla"))
-    assert is_complete(trained_model_dir(tmp_path, "vanilla", "rl"))
-    metrics = json.loads((stage_dir(tmp_path, "vanilla", "rl") / "metrics.json").read_text())
+    assert is_complete(Workspace(tmp_path).model("vanilla", "rl"))
+    metrics = json.loads((Workspace(tmp_path).stage("vanilla", "rl") / "metrics.json").read_text())
     assert metrics["global_step"] == 2 and metrics["resumed_from_step"] is None
     # The share of completions with no extractable answer, step by step (TRL's log_metric).
     assert len(metrics["no_answer_rates"]) == 2
     assert 0.0 <= metrics["no_answer_rate_mean"] <= 1.0 and "none" in metrics["answer_formats"]
-    from polya_trainer.stages.training import checkpoints_dir, newest_checkpoint
+    from polya_trainer.stages.training import newest_checkpoint
 
-    assert newest_checkpoint(checkpoints_dir(tmp_path, "vanilla", "rl")).name == "checkpoint-2"
+    newest = newest_checkpoint(Workspace(tmp_path).checkpoints("vanilla", "rl"))
+    assert newest.name == "checkpoint-2"
 
 
 # --------------------------------------------------------------------------- no silent fallback

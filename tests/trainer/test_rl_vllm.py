@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from polya_trainer.backends.models import stage_dir, trained_model_dir
 from polya_trainer.runtime.artifacts import is_complete
+from polya_trainer.runtime.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -118,6 +118,6 @@ def test_grpo_with_colocated_vllm(tiny_model_dir: Path, problems_file: Path,
         env=env, capture_output=True, text=True, timeout=600)
     out = (proc.stdout + proc.stderr)[-4000:]
     assert proc.returncode == 0, out
-    metrics = json.loads((stage_dir(tmp_path, "vanilla", "rl") / "metrics.json").read_text())
+    metrics = json.loads((Workspace(tmp_path).stage("vanilla", "rl") / "metrics.json").read_text())
     assert metrics["use_vllm"] is True and metrics["global_step"] == 2, out
-    assert is_complete(trained_model_dir(tmp_path, "vanilla", "rl"))
+    assert is_complete(Workspace(tmp_path).model("vanilla", "rl"))

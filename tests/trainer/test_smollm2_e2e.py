@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from polya_trainer.backends.models import stage_dir
 from polya_trainer.runtime.artifacts import is_complete
+from polya_trainer.runtime.workspace import Workspace
 from polya_trainer.verify.answers import extract_answer, is_correct
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -118,12 +118,12 @@ def test_smollm2_all_four_stages(smollm2_dir: Path, tmp_path: Path) -> None:
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:] + logs
 
     for stage in STAGES:
-        assert is_complete(stage_dir(workdir, "polya", stage)), stage
+        assert is_complete(Workspace(workdir).stage("polya", stage)), stage
 
     # Generate kept only verified answers of the model's own text.
     import pyarrow.parquet as pq
 
-    kept = [row for f in sorted(stage_dir(workdir, "polya", "generate").rglob("*.parquet"))
+    kept = [row for f in sorted(Workspace(workdir).stage("polya", "generate").rglob("*.parquet"))
             for row in pq.read_table(f).to_pylist()]
     assert kept, "generate kept no correct sample"
     for row in kept:
@@ -132,7 +132,7 @@ def test_smollm2_all_four_stages(smollm2_dir: Path, tmp_path: Path) -> None:
 
     # Evaluate: the stored model text yields the answers it was scored on.
     rows = [json.loads(line) for ckpt in ("base", "rl") for line in
-            (stage_dir(workdir, "polya", "evaluate") / "questions" / ckpt
+            (Workspace(workdir).stage("polya", "evaluate") / "questions" / ckpt
              / "word-problems.jsonl").read_text().splitlines()]
     assert len(rows) == 8
     texts = [c for r in rows for c in r["completions"]]
@@ -144,6 +144,7 @@ def test_smollm2_all_four_stages(smollm2_dir: Path, tmp_path: Path) -> None:
     assert whole, "every stored completion hit the token limit"
     for r, c in whole:
         assert c["correct"] == is_correct(c["text"], r["reference"], allow_fallback=True)
-    results = json.loads((stage_dir(workdir, "polya", "evaluate") / "results.json").read_text())
+    results = json.loads(
+        (Workspace(workdir).stage("polya", "evaluate") / "results.json").read_text())
     assert set(results) == {"base", "rl"}
     assert (workdir / "report" / "report.md").is_file()

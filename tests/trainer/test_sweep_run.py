@@ -18,6 +18,7 @@ import yaml
 from polya_trainer import spec as s
 from polya_trainer.runtime import cache
 from polya_trainer.runtime.artifacts import read_manifest, write_manifest
+from polya_trainer.runtime.workspace import CACHE_DIR
 
 ANSWER = "The answer is \\boxed{1}."
 
@@ -122,7 +123,7 @@ def test_sweep_generates_once_and_reports_the_ablation(
         assert all(e["state"] == "Succeeded" for e in status["stages"]), status["stages"]
     assert sources == {n: (None if n == "abl-h1-s1" else "abl-h1-s1/polya/generate")
                        for n in names}
-    entries = [json.loads(p.read_text()) for p in root.glob(f"{cache.CACHE_DIR}/*/entry.json")]
+    entries = [json.loads(p.read_text()) for p in root.glob(f"{CACHE_DIR}/*/entry.json")]
     assert [e["source"] for e in entries].count("abl-h1-s1/polya/generate") == 1
     # Each variant mid-trained on the first n heuristics' share of the same data.
     import pyarrow.parquet as pq

@@ -27,6 +27,7 @@ import yaml
 from polya_trainer.runtime.hold import HOLD_ENV
 from polya_trainer.runtime.progress import Reporter
 from polya_trainer.runtime.tracking import TRACKING_FILE
+from polya_trainer.runtime.workspace import Workspace
 from polya_trainer.spec import parse_spec
 from polya_trainer.stages import run_stage
 from polya_trainer.stages import training as T
@@ -228,7 +229,7 @@ def test_killed_midtrain_resumes_the_same_mlflow_run(mlflow_server: Server,
     workdir = tmp_path / "work"
     write_generated(workdir, "polya", n=32)
     spec_file = _spec_file(tmp_path, tiny_model_dir, mlflow_server.uri)
-    ckpts = T.checkpoints_dir(workdir, "polya", "midtrain")
+    ckpts = Workspace(workdir).checkpoints("polya", "midtrain")
     ids_file = workdir / "polya" / "midtrain" / TRACKING_FILE
 
     held = tmp_path / "held"

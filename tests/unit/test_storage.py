@@ -14,6 +14,7 @@ from polya_operator import resources as r
 from polya_trainer import spec as s
 from polya_trainer.runtime import storage
 from polya_trainer.runtime.artifacts import MANIFEST, read_manifest, write_manifest
+from polya_trainer.runtime.workspace import Workspace
 from polya_trainer.stages import training as T
 
 META = {"name": "r1", "namespace": "team", "uid": "1234"}
@@ -110,7 +111,7 @@ def test_checkpoints_upload_as_saved_follow_rotation_and_resume_elsewhere(
         tmp_path: Path) -> None:
     sp = run_spec(tmp_path)
     node_a, node_b = tmp_path / "a", tmp_path / "b"
-    ckpts = T.checkpoints_dir(node_a, "polya", "midtrain")
+    ckpts = Workspace(node_a).checkpoints("polya", "midtrain")
     storage.pull(sp, "polya", "midtrain", node_a)  # makes this stage's store the active one
     for step in (2, 4, 6):
         fake_checkpoint(ckpts, step)
@@ -121,7 +122,7 @@ def test_checkpoints_upload_as_saved_follow_rotation_and_resume_elsewhere(
     assert [st for st, _ in storage.remote_checkpoints(store, "polya/midtrain/checkpoints")] \
         == [6, 4]
     storage.pull(sp, "polya", "midtrain", node_b)
-    newest = T.newest_checkpoint(T.checkpoints_dir(node_b, "polya", "midtrain"))
+    newest = T.newest_checkpoint(Workspace(node_b).checkpoints("polya", "midtrain"))
     assert newest is not None and T.checkpoint_step(newest) == 6
     assert (newest / "model.safetensors").read_bytes() == bytes([6]) * 64
 

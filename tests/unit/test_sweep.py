@@ -15,6 +15,7 @@ from polya_trainer import spec as s
 from polya_trainer.engine.sweep import MAX_NAME, SWEEP_LABEL, expand, variant_name
 from polya_trainer.runtime import cache
 from polya_trainer.runtime.artifacts import atomic_write_json, read_manifest, write_manifest
+from polya_trainer.runtime.workspace import CACHE_DIR
 
 
 def sweep_run(sweep: dict[str, Any] | None = None, name: str = "abl",
@@ -198,12 +199,12 @@ def test_publish_then_restore_marks_the_source(tmp_path: Path, model_dir: Path,
     assert read_manifest(restored, verify=True)["outputs"] == second
     assert (restored / "data" / "part.txt").read_text() == "rows"
     assert not (restored / "checkpoints").exists()  # checkpoints are not cached
-    entries = list((tmp_path / cache.CACHE_DIR).iterdir())
+    entries = list((tmp_path / CACHE_DIR).iterdir())
     assert len(entries) == 1 and json.loads((entries[0] / cache.ENTRY).read_text())[
         "source"] == "one/polya/generate"
     # The restored stage digests like the original, so downstream keys are shared too.
-    assert cache.manifest_digest(restored) == cache.manifest_digest(
-        runs[0] / "polya" / "generate")
+    assert cache.manifest_digest(runs[1], "polya", "generate") == cache.manifest_digest(
+        runs[0], "polya", "generate")
     # Off: the stage runs again.
     monkeypatch.setenv("POLYA_STAGE_CACHE", "0")
     cache.cached_run("generate", spec, "polya", tmp_path / "three", execute(tmp_path / "three"))
@@ -214,9 +215,9 @@ def test_half_published_entry_is_a_miss(tmp_path: Path, model_dir: Path) -> None
     spec = s.parse_spec({"model": {"name": str(model_dir)}})
     key = cache.stage_key("generate", spec, "polya", tmp_path / "one")
     assert key is not None
-    partial = tmp_path / cache.CACHE_DIR / key
+    partial = tmp_path / CACHE_DIR / key
     (partial / "data").mkdir(parents=True)  # no entry.json: a writer died before the end
-    assert cache.restore(tmp_path / cache.CACHE_DIR, key, tmp_path / "one" / "g") is None
+    assert cache.restore(tmp_path / CACHE_DIR, key, tmp_path / "one" / "g") is None
 
 
 def test_damaged_entry_is_evicted_and_recomputed(tmp_path: Path, model_dir: Path) -> None:
@@ -239,7 +240,7 @@ def test_damaged_entry_is_evicted_and_recomputed(tmp_path: Path, model_dir: Path
     assert calls == ["one", "two"]  # the damaged entry was not used
     assert (two / "polya/generate/data/part.txt").read_text() == "rows"
     key = cache.stage_key("generate", spec, "polya", two)
-    assert key is not None and cache.lookup(tmp_path / cache.CACHE_DIR, key) is not None
+    assert key is not None and cache.lookup(tmp_path / CACHE_DIR, key) is not None
     three = tmp_path / "three"  # republished from the recomputed stage
     cache.cached_run("generate", spec, "polya", three, go(three))
     assert calls == ["one", "two"]

@@ -26,6 +26,7 @@ LAYOUT = [
     ("model", lambda w: w.model("star", "rl"), "star/rl/model"),
     ("generated data", lambda w: w.generated_data("polya"), "polya/generate/data"),
     ("card", lambda w: w.card("polya"), "polya/generate/card.json"),
+    ("datastats", lambda w: w.datastats("polya"), "polya/generate/datastats.json"),
     ("eval questions", lambda w: w.eval_questions("vanilla", "base", "toy"),
      "vanilla/evaluate/questions/base/toy.jsonl"),
     ("eval part", lambda w: w.eval_part("polya", "rl", "toy"), "polya/evaluate/parts/rl/toy.json"),
@@ -39,6 +40,8 @@ LAYOUT = [
     ("logs", lambda w: w.logs, "logs"),
     ("log", lambda w: w.log("demo-polya-rl-1"), "logs/demo-polya-rl-1.log"),
     ("storage lock", lambda w: w.storage_lock, ".polya-storage.lock"),
+    ("variant spec", lambda w: w.variant_spec, "variant.yaml"),
+    ("variant card", lambda w: w.variant_card, "variant.json"),
 ]
 
 

@@ -1,6 +1,6 @@
 """`polya inspect WORKDIR`: browse the generated samples by heuristic and score in a terminal.
 
-Reads ``<workdir>/<arm>/generate/data/*.parquet`` and the card's ``data_insight``; prints a
+Reads each arm's ``Workspace.generated_data`` and the card's ``data_insight``; prints a
 per-heuristic summary and a table of samples (best score first), filtered by heuristic,
 minimum score and question.
 """
@@ -8,18 +8,20 @@ minimum score and question.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
+
+from polya_trainer.runtime.workspace import RunDir, Workspace
 
 ARMS = ("polya", "star")
 
 
-def load_samples(workdir: str | Path, arms: tuple[str, ...] = ARMS) -> list[dict[str, Any]]:
+def load_samples(workdir: RunDir, arms: tuple[str, ...] = ARMS) -> list[dict[str, Any]]:
     import pyarrow.parquet as pq
 
+    ws = Workspace.of(workdir)
     rows: list[dict[str, Any]] = []
     for arm in arms:
-        for f in sorted((Path(workdir) / arm / "generate" / "data").glob("shard-*.parquet")):
+        for f in sorted(ws.generated_data(arm).glob("shard-*.parquet")):
             rows += [{**r, "arm": arm} for r in pq.read_table(f).to_pylist()]
     return rows
 
@@ -43,7 +45,7 @@ def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[:width - 1] + "…"
 
 
-def render(workdir: str | Path, heuristic: str | None = None, min_score: float | None = None,
+def render(workdir: RunDir, heuristic: str | None = None, min_score: float | None = None,
            question: str | None = None, sort: str = "score", limit: int = 20,
            width: int = 160, console: Any = None) -> int:
     """Print the summary and the sample table; returns how many samples were shown."""
@@ -52,7 +54,7 @@ def render(workdir: str | Path, heuristic: str | None = None, min_score: float |
 
     console = console or Console()
     for arm in ARMS:
-        card = Path(workdir) / arm / "generate" / "card.json"
+        card = Workspace.of(workdir).card(arm)
         if not card.is_file():
             continue
         insight = json.loads(card.read_text()).get("data_insight")

@@ -6,7 +6,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from polya_trainer.runtime.artifacts import is_complete, stage_dir  # stage_dir: re-exported
+from polya_trainer.runtime.artifacts import is_complete
+from polya_trainer.runtime.workspace import RunDir, Workspace
 from polya_trainer.spec import ModelSpec, PolyaRunSpec, SpecError
 
 
@@ -25,25 +26,20 @@ def _load(what: str, name: str, fn: Any, **kw: Any) -> Any:
                          f"{type(exc).__name__}: {str(exc)[:500]}") from exc
 
 
-def trained_model_dir(workdir: str | Path, arm: str, stage: str) -> Path:
-    """The final HF-format model a training stage writes."""
-    return stage_dir(workdir, arm, stage) / "model"
-
-
 def checkpoint_model(spec: PolyaRunSpec, arm: str, checkpoint: str,
-                     workdir: str | Path) -> str | None:
+                     workdir: RunDir) -> str | None:
     """Model path for a checkpoint name (base, midtrain, rl) of an arm; None if not trained."""
     if checkpoint == "base" or (checkpoint == "midtrain" and arm == "vanilla"):
         return spec.model.name if checkpoint == "base" else None
-    path = trained_model_dir(workdir, arm, checkpoint)
+    path = Workspace.of(workdir).model(arm, checkpoint)
     return str(path) if is_complete(path) else None
 
 
-def rl_start_model(spec: PolyaRunSpec, arm: str, workdir: str | Path) -> str:
+def rl_start_model(spec: PolyaRunSpec, arm: str, workdir: RunDir) -> str:
     """GRPO starts from the mid-trained model, or from the base model for the vanilla arm."""
     if arm == "vanilla":
         return spec.model.name
-    path = trained_model_dir(workdir, arm, "midtrain")
+    path = Workspace.of(workdir).model(arm, "midtrain")
     if not is_complete(path):
         raise FileNotFoundError(f"mid-trained model for arm {arm!r} not found at {path}; "
                                 "run the midtrain stage first")

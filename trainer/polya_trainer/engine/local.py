@@ -51,14 +51,12 @@ from polya_trainer.engine.fanout import IndexedProcesses
 from polya_trainer.runtime.artifacts import atomic_write_json, atomic_write_text
 from polya_trainer.runtime.launcher import stage_args
 from polya_trainer.runtime.progress import read_progress
+from polya_trainer.runtime.workspace import Workspace
 from polya_trainer.stages import outputs_of
 
 EXIT_INTERRUPTED = 130
 EXIT_BAD_ARGS = 2  # the entrypoint's argparse/spec error: never retried (as in the operator)
 POLL_SECONDS = 0.25
-STATUS_FILE = "status.json"
-SPEC_FILE = "polyarun.yaml"
-STATE_DIR = ".polya"
 completed_condition = p.completed_condition  # kept for callers of this module
 
 
@@ -243,11 +241,9 @@ class Runner:
     def __init__(self, run: s.PolyaRun, workdir: Path, arms: list[str], quiet: bool,
                  parallel: int | None = 1, command: Command | None = None):
         self.run, self.workdir, self.arms, self.quiet = run, workdir, arms, quiet
-        self.spec_path = workdir / SPEC_FILE
-        self.state_dir = workdir / STATE_DIR
-        self.records = self.state_dir / "attempts"
-        self.logs = workdir / "logs"
-        for d in (self.records, self.state_dir / "progress", self.logs):
+        self.ws = Workspace.of(workdir)
+        self.records = self.ws.attempts
+        for d in (self.records, self.ws.progress_dir, self.ws.logs):
             d.mkdir(parents=True, exist_ok=True)
         self.inprocess = os.environ.get("POLYA_LOCAL_INPROCESS", "") not in ("", "0")
         self.policy = p.Policy(max_parallel_arms=1 if self.inprocess else parallel)
@@ -270,7 +266,7 @@ class Runner:
                                    exclude={"status"})
         text = yaml.safe_dump(body, sort_keys=True)
         digest = hashlib.sha256(text.encode()).hexdigest()
-        gen_file = self.state_dir / "generation.json"
+        gen_file = self.ws.generation
         try:
             prev = json.loads(gen_file.read_text())
         except (FileNotFoundError, json.JSONDecodeError):
@@ -280,12 +276,12 @@ class Runner:
             print(f"note: the spec changed since the last run in {self.workdir}; finished "
                   "stages are kept (delete DIR/<arm>/<stage> to redo one)", file=sys.stderr)
         atomic_write_json(gen_file, {"generation": gen, "sha256": digest})
-        atomic_write_text(self.spec_path, text)  # SnapshotSpec, done once here
+        atomic_write_text(self.ws.spec_file, text)  # SnapshotSpec, done once here
         return gen
 
     def _read_status(self) -> s.PolyaRunStatus:
         try:
-            return p.as_status(json.loads((self.workdir / STATUS_FILE).read_text()))
+            return p.as_status(json.loads(self.ws.status.read_text()))
         except (FileNotFoundError, json.JSONDecodeError):
             return s.PolyaRunStatus()
 
@@ -297,7 +293,7 @@ class Runner:
         redo = [e for e in st.stages if e.arm in self.arms and (
             (failed and e.state != s.StageState.SUCCEEDED) or (
                 e.state == s.StageState.SUCCEEDED and
-                outputs_of(self.workdir, e.arm, e.name) is None))]
+                outputs_of(self.ws, e.arm, e.name) is None))]
         if not redo:
             return st
         old = self.records / "old"
@@ -359,7 +355,7 @@ class Runner:
             return
         phase, reason, msg, retryable = observe_exit(rc, prog, indexed)
         if rc == 0:
-            outputs = outputs_of(self.workdir, a.arm, a.stage)  # the manifest's, as before
+            outputs = outputs_of(self.ws, a.arm, a.stage)  # the manifest's, as before
             prog = {**(prog or {}), "outputs": outputs} if outputs is not None else prog
         elif stopping == "suspend":
             phase, reason, msg = "Suspended", "Interrupted", "stopped by the user"
@@ -414,14 +410,14 @@ class Runner:
             os.killpg(child.proc.pid, sig)
 
     def _start(self, a: p.StartAttempt) -> None:
-        progress = self.state_dir / "progress" / f"{a.name}.json"
+        progress = self.ws.progress(a.name)
         term = progress.with_suffix(".term")
         progress.unlink(missing_ok=True)
         term.unlink(missing_ok=True)
         now = p.iso(_now())
         self._put(p.Attempt(a.name, a.arm, a.stage, a.attempt, "Running", "Started",
                             created=now, started=now))
-        log = self.logs / f"{a.name}.log"
+        log = self.ws.log(a.name)
         self._show(f"{a.arm}/{a.stage}: {a.name} started (log {log})")
         if self.inprocess:
             rc, msg = self._run_inprocess(a, progress)
@@ -432,7 +428,7 @@ class Runner:
                    POLYA_TERMINATION_MESSAGE_PATH=str(term), POLYA_RUNNER_PID=str(os.getpid()))
         env.pop("POLYA_METRICS_PORT", None)  # no port clash between runs on one machine
         env.setdefault("TOKENIZERS_PARALLELISM", "false")
-        cmd = self.command(a, self.spec_path, self.workdir)
+        cmd = self.command(a, self.ws.spec_file, self.workdir)
         cfg = getattr(self.run.spec.stages, a.stage)
         shards = getattr(cfg, "shards", 1)
         if shards > 1:  # the Indexed Job's indices as processes, each retried alone
@@ -457,7 +453,7 @@ class Runner:
         # Ctrl-C raises KeyboardInterrupt inside the stage, like a terminal would.
         signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
-            run_stage(a.stage, self.run.spec, a.arm, self.workdir, reporter)
+            run_stage(a.stage, self.run.spec, a.arm, self.ws, reporter)
         except KeyboardInterrupt:
             self.interrupt.count += 1
             return EXIT_INTERRUPTED, ""
@@ -481,7 +477,7 @@ class Runner:
         self.status = status
         body = json.dumps(status.dump(), indent=2, sort_keys=True) + "\n"
         if body != self._written:
-            atomic_write_text(self.workdir / STATUS_FILE, body)
+            atomic_write_text(self.ws.status, body)
             self._written = body
         if self.display is not None:
             self.display.changed()
@@ -547,7 +543,7 @@ class Runner:
         return str(path)
 
     def _print_log_tail(self, name: str, lines: int = 30) -> None:
-        log = self.logs / f"{name}.log"
+        log = self.ws.log(name)
         with contextlib.suppress(OSError):
             tail = log.read_text(errors="replace").splitlines()[-lines:]
             print("\n".join(["--- last lines of " + str(log), *tail]), file=sys.stderr)
@@ -562,7 +558,7 @@ def print_summary(workdir: Path, book: Runner, code: int) -> None:
     """After the run: where things are, and the comparison table."""
     st = book.status
     print()
-    print(f"status: {workdir / STATUS_FILE}")
+    print(f"status: {book.ws.status}")
     if code == EXIT_INTERRUPTED:
         print("stopped; run the same command again to resume.")
         return
@@ -582,7 +578,7 @@ def print_summary(workdir: Path, book: Runner, code: int) -> None:
 
 
 def default_workdir(name: str) -> Path:
-    return Path("polya-runs") / name
+    return Workspace.for_run("polya-runs", name).root
 
 
 def run_file(path: str | Path, workdir: str | Path | None = None,

@@ -24,10 +24,10 @@ from typing import Any
 import yaml
 
 from polya_trainer import spec as s
+from polya_trainer.runtime.workspace import Workspace
 
 MAX_NAME = 40  # spec.ObjectMeta.name
 SWEEP_LABEL = "polya.dev/sweep"  # names the parent run on each child
-VARIANT_FILE = "variant.json"
 
 
 @dataclass(frozen=True)
@@ -112,13 +112,12 @@ def run_sweep(run: s.PolyaRun, workdir: str | Path | None = None,
     for i, v in enumerate(variants, 1):
         print(f"sweep {run.metadata.name}: variant {i}/{len(variants)} {v.name}",
               file=sys.stderr)
-        vdir = root / v.name
-        vdir.mkdir(exist_ok=True)
-        path = atomic_write_text(vdir / "variant.yaml",
-                                 yaml.safe_dump(v.run.dump(), sort_keys=False))
-        atomic_write_json(vdir / VARIANT_FILE, {"parent": run.metadata.name, "name": v.name,
-                                                "heuristics": v.heuristics, "seed": v.seed})
-        code = run_file(path, workdir=vdir, arms=arms, quiet=quiet)
+        vws = Workspace.for_run(root, v.name)
+        vws.root.mkdir(exist_ok=True)
+        path = atomic_write_text(vws.variant_spec, yaml.safe_dump(v.run.dump(), sort_keys=False))
+        atomic_write_json(vws.variant_card, {"parent": run.metadata.name, "name": v.name,
+                                             "heuristics": v.heuristics, "seed": v.seed})
+        code = run_file(path, workdir=vws.root, arms=arms, quiet=quiet)
         if code != 0:
             return code
     try:

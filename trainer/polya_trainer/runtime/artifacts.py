@@ -20,11 +20,6 @@ from typing import Any
 MANIFEST = "MANIFEST.json"
 
 
-def stage_dir(workdir: str | Path, arm: str, stage: str) -> Path:
-    """Where an (arm, stage) writes its artifacts: ``<workdir>/<arm>/<stage>``."""
-    return Path(workdir) / arm / stage
-
-
 def _fsync_dir(path: Path) -> None:
     with contextlib.suppress(OSError):
         fd = os.open(path, os.O_RDONLY)

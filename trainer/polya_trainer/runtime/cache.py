@@ -11,8 +11,9 @@ Key: sha256 of the stage's inputs, as JSON (:func:`key_material`):
   settings of later stages; generate uses ``stages.generate.seed`` when set;
 * the arm, the stage and the versions of this package and of the training libraries.
 
-Entries live in ``<workspace>/.polya-cache/<key>/`` beside the runs' workdirs (the workdir's
-parent: ``/workspace`` in a pod, the sweep's directory locally). An entry is the stage
+Entries live in ``<workspace>/.polya-cache/<key>/`` beside the runs' workdirs
+(``Workspace.cache``: the workdir's parent, ``/workspace`` in a pod, the sweep's directory
+locally). An entry is the stage
 directory without its checkpoints, published atomically: files are hard-linked (copied across
 filesystems) into a temporary directory, ``entry.json`` is written last and the directory is
 renamed into place, so a reader sees a whole entry or none. A hit links the files back into
@@ -38,9 +39,9 @@ from pathlib import Path
 from typing import Any
 
 from polya_trainer.runtime.artifacts import MANIFEST, atomic_write_json, read_manifest, sha256_file
+from polya_trainer.runtime.workspace import RunDir, Workspace
 from polya_trainer.spec import STAGES, PolyaRunSpec
 
-CACHE_DIR = ".polya-cache"
 ENTRY = "entry.json"
 VERSION = 1
 CACHED_FROM = "cachedFrom"
@@ -59,10 +60,6 @@ _LIBRARIES = ("torch", "transformers", "trl", "peft", "vllm", "math-verify")
 
 def enabled() -> bool:
     return os.environ.get("POLYA_STAGE_CACHE", "1") not in ("0", "false", "off")
-
-
-def cache_root(workdir: str | Path) -> Path:
-    return Path(workdir).resolve().parent / CACHE_DIR
 
 
 # --------------------------------------------------------------------------- digests
@@ -114,18 +111,19 @@ def _stage_settings(section: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def manifest_digest(directory: Path) -> str | None:
+def manifest_digest(workdir: RunDir, arm: str, stage: str) -> str | None:
     """Digest of a finished stage: its manifest (file list with sha256, outputs, metrics)
     without the creation time and the cache note, plus the manifests of the directories its
     outputs name (the trained model's files)."""
-    manifest = read_manifest(directory, verify=False)
+    ws = Workspace.of(workdir)
+    manifest = read_manifest(ws.stage(arm, stage), verify=False)
     if manifest is None:
         return None
     body = {k: v for k, v in manifest.items() if k != "created"}
     body["outputs"] = {k: v for k, v in (body.get("outputs") or {}).items() if k != CACHED_FROM}
     nested = {}
     for name, rel in sorted(body["outputs"].items()):
-        sub = read_manifest(directory.parent.parent / rel, verify=False)
+        sub = read_manifest(ws.root / rel, verify=False)
         if sub is not None:
             nested[name] = sub.get("files", {})
     return hashlib.sha256(json.dumps([body, nested], sort_keys=True).encode()).hexdigest()
@@ -140,9 +138,9 @@ def _versions() -> dict[str, str]:
 
 
 def key_material(stage: str, spec: PolyaRunSpec, arm: str,
-                 workdir: str | Path) -> dict[str, Any] | None:
+                 workdir: RunDir) -> dict[str, Any] | None:
     """What the stage's result depends on, or None while an upstream stage is unfinished."""
-    workdir = Path(workdir)
+    ws = Workspace.of(workdir)
     order = spec.stages_for(arm)
     if stage not in order:
         raise ValueError(f"the {arm} arm has no {stage} stage")
@@ -164,16 +162,16 @@ def key_material(stage: str, spec: PolyaRunSpec, arm: str,
         body["seed"] = g.seed if g.seed is not None else spec.seed
     upstream = {}
     for name in order[: order.index(stage)]:
-        digest = manifest_digest(workdir / arm / name)
+        digest = manifest_digest(ws, arm, name)
         if digest is None:
             return None
         upstream[name] = digest
     return {"version": VERSION, "stage": stage, "arm": arm, "stages": list(STAGES),
-            "spec": _with_digests(body, (Path.cwd(), workdir)), "upstream": upstream,
+            "spec": _with_digests(body, (Path.cwd(), ws.root)), "upstream": upstream,
             "libraries": _versions()}
 
 
-def stage_key(stage: str, spec: PolyaRunSpec, arm: str, workdir: str | Path) -> str | None:
+def stage_key(stage: str, spec: PolyaRunSpec, arm: str, workdir: RunDir) -> str | None:
     material = key_material(stage, spec, arm, workdir)
     if material is None:
         return None
@@ -271,11 +269,7 @@ def _evict(root: Path, key: str) -> None:
     shutil.rmtree(trash, ignore_errors=True)
 
 
-def source_name(workdir: Path, arm: str, stage: str) -> str:
-    return f"{Path(workdir).resolve().name}/{arm}/{stage}"
-
-
-def try_restore(stage: str, spec: PolyaRunSpec, arm: str, workdir: str | Path,
+def try_restore(stage: str, spec: PolyaRunSpec, arm: str, workdir: RunDir,
                 restored: Callable[[], Any] | None = None) -> tuple[
         str | None, dict[str, str] | None]:
     """(key, outputs on a hit). The key is None when the cache is off or an upstream stage
@@ -283,29 +277,31 @@ def try_restore(stage: str, spec: PolyaRunSpec, arm: str, workdir: str | Path,
     beyond its directory, e.g. the evaluate stage's cross-arm report)."""
     if not enabled():
         return None, None
-    key = stage_key(stage, spec, arm, workdir)
+    ws = Workspace.of(workdir)
+    key = stage_key(stage, spec, arm, ws)
     if key is None:
         return None, None
-    outputs = restore(cache_root(workdir), key, Path(workdir) / arm / stage)
+    outputs = restore(ws.cache, key, ws.stage(arm, stage))
     if outputs is not None and restored is not None:
         restored()
     return key, outputs
 
 
-def cached_run(stage: str, spec: PolyaRunSpec, arm: str, workdir: str | Path,
+def cached_run(stage: str, spec: PolyaRunSpec, arm: str, workdir: RunDir,
                execute: Callable[[], dict[str, str]], reporter: Any = None,
                restored: Callable[[], Any] | None = None) -> dict[str, str]:
     """Restore the stage from the cache (then call ``restored``), or run ``execute()`` and
     publish its result."""
-    key, outputs = try_restore(stage, spec, arm, workdir, restored)
+    ws = Workspace.of(workdir)
+    key, outputs = try_restore(stage, spec, arm, ws, restored)
     if outputs is not None:
         if reporter is not None:
             reporter.update(message=f"{CACHED_FROM}: {outputs[CACHED_FROM]}")
         return outputs
     outputs = execute()
     if key is not None and _is_main_process():
-        publish(cache_root(workdir), key, Path(workdir) / arm / stage,
-                source_name(Path(workdir), arm, stage))
+        here = ws.stage(arm, stage)
+        publish(ws.cache, key, here, f"{ws.name}/{ws.relative(here)}")
     return outputs
 
 

@@ -1,8 +1,9 @@
-"""Training checkpoints on disk: HF Trainer's ``checkpoint-N`` directories under
-``<workdir>/<arm>/<stage>/checkpoints``, each complete only with our marker (``MARKER``, written
-atomically after the Trainer's save) and a parseable ``trainer_state.json`` whose
-``global_step`` matches its name. The training stages (:mod:`polya_trainer.stages.training`)
-write and resume them; :mod:`polya_trainer.runtime.storage` uploads and pulls them.
+"""Training checkpoints on disk: HF Trainer's ``checkpoint-N`` directories in a stage's
+``Workspace.checkpoints`` (:mod:`polya_trainer.runtime.workspace`), each complete only with our
+marker (``MARKER``, written atomically after the Trainer's save) and a parseable
+``trainer_state.json`` whose ``global_step`` matches its name. The training stages
+(:mod:`polya_trainer.stages.training`) write and resume them; :mod:`polya_trainer.runtime.storage`
+uploads and pulls them.
 """
 
 from __future__ import annotations
@@ -13,14 +14,10 @@ import shutil
 import time
 from pathlib import Path
 
-from polya_trainer.runtime.artifacts import atomic_write_json, stage_dir
+from polya_trainer.runtime.artifacts import atomic_write_json
 
 MARKER = "polya-checkpoint.json"
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
-
-
-def checkpoints_dir(workdir: str | Path, arm: str, stage: str) -> Path:
-    return stage_dir(workdir, arm, stage) / "checkpoints"
 
 
 def checkpoint_step(path: Path) -> int | None:

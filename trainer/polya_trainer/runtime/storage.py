@@ -46,20 +46,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from polya_trainer.runtime.artifacts import MANIFEST, atomic_path, read_manifest, stage_dir
-from polya_trainer.runtime.checkpoints import (
-    CHECKPOINT_RE,
-    checkpoint_step,
-    checkpoints_dir,
-    newest_checkpoint,
-)
+from polya_trainer.runtime.artifacts import MANIFEST, atomic_path, read_manifest
+from polya_trainer.runtime.checkpoints import CHECKPOINT_RE, checkpoint_step, newest_checkpoint
+from polya_trainer.runtime.workspace import RunDir, Workspace
 from polya_trainer.spec import PolyaRunSpec, SpecError
 
 log = logging.getLogger(__name__)
 
 CHUNK = 8 << 20
 TRAINING = ("midtrain", "rl")
-LOCK_FILE = ".polya-storage.lock"
 
 
 @dataclass
@@ -268,12 +263,12 @@ def remote_checkpoints(store: Store, remote: str) -> list[tuple[int, str]]:
     return sorted(found, reverse=True)
 
 
-def _pull_checkpoint(store: Store, workdir: Path, arm: str, stage: str) -> int | None:
+def _pull_checkpoint(store: Store, ws: Workspace, arm: str, stage: str) -> int | None:
     """Download the newest complete uploaded checkpoint newer than the local ones."""
-    local = checkpoints_dir(workdir, arm, stage)
+    local = ws.checkpoints(arm, stage)
     newest = newest_checkpoint(local)
     have = checkpoint_step(newest) if newest else None
-    for step, remote in remote_checkpoints(store, f"{arm}/{stage}/checkpoints"):
+    for step, remote in remote_checkpoints(store, ws.relative(local)):
         if have is not None and step <= have:
             return None
         if _pull_dir(store, remote, local / f"checkpoint-{step}"):
@@ -308,10 +303,10 @@ def inputs(spec: PolyaRunSpec, arm: str, stage: str) -> list[tuple[str, str]]:
 
 
 @contextlib.contextmanager
-def _workdir_lock(workdir: Path) -> Iterator[None]:
+def _workdir_lock(ws: Workspace) -> Iterator[None]:
     """One process per node downloads; the stage's other processes wait for it."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    with open(workdir / LOCK_FILE, "a") as f:
+    ws.root.mkdir(parents=True, exist_ok=True)
+    with open(ws.storage_lock, "a") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield
@@ -319,48 +314,48 @@ def _workdir_lock(workdir: Path) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def pull(spec: PolyaRunSpec, arm: str, stage: str, workdir: str | Path) -> None:
+def pull(spec: PolyaRunSpec, arm: str, stage: str, workdir: RunDir) -> None:
     """Before a stage: fetch what it needs from the store (no-op without storage.uri)."""
     global _active
     store = store_for(spec)
     if store is None:
         _active = None
         return
-    workdir = Path(workdir)
-    _active = _Active(store, workdir)
-    with _workdir_lock(workdir):
-        here = stage_dir(workdir, arm, stage)
+    ws = Workspace.of(workdir)
+    _active = _Active(store, ws.root)
+    with _workdir_lock(ws):
+        here = ws.stage(arm, stage)
         if read_manifest(here, verify=False) is not None:
             return
-        if _pull_dir(store, f"{arm}/{stage}", here):
+        if _pull_dir(store, ws.relative(here), here):
             return  # complete on the store: run_stage finds the manifest and skips
         for a, s in inputs(spec, arm, stage):
-            if read_manifest(stage_dir(workdir, a, s), verify=False) is None:
-                _pull_dir(store, f"{a}/{s}", stage_dir(workdir, a, s))
+            if read_manifest(ws.stage(a, s), verify=False) is None:
+                _pull_dir(store, ws.relative(ws.stage(a, s)), ws.stage(a, s))
         if stage in TRAINING:
-            _pull_checkpoint(store, workdir, arm, stage)
+            _pull_checkpoint(store, ws, arm, stage)
 
 
 def _is_main() -> bool:
     return int(os.environ.get("RANK", "0") or 0) == 0
 
 
-def push(spec: PolyaRunSpec, arm: str, stage: str, workdir: str | Path) -> None:
+def push(spec: PolyaRunSpec, arm: str, stage: str, workdir: RunDir) -> None:
     """After a stage: upload it unless the store already holds this very manifest."""
     store = store_for(spec)
     if store is None or not _is_main():
         return
-    here = stage_dir(workdir, arm, stage)
+    ws = Workspace.of(workdir)
+    here = ws.stage(arm, stage)
     local = read_manifest(here, verify=False)
-    remote = _read_json(store, store.path(arm, stage, MANIFEST))
+    remote = _read_json(store, store.path(ws.relative(here), MANIFEST))
     if local is None or (remote is not None and "objects" in remote
                          and remote.get("files") == local.get("files")
                          and remote.get("created") == local.get("created")):
         return
-    push_dir(store, here, f"{arm}/{stage}", skip=("checkpoints",))
-    report = Path(workdir) / "report"
-    if stage == "evaluate" and report.is_dir():
-        push_dir(store, report, "report")
+    push_dir(store, here, ws.relative(here), skip=("checkpoints",))
+    if stage == "evaluate" and ws.report.is_dir():
+        push_dir(store, ws.report, ws.relative(ws.report))
 
 
 def checkpoint_saved(output_dir: str | Path, step: int) -> None:

@@ -39,8 +39,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from polya_trainer.runtime.artifacts import atomic_write_json, read_manifest, stage_dir
+from polya_trainer.runtime.artifacts import atomic_write_json, read_manifest
 from polya_trainer.runtime.progress import is_main_process
+from polya_trainer.runtime.workspace import RunDir, Workspace
 from polya_trainer.spec import PolyaRunSpec
 
 log = logging.getLogger(__name__)
@@ -84,13 +85,13 @@ def metric_name(key: str) -> str:
 class StageTracker:
     """The tracking runs of one (arm, stage) in this process."""
 
-    def __init__(self, spec: PolyaRunSpec, arm: str, stage: str, workdir: str | Path,
+    def __init__(self, spec: PolyaRunSpec, arm: str, stage: str, workdir: RunDir,
                  run: str | None = None):
         self.spec, self.arm, self.stage = spec, arm, stage
-        self.workdir = Path(workdir)
-        self.run = run or self.workdir.resolve().name
+        self.ws = Workspace.of(workdir)
+        self.run = run or self.ws.name
         self.name = f"{self.run}-{arm}-{stage}"
-        self.dir = stage_dir(workdir, arm, stage)
+        self.dir = self.ws.stage(arm, stage)
         self.ids: dict[str, str] = {}
         self.backends: list[str] = []  # the ones that started: "mlflow", "wandb", "tensorboard"
         self._mlflow: Any = None  # the MlflowClient
@@ -268,17 +269,17 @@ def report_to() -> str | list[str]:
     return _ACTIVE.report_to() if _ACTIVE is not None else "none"
 
 
-def artifacts_of(workdir: Path, stage: str, outputs: dict[str, str]) -> list[Path]:
+def artifacts_of(ws: Workspace, arm: str, stage: str, outputs: dict[str, str]) -> list[Path]:
     """The files a stage's tracking run keeps: the card, the report, the metrics."""
-    files = [workdir / rel for rel in outputs.values() if rel.endswith((".json", ".md"))]
+    files = [ws.root / rel for rel in outputs.values() if rel.endswith((".json", ".md"))]
     files += [f.with_suffix(".html") for f in files if f.suffix == ".md"]
     if stage == "generate":
-        files.append(workdir / outputs.get("card", "").replace("card.json", "datastats.json"))
+        files.append(ws.datastats(arm))
     return [f for f in files if f.is_file()]
 
 
 @contextlib.contextmanager
-def track(spec: PolyaRunSpec, arm: str, stage: str, workdir: str | Path,
+def track(spec: PolyaRunSpec, arm: str, stage: str, workdir: RunDir,
           reporter: Any = None) -> Iterator[StageTracker]:
     """Open the (arm, stage) tracking runs around a stage; end them FINISHED or FAILED.
 
@@ -307,7 +308,7 @@ def track(spec: PolyaRunSpec, arm: str, stage: str, workdir: str | Path,
         tracker.close(status)
 
 
-def finish_outputs(tracker: StageTracker, workdir: Path, outputs: dict[str, str],
+def finish_outputs(tracker: StageTracker, outputs: dict[str, str],
                    snapshot: dict[str, Any] | None) -> None:
     """Log a finished stage's final figures and its artifacts."""
     if not tracker.backends:
@@ -318,19 +319,19 @@ def finish_outputs(tracker: StageTracker, workdir: Path, outputs: dict[str, str]
                     if isinstance(v, (int, float))})
     step = int((snapshot or {}).get("done") or 0)
     tracker.log_metrics({f"final/{k}": v for k, v in figures.items()}, step)
-    for path in artifacts_of(workdir, tracker.stage, outputs):
+    for path in artifacts_of(tracker.ws, tracker.arm, tracker.stage, outputs):
         tracker.log_artifact(path)
 
 
 def tracked(run: Callable[..., dict[str, str]]) -> Callable[..., dict[str, str]]:
     """A stage's ``run(spec, arm, workdir, reporter)`` inside its tracking runs."""
     @functools.wraps(run)
-    def wrapper(spec: PolyaRunSpec, arm: str, workdir: Path, reporter: Any,
+    def wrapper(spec: PolyaRunSpec, arm: str, workdir: RunDir, reporter: Any,
                 **kw: Any) -> dict[str, str]:
         stage = run.__module__.rsplit(".", 1)[-1]
         with track(spec, arm, stage, workdir, reporter) as tracker:
             outputs = run(spec, arm, workdir, reporter, **kw)
-            finish_outputs(tracker, Path(workdir), outputs, reporter.snapshot())
+            finish_outputs(tracker, outputs, reporter.snapshot())
         return outputs
 
     return wrapper

@@ -18,9 +18,10 @@ joining them::
         <arm>/<stage>/                          a stage's files, MANIFEST.json last
           checkpoints/checkpoint-N/             a training stage's checkpoints
           model/                                a training stage's final model
-        <arm>/generate/data/, card.json         the generated data and its card
+        <arm>/generate/data/, card.json, datastats.json   the generated data, its card
         <arm>/evaluate/questions/<ckpt>/<bench>.jsonl, parts/<ckpt>/<bench>.json
-        <variant>/                              a sweep's variant runs, each a Workspace
+        <variant>/                              a sweep's variant runs, each a Workspace with
+          variant.yaml, variant.json            the variant's PolyaRun, its n and seed
 
 The object store mirrors the root: a directory's key there is :meth:`Workspace.relative`.
 Files that only their own stage writes and reads (``metrics.json``, ``results.json``,
@@ -97,6 +98,10 @@ class Workspace:
     def card(self, arm: str) -> Path:
         return self.stage(arm, "generate") / "card.json"
 
+    def datastats(self, arm: str) -> Path:
+        """Per-question figures of the generated data (the card holds the summary)."""
+        return self.stage(arm, "generate") / "datastats.json"
+
     def eval_questions(self, arm: str, checkpoint: str, bench: str) -> Path:
         """Every sampled answer of one (checkpoint, benchmark), one JSON line per item."""
         return self.stage(arm, "evaluate") / "questions" / checkpoint / f"{bench}.jsonl"
@@ -139,6 +144,16 @@ class Workspace:
 
     def log(self, child: str) -> Path:
         return self.logs / f"{child}.log"
+
+    @property
+    def variant_spec(self) -> Path:
+        """A sweep variant's own PolyaRun, as the sweep expanded it."""
+        return self.root / "variant.yaml"
+
+    @property
+    def variant_card(self) -> Path:
+        """A sweep variant's parent, name, heuristics count and seed (the sweep report's)."""
+        return self.root / "variant.json"
 
     @property
     def storage_lock(self) -> Path:

@@ -18,7 +18,7 @@ setting, so a copy of a model at another path reuses its numbers and a changed m
 not. Every summary carries its ``settings`` (preset, template, extraction, temperature,
 top-p, max tokens, samples, estimator, revision).
 
-Outputs under ``<workdir>/<arm>/evaluate/``:
+Outputs in ``Workspace.stage(arm, "evaluate")``:
 
 * ``results.json``: ``{checkpoint: {benchmark: {"pass@1": .., "pass@8": .., "greedy": ..,
   "n": questions, "samples": n, "kind": .., "truncated": .., "extraction": {..},
@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from polya_trainer.backends import Completion, Sampling, load_generator
-from polya_trainer.backends.models import checkpoint_model, stage_dir
+from polya_trainer.backends.models import checkpoint_model
 from polya_trainer.data import benchmarks as bm
 from polya_trainer.data.prompts import CHAT_TEMPLATE_DATE
 from polya_trainer.runtime import shards as jobshards
@@ -53,6 +53,7 @@ from polya_trainer.runtime.artifacts import (
     write_manifest,
 )
 from polya_trainer.runtime.progress import Reporter
+from polya_trainer.runtime.workspace import RunDir, Workspace
 from polya_trainer.spec import EvaluateSpec, PolyaRunSpec
 from polya_trainer.verify.passk import pass_at_k, usable_ks
 
@@ -254,16 +255,17 @@ def _jsonl(rows: list[dict[str, Any]]) -> str:
     return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
 
 
-def run(spec: PolyaRunSpec, arm: str, workdir: Path, reporter: Reporter) -> dict[str, str]:
+def run(spec: PolyaRunSpec, arm: str, workdir: RunDir, reporter: Reporter) -> dict[str, str]:
     ev = effective(spec.stages.evaluate)
-    workdir = Path(workdir)
-    out_dir = stage_dir(workdir, arm, "evaluate")
-    outputs = {"results": f"{arm}/evaluate/results.json", "report": "report/report.md"}
-    benches = bm.resolve(ev.benchmarks, ev.custom, base=workdir, revisions=ev.revisions)
+    ws = Workspace.of(workdir)
+    out_dir = ws.stage(arm, "evaluate")
+    outputs = {"results": ws.relative(out_dir / "results.json"),
+               "report": ws.relative(ws.report / "report.md")}
+    benches = bm.resolve(ev.benchmarks, ev.custom, base=ws.root, revisions=ev.revisions)
     items = {b.name: b.load(ev.limit) for b in benches}
     checkpoints = []
     for ckpt in ev.checkpoints:
-        path = checkpoint_model(spec, arm, ckpt, workdir)
+        path = checkpoint_model(spec, arm, ckpt, ws)
         if path is None:
             log.info("arm %s has no %s checkpoint; skipped", arm, ckpt)
             continue
@@ -287,7 +289,7 @@ def run(spec: PolyaRunSpec, arm: str, workdir: Path, reporter: Reporter) -> dict
         done: dict[str, dict[str, Any]] = {}
         todo: list[bm.Benchmark] = []
         for bench in benches:
-            summary = _finished(workdir, arm, ckpt, bench, ev, key, spec.seed, fallback, out_dir)
+            summary = _finished(ws, arm, ckpt, bench, ev, key, spec.seed, fallback)
             if summary is None:
                 todo.append(bench)
                 continue
@@ -299,8 +301,8 @@ def run(spec: PolyaRunSpec, arm: str, workdir: Path, reporter: Reporter) -> dict
     if job_index is None:
         for ckpt, model_path, key, done, todo in plan:
             if todo:
-                done.update(_evaluate_checkpoint(spec, ev, arm, ckpt, model_path, key, todo,
-                                                 items, out_dir, progress, fallback))
+                done.update(_evaluate_checkpoint(spec, ev, ws, arm, ckpt, model_path, key, todo,
+                                                 items, progress, fallback))
     else:
         work = _work_key(ev, spec.seed, fallback, plan, benches, items)
         files = _evaluate_part(spec, ev, plan, items, slices, out_dir, progress, fallback,
@@ -311,8 +313,8 @@ def run(spec: PolyaRunSpec, arm: str, workdir: Path, reporter: Reporter) -> dict
                                     "merges")
             return outputs
         for ckpt, _, key, done, todo in plan:
-            done.update(_merge_checkpoint(spec, ev, workdir, arm, ckpt, key, todo, benches,
-                                          items, out_dir, fallback))
+            done.update(_merge_checkpoint(spec, ev, ws, arm, ckpt, key, todo, benches, items,
+                                          fallback))
 
     results: dict[str, dict[str, Any]] = {}
     files = []
@@ -321,7 +323,7 @@ def run(spec: PolyaRunSpec, arm: str, workdir: Path, reporter: Reporter) -> dict
         for bench in benches:
             summary = done[bench.name]
             results[ckpt][bench.name] = summary
-            files.append(str(Path("questions") / ckpt / f"{bench.name}.jsonl"))
+            files.append(ws.eval_questions(arm, ckpt, bench.name).relative_to(out_dir))
             for name, value in summary.items():
                 if name.startswith("pass@"):
                     reporter.eval_result(bench.name, ckpt, name.removeprefix("pass@"), value)
@@ -330,33 +332,32 @@ def run(spec: PolyaRunSpec, arm: str, workdir: Path, reporter: Reporter) -> dict
     atomic_write_json(out_dir / "results.json", results)
     from polya_trainer.report import write_report
 
-    write_report(workdir)
+    write_report(ws.root)
     write_manifest(out_dir, files=["results.json", *files], outputs=outputs)
     return outputs
 
 
-def _finished(workdir: Path, arm: str, ckpt: str, bench: bm.Benchmark, ev: EvaluateSpec,
-              key: str, seed: int, fallback: bool, out_dir: Path) -> dict[str, Any] | None:
+def _finished(ws: Workspace, arm: str, ckpt: str, bench: bm.Benchmark, ev: EvaluateSpec,
+              key: str, seed: int, fallback: bool) -> dict[str, Any] | None:
     """The summary of a finished (checkpoint, benchmark): this arm's, or another arm's with
     the same fingerprint (copied here), else None."""
-    rel = Path("questions") / ckpt / f"{bench.name}.jsonl"
     fp = _fingerprint(ev, key, seed, bench, fallback and bench.kind == "math")
-    summary = _load_part(out_dir / "parts" / ckpt / f"{bench.name}.json", fp, out_dir / rel)
+    summary = _load_part(ws.eval_part(arm, ckpt, bench.name), fp,
+                         ws.eval_questions(arm, ckpt, bench.name))
     if summary is None:  # the same model content and settings in another arm (base)
-        summary = _reuse_other_arm(workdir, arm, ckpt, bench.name, fp, out_dir, rel)
+        summary = _reuse_other_arm(ws, arm, ckpt, bench.name, fp)
     return summary
 
 
-def _write_benchmark(spec: PolyaRunSpec, ev: EvaluateSpec, ckpt: str, key: str,
-                     bench: bm.Benchmark, rows: list[dict[str, Any]], out_dir: Path,
+def _write_benchmark(spec: PolyaRunSpec, ev: EvaluateSpec, ws: Workspace, arm: str, ckpt: str,
+                     key: str, bench: bm.Benchmark, rows: list[dict[str, Any]],
                      fallback: bool) -> dict[str, Any]:
     """Rows and part file of one finished (checkpoint, benchmark); returns its summary."""
     summary = {**summarize(rows, usable_ks(ev.k, ev.samples), ev.samples), "kind": bench.kind,
                "settings": settings(ev, bench, spec, key)}
     fp = _fingerprint(ev, key, spec.seed, bench, fallback and bench.kind == "math")
-    atomic_write_text(out_dir / "questions" / ckpt / f"{bench.name}.jsonl", _jsonl(rows))
-    atomic_write_json(out_dir / "parts" / ckpt / f"{bench.name}.json",
-                      {"fingerprint": fp, "summary": summary})
+    atomic_write_text(ws.eval_questions(arm, ckpt, bench.name), _jsonl(rows))
+    atomic_write_json(ws.eval_part(arm, ckpt, bench.name), {"fingerprint": fp, "summary": summary})
     return summary
 
 
@@ -426,28 +427,29 @@ def _evaluate_part(spec: PolyaRunSpec, ev: EvaluateSpec, plan: list[Any],
     return files
 
 
-def _merge_checkpoint(spec: PolyaRunSpec, ev: EvaluateSpec, workdir: Path, arm: str,
+def _merge_checkpoint(spec: PolyaRunSpec, ev: EvaluateSpec, ws: Workspace, arm: str,
                       ckpt: str, key: str, todo: list[bm.Benchmark],
                       benches: list[bm.Benchmark], items: dict[str, list[bm.Item]],
-                      out_dir: Path, fallback: bool) -> dict[str, dict[str, Any]]:
+                      fallback: bool) -> dict[str, dict[str, Any]]:
     """Each unfinished benchmark's rows from every index, in item order, written as a 1-shard
     run writes them (a benchmark another arm finished meanwhile is taken from there)."""
     sizes = [len(items[b.name]) for b in benches]
     out: dict[str, dict[str, Any]] = {}
     for bench in todo:
         g = benches.index(bench)
-        summary = _finished(workdir, arm, ckpt, bench, ev, key, spec.seed, fallback, out_dir)
+        summary = _finished(ws, arm, ckpt, bench, ev, key, spec.seed, fallback)
         if summary is None:
             rows: list[dict[str, Any]] = []
             for index in range(ev.shards):
                 if g not in jobshards.assign(sizes, BLOCK, ev.shards, index):
                     continue
-                text = (out_dir / _part_paths(index, ckpt, bench.name)[0]).read_text()
+                part = ws.stage(arm, "evaluate") / _part_paths(index, ckpt, bench.name)[0]
+                text = part.read_text()
                 rows += [json.loads(line) for line in text.splitlines()]
             if len(rows) != len(items[bench.name]):
                 raise RuntimeError(f"{ckpt}/{bench.name}: the shards hold {len(rows)} of "
                                    f"{len(items[bench.name])} rows")
-            summary = _write_benchmark(spec, ev, ckpt, key, bench, rows, out_dir, fallback)
+            summary = _write_benchmark(spec, ev, ws, arm, ckpt, key, bench, rows, fallback)
         out[bench.name] = summary
     return out
 
@@ -486,9 +488,9 @@ def _load_engine(spec: PolyaRunSpec, ev: EvaluateSpec, model_path: str,
                           **kwargs)
 
 
-def _evaluate_checkpoint(spec: PolyaRunSpec, ev: EvaluateSpec, arm: str, ckpt: str,
-                         model_path: str, key: str, todo: list[bm.Benchmark],
-                         items: dict[str, list[bm.Item]], out_dir: Path, progress: _Progress,
+def _evaluate_checkpoint(spec: PolyaRunSpec, ev: EvaluateSpec, ws: Workspace, arm: str,
+                         ckpt: str, model_path: str, key: str, todo: list[bm.Benchmark],
+                         items: dict[str, list[bm.Item]], progress: _Progress,
                          fallback: bool) -> dict[str, dict[str, Any]]:
     """Generate every unfinished benchmark of one checkpoint; score each in the background
     while the engine generates the next; write rows and part files."""
@@ -502,25 +504,26 @@ def _evaluate_checkpoint(spec: PolyaRunSpec, ev: EvaluateSpec, arm: str, ckpt: s
                                 allow_fallback=fallback, progress=progress, label=f"{ckpt}/")
     finally:
         gen.close()
-    return {bench.name: _write_benchmark(spec, ev, ckpt, key, bench, scored[bench.name],
-                                         out_dir, fallback) for bench in todo}
+    return {bench.name: _write_benchmark(spec, ev, ws, arm, ckpt, key, bench, scored[bench.name],
+                                         fallback) for bench in todo}
 
 
-def _reuse_other_arm(workdir: Path, arm: str, ckpt: str, bench: str, fingerprint: str,
-                     out_dir: Path, rel: Path) -> dict[str, Any] | None:
+def _reuse_other_arm(ws: Workspace, arm: str, ckpt: str, bench: str,
+                     fingerprint: str) -> dict[str, Any] | None:
     """Copy a finished (checkpoint, benchmark) of another arm with the same fingerprint: every
     arm shares the base model, so it is evaluated once."""
-    for other in sorted(workdir.glob(f"*/evaluate/parts/{ckpt}/{bench}.json")):
-        other_dir = other.parents[2]
-        if other_dir == out_dir:
+    for part in sorted(ws.root.glob(ws.relative(ws.eval_part("*", ckpt, bench)))):  # any arm
+        other = part.relative_to(ws.root).parts[0]
+        if other == arm:
             continue
-        summary = _load_part(other, fingerprint, other_dir / rel)
+        summary = _load_part(part, fingerprint, ws.eval_questions(other, ckpt, bench))
         if summary is not None:
-            atomic_write_text(out_dir / rel, (other_dir / rel).read_text())
-            atomic_write_json(out_dir / "parts" / ckpt / f"{bench}.json",
+            atomic_write_text(ws.eval_questions(arm, ckpt, bench),
+                              ws.eval_questions(other, ckpt, bench).read_text())
+            atomic_write_json(ws.eval_part(arm, ckpt, bench),
                               {"fingerprint": fingerprint, "summary": summary,
-                               "copied_from": str(other_dir.parent.name)})
-            log.info("arm %s: %s/%s reused from arm %s", arm, ckpt, bench, other_dir.parent.name)
+                               "copied_from": other})
+            log.info("arm %s: %s/%s reused from arm %s", arm, ckpt, bench, other)
             return summary
     return None
 

@@ -9,7 +9,7 @@ candidate are resampled in the next round, up to `rounds`; questions with no acc
 after that are dropped and counted. The star arm uses the plain question (no heuristic) and
 keeps one correct answer per question.
 
-Output under ``<workdir>/<arm>/generate``:
+Output in ``Workspace.stage(arm, "generate")``:
 
 * ``data/shard-NNNNN.parquet``: the accepted samples of `shardSize` questions each, written
   atomically; loadable with ``load_dataset("parquet", data_files=...)``. A shard with no
@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 from polya_trainer.backends import Sampling, load_generator
-from polya_trainer.backends.models import stage_dir
 from polya_trainer.backends.scorers import ScoreRequest, best_index, build_scorer
 from polya_trainer.data import contamination, datastats
 from polya_trainer.data.loading import load_qa
@@ -48,6 +47,7 @@ from polya_trainer.runtime.artifacts import (
     write_manifest,
 )
 from polya_trainer.runtime.progress import Reporter
+from polya_trainer.runtime.workspace import RunDir, Workspace
 from polya_trainer.spec import PolyaRunSpec
 from polya_trainer.verify import answers
 
@@ -360,7 +360,7 @@ def scorer_spec(g: Any, arm: str) -> Any:
     return g.scorer
 
 
-def run(spec: PolyaRunSpec, arm: str, workdir: str | Path, reporter: Reporter | None = None,
+def run(spec: PolyaRunSpec, arm: str, workdir: RunDir, reporter: Reporter | None = None,
         *, generator: Any = None, scorer: Any = None) -> dict[str, str]:
     """Generate the arm's training data; returns outputs relative to `workdir`.
 
@@ -380,10 +380,11 @@ def run(spec: PolyaRunSpec, arm: str, workdir: str | Path, reporter: Reporter | 
     chosen: list[Any | None] = list(catalog.select(spec.heuristics)) if arm == "polya" else [None]
     heuristic_ids = [h.id if h is not None else NO_HEURISTIC for h in chosen]
     fp = fingerprint(spec, arm, heuristic_ids)
-    out = stage_dir(workdir, arm, "generate")
+    ws = Workspace.of(workdir)
+    out = ws.stage(arm, "generate")
     # Overlap with the evaluation benchmarks, before any sampling (spec.contamination).
     questions, chosen, contam = contamination.gate_questions(
-        spec, "seed_questions", questions, out, workdir, chosen, g.exemplars)
+        spec, "seed_questions", questions, out, ws.root, chosen, g.exemplars)
     if contam:
         reporter.update(contaminated_questions=contam["seed_questions"]["overlapping"])
     shards = [questions[i:i + g.shard_size] for i in range(0, len(questions), g.shard_size)]
@@ -440,7 +441,7 @@ def run(spec: PolyaRunSpec, arm: str, workdir: str | Path, reporter: Reporter | 
         if own_generator and generator is not None:
             generator.close()
 
-    outputs = {"data": f"{arm}/generate/data", "card": f"{arm}/generate/card.json"}
+    outputs = {"data": ws.relative(ws.generated_data(arm)), "card": ws.relative(ws.card(arm))}
     if job_index is not None:
         names = [f"shards/{shard_name(s['shard'])}.json" for s in sides]
         jobshards.write_index_manifest(out, job_index, g.shards, fp,
@@ -459,7 +460,7 @@ def run(spec: PolyaRunSpec, arm: str, workdir: str | Path, reporter: Reporter | 
     files = [s["file"] for s in sides if s["file"]]
     reporter.update(message="data statistics and diversity")
     insight, per_question = _data_insight(spec, out, files, sides)
-    atomic_write_json(out / "datastats.json", {**insight, "vendi_per_question": per_question})
+    atomic_write_json(ws.datastats(arm), {**insight, "vendi_per_question": per_question})
     card = {
         "arm": arm, "stage": "generate",
         "model": {"name": spec.model.name, "revision": spec.model.revision,
@@ -478,10 +479,10 @@ def run(spec: PolyaRunSpec, arm: str, workdir: str | Path, reporter: Reporter | 
     }
     if g.shards > 1:
         card["indices"] = g.shards
-    atomic_write_json(out / "card.json", card)
-    extra = [f for f in ("datastats.json", "contamination.json") if (out / f).is_file()]
-    write_manifest(out, files=[*files, *extra, "card.json"], outputs=outputs, arm=arm,
-                   stage="generate")
+    atomic_write_json(ws.card(arm), card)
+    extra = [f.relative_to(out) for f in (ws.datastats(arm), out / "contamination.json",
+                                          ws.card(arm)) if f.is_file()]
+    write_manifest(out, files=[*files, *extra], outputs=outputs, arm=arm, stage="generate")
     div = insight["diversity"]["per_question"]
     reporter.update(truncation_rate=summary["truncation_rate"],
                     duplicates_removed=insight["duplicates"]["removed"],

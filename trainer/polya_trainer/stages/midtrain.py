@@ -1,6 +1,6 @@
 """Stage 2, mid-training: TRL ``SFTTrainer`` on the generate stage's accepted samples.
 
-Input: parquet shards under ``<workdir>/<arm>/generate/data/`` (columns ``question``,
+Input: parquet shards in ``Workspace.generated_data(arm)`` (columns ``question``,
 ``completion``, ``prompt_messages`` (JSON chat messages used to generate), ...), complete
 only when the generate stage's manifest is. The star arm reads its own STaR data the same way.
 
@@ -21,11 +21,12 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from polya_trainer.backends.models import load_causal_lm, load_tokenizer, stage_dir
+from polya_trainer.backends.models import load_causal_lm, load_tokenizer
 from polya_trainer.data.prompts import CHAT_TEMPLATE_KWARGS
 from polya_trainer.runtime import tracking
 from polya_trainer.runtime.artifacts import is_complete
 from polya_trainer.runtime.progress import Reporter
+from polya_trainer.runtime.workspace import RunDir, Workspace
 from polya_trainer.spec import MidtrainSpec, PolyaRunSpec
 from polya_trainer.stages import training as T
 
@@ -33,16 +34,17 @@ log = logging.getLogger(__name__)
 STAGE = "midtrain"
 
 
-def data_files(workdir: str | Path, arm: str) -> list[str]:
+def data_files(workdir: RunDir, arm: str) -> list[str]:
     """The generate stage's parquet shards for `arm` (the stage must be complete)."""
-    gen = stage_dir(workdir, arm, "generate")
+    ws = Workspace.of(workdir)
+    gen = ws.stage(arm, "generate")
     if not is_complete(gen):
         raise FileNotFoundError(f"generated data for arm {arm!r} not found (no complete "
                                 f"manifest in {gen}); run the generate stage first")
-    files = sorted(str(p) for p in (gen / "data").glob("*.parquet"))
+    files = sorted(str(p) for p in ws.generated_data(arm).glob("*.parquet"))
     if not files:
         raise FileNotFoundError(f"the generate stage of arm {arm!r} wrote no parquet shards "
-                                f"under {gen / 'data'}")
+                                f"under {ws.generated_data(arm)}")
     return files
 
 
@@ -86,7 +88,7 @@ def heuristic_prefix(spec: PolyaRunSpec, arm: str) -> list[str] | None:
     return ids[:n]
 
 
-def load_examples(workdir: str | Path, arm: str, cfg: MidtrainSpec,
+def load_examples(workdir: RunDir, arm: str, cfg: MidtrainSpec,
                   heuristics: list[str] | None = None) -> Any:
     """The SFT dataset (a `datasets.Dataset` of prompt/completion message lists), from the
     samples of `heuristics` only when given."""
@@ -146,15 +148,16 @@ def lora_config(cfg: MidtrainSpec) -> Any:
                       target_modules=targets, task_type="CAUSAL_LM")
 
 
-def build_trainer(spec: PolyaRunSpec, arm: str, workdir: str | Path, reporter: Reporter,
+def build_trainer(spec: PolyaRunSpec, arm: str, workdir: RunDir, reporter: Reporter,
                   flag: T.StopFlag | None = None, callbacks: list[Any] | None = None,
                   ) -> tuple[Any, Any, Any]:
     """(SFTTrainer, tokenizer, our callback) ready to train."""
     from trl import SFTTrainer
 
     cfg = spec.stages.midtrain
-    args = sft_config(spec, T.checkpoints_dir(workdir, arm, STAGE))
-    dataset = load_examples(workdir, arm, cfg, heuristic_prefix(spec, arm))
+    ws = Workspace.of(workdir)
+    args = sft_config(spec, ws.checkpoints(arm, STAGE))
+    dataset = load_examples(ws, arm, cfg, heuristic_prefix(spec, arm))
     tok = load_tokenizer(spec.model)
     if not getattr(tok, "chat_template", None):
         raise ValueError(f"the tokenizer of {spec.model.name!r} has no chat template; "
@@ -167,18 +170,19 @@ def build_trainer(spec: PolyaRunSpec, arm: str, workdir: str | Path, reporter: R
     return trainer, tok, callback
 
 
-def run(spec: PolyaRunSpec, arm: str, workdir: Path, reporter: Reporter,
+def run(spec: PolyaRunSpec, arm: str, workdir: RunDir, reporter: Reporter,
         *, callbacks: list[Any] | None = None) -> dict[str, str]:
     """Mid-train `arm`'s model on its generated data; write the model and the manifest."""
     if arm == "vanilla":
         raise ValueError("the vanilla arm has no midtrain stage")
     cfg = spec.stages.midtrain
+    ws = Workspace.of(workdir)
     with T.sigterm_flag() as flag:
-        trainer, tok, callback = build_trainer(spec, arm, workdir, reporter, flag, callbacks)
-        result, resumed = T.train(trainer, T.checkpoints_dir(workdir, arm, STAGE), callback)
+        trainer, tok, callback = build_trainer(spec, arm, ws, reporter, flag, callbacks)
+        result, resumed = T.train(trainer, ws.checkpoints(arm, STAGE), callback)
     metrics = T.summary(result, trainer, callback, resumed)
     metrics["examples"] = len(trainer.train_dataset)
     merge = bool(cfg.lora and cfg.lora.merge)
-    T.save_final_model(trainer, tok, workdir, arm, STAGE, merge_lora=merge,
+    T.save_final_model(trainer, tok, ws, arm, STAGE, merge_lora=merge,
                        base_model=spec.model.name, lora=bool(cfg.lora))
-    return T.finish_stage(workdir, arm, STAGE, metrics)
+    return T.finish_stage(ws, arm, STAGE, metrics)

@@ -49,6 +49,7 @@ from polya_trainer.data.loading import load_qa
 from polya_trainer.data.prompts import CHAT_TEMPLATE_KWARGS
 from polya_trainer.runtime import tracking
 from polya_trainer.runtime.progress import Reporter
+from polya_trainer.runtime.workspace import RunDir, Workspace
 from polya_trainer.spec import PolyaRunSpec, SpecError
 from polya_trainer.stages import training as T
 from polya_trainer.verify.answers import METHODS, check, extraction_counts, has_boxed
@@ -258,21 +259,21 @@ def grpo_config(spec: PolyaRunSpec, output_dir: str | Path) -> Any:
     return T.build_config(STAGE, GRPOConfig, ours, user)
 
 
-def load_prompts(spec: PolyaRunSpec, workdir: str | Path | None = None, arm: str = "polya",
+def load_prompts(spec: PolyaRunSpec, workdir: RunDir | None = None, arm: str = "polya",
                  reporter: Reporter | None = None) -> Any:
     """The RL dataset: chat prompts with the plain question, plus the gold answer. With a
     workdir, the questions are checked against the evaluation benchmarks first
     (spec.contamination; ``<arm>/rl/contamination.json``)."""
     from datasets import Dataset
 
-    from polya_trainer.backends.models import stage_dir
     from polya_trainer.data import contamination
     from polya_trainer.data.heuristics import plain_messages
 
     rows = load_qa(spec.stages.rl.dataset, "spec.stages.rl.dataset")
     if workdir is not None:
+        ws = Workspace.of(workdir)
         rows, _, contam = contamination.gate_questions(
-            spec, "rl_questions", rows, stage_dir(workdir, arm, STAGE), workdir)
+            spec, "rl_questions", rows, ws.stage(arm, STAGE), ws.root)
         if contam and reporter is not None:
             reporter.update(contaminated_questions=contam["rl_questions"]["overlapping"])
         if not rows:
@@ -282,14 +283,15 @@ def load_prompts(spec: PolyaRunSpec, workdir: str | Path | None = None, arm: str
                               for r in rows])
 
 
-def build_trainer(spec: PolyaRunSpec, arm: str, workdir: str | Path, reporter: Reporter,
+def build_trainer(spec: PolyaRunSpec, arm: str, workdir: RunDir, reporter: Reporter,
                   flag: T.StopFlag | None = None, callbacks: list[Any] | None = None,
                   ) -> tuple[Any, Any, Any]:
     """(GRPOTrainer, tokenizer, our callback) ready to train."""
     from trl import GRPOTrainer
 
-    args = grpo_config(spec, T.checkpoints_dir(workdir, arm, STAGE))
-    start = rl_start_model(spec, arm, workdir)
+    ws = Workspace.of(workdir)
+    args = grpo_config(spec, ws.checkpoints(arm, STAGE))
+    start = rl_start_model(spec, arm, ws)
     tok = load_tokenizer(spec.model, start)
     if not getattr(tok, "chat_template", None):
         raise ValueError(f"the tokenizer of {start!r} has no chat template; "
@@ -300,18 +302,19 @@ def build_trainer(spec: PolyaRunSpec, arm: str, workdir: str | Path, reporter: R
         funcs[0] = whole_only(funcs[0], stop_ids(tok, model))
     callback = T.make_callback(reporter, flag)
     trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=args,
-                          train_dataset=load_prompts(spec, workdir, arm, reporter),
+                          train_dataset=load_prompts(spec, ws, arm, reporter),
                           processing_class=tok,
                           callbacks=[callback, *(callbacks or [])])
     return trainer, tok, callback
 
 
-def run(spec: PolyaRunSpec, arm: str, workdir: Path, reporter: Reporter,
+def run(spec: PolyaRunSpec, arm: str, workdir: RunDir, reporter: Reporter,
         *, callbacks: list[Any] | None = None) -> dict[str, str]:
     """GRPO for `arm`; write the model and the manifest."""
+    ws = Workspace.of(workdir)
     with T.sigterm_flag() as flag:
-        trainer, tok, callback = build_trainer(spec, arm, workdir, reporter, flag, callbacks)
-        result, resumed = T.train(trainer, T.checkpoints_dir(workdir, arm, STAGE), callback)
+        trainer, tok, callback = build_trainer(spec, arm, ws, reporter, flag, callbacks)
+        result, resumed = T.train(trainer, ws.checkpoints(arm, STAGE), callback)
     metrics = T.summary(result, trainer, callback, resumed)
     rewards = [h["reward"] for h in trainer.state.log_history if "reward" in h]
     if rewards:
@@ -319,6 +322,5 @@ def run(spec: PolyaRunSpec, arm: str, workdir: Path, reporter: Reporter,
                        reward_mean=sum(rewards) / len(rewards), rewards=rewards)
     metrics.update(answer_rates(trainer.state.log_history))
     metrics["use_vllm"] = bool(trainer.args.use_vllm)
-    T.save_final_model(trainer, tok, workdir, arm, STAGE,
-                       start_model=rl_start_model(spec, arm, workdir))
-    return T.finish_stage(workdir, arm, STAGE, metrics)
+    T.save_final_model(trainer, tok, ws, arm, STAGE, start_model=rl_start_model(spec, arm, ws))
+    return T.finish_stage(ws, arm, STAGE, metrics)

@@ -11,7 +11,7 @@
   several GPUs shard weights, gradients and optimizer state with FSDP
   (:func:`sharding_args`). LoRA keeps half-precision frozen weights and float32 adapters.
 * **Checkpoints**: HF Trainer's own ``checkpoint-N`` directories under
-  ``<workdir>/<arm>/<stage>/checkpoints``. The Trainer writes ``trainer_state.json`` last but
+  ``Workspace.checkpoints(arm, stage)``. The Trainer writes ``trainer_state.json`` last but
   not atomically, so after each save :class:`StageCallback` also writes a marker
   (``MARKER``) atomically; a checkpoint counts only with the marker and a parseable state
   whose ``global_step`` matches its name. A rerun resumes from the newest complete one and
@@ -34,7 +34,7 @@
   :class:`~polya_trainer.runtime.progress.Reporter` (step/total, loss, learning rate, epoch,
   reward mean/std, tokens/s).
 * **Final model**: written in HF format to a temporary sibling directory, with the tokenizer
-  and a manifest, then renamed to ``models.trained_model_dir`` (so ``models.is_complete``
+  and a manifest, then renamed to ``Workspace.model(arm, stage)`` (so ``is_complete``
   holds only for a whole model).
 """
 
@@ -53,7 +53,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from polya_trainer.backends.models import stage_dir, trained_model_dir
 from polya_trainer.runtime import hold, storage
 from polya_trainer.runtime.artifacts import atomic_write_json, write_manifest
 from polya_trainer.runtime.checkpoints import MARKER as MARKER  # re-exported
@@ -63,8 +62,8 @@ from polya_trainer.runtime.checkpoints import (
     newest_checkpoint,
     prune_incomplete,
 )
-from polya_trainer.runtime.checkpoints import checkpoints_dir as checkpoints_dir  # re-exported
 from polya_trainer.runtime.progress import Reporter
+from polya_trainer.runtime.workspace import Workspace
 from polya_trainer.spec import ModelSpec, SpecError
 
 log = logging.getLogger(__name__)
@@ -443,13 +442,13 @@ def _barrier(trainer: Any) -> None:
         trainer.accelerator.wait_for_everyone()
 
 
-def save_final_model(trainer: Any, tokenizer: Any, workdir: str | Path, arm: str, stage: str,
+def save_final_model(trainer: Any, tokenizer: Any, ws: Workspace, arm: str, stage: str,
                      merge_lora: bool = False, **meta: Any) -> Path:
     """Write the trained model (HF format, with tokenizer and manifest) atomically.
 
     Every rank takes part (sharded models need it); only the main process renames.
     """
-    final = trained_model_dir(workdir, arm, stage)
+    final = ws.model(arm, stage)
     tmp = final.parent / f".{final.name}.tmp"
     if trainer.is_world_process_zero() and tmp.exists():
         shutil.rmtree(tmp)
@@ -477,11 +476,12 @@ def save_final_model(trainer: Any, tokenizer: Any, workdir: str | Path, arm: str
     return final
 
 
-def finish_stage(workdir: str | Path, arm: str, stage: str, metrics: dict[str, Any]) -> dict[
+def finish_stage(ws: Workspace, arm: str, stage: str, metrics: dict[str, Any]) -> dict[
         str, str]:
     """Write metrics.json and the stage manifest; return the stage outputs."""
-    directory = stage_dir(workdir, arm, stage)
-    outputs = {"model": f"{arm}/{stage}/model", "metrics": f"{arm}/{stage}/{METRICS_FILE}"}
+    directory = ws.stage(arm, stage)
+    outputs = {"model": ws.relative(ws.model(arm, stage)),
+               "metrics": ws.relative(directory / METRICS_FILE)}
     if is_main_process():
         atomic_write_json(directory / METRICS_FILE, metrics)
         write_manifest(directory, files=[METRICS_FILE], outputs=outputs,
