@@ -1,6 +1,6 @@
 """storage.uri without a server: the upload protocol on a file:// store, the stage inputs,
-the spec fields and the pods' credentials (by reference only). The S3 server tests are in
-tests/trainer/test_storage_s3.py."""
+the spec fields and the pods' credentials (by reference only). The tests against S3 and GCS
+API servers are in tests/trainer/test_storage_servers.py."""
 
 from __future__ import annotations
 
@@ -147,6 +147,18 @@ def test_spec_fields() -> None:
                 {"uri": "s3://b/p", "credentialsSecret": "Bad_Name"}):
         with pytest.raises(s.SpecError):
             s.parse_spec({"model": {"name": "m"}, "storage": bad})
+
+
+@pytest.mark.parametrize(("endpoint", "netloc", "scheme", "anonymous"), [
+    ("http://127.0.0.1:4443", "127.0.0.1:4443", "http", True),
+    ("https://storage.example.com", "storage.example.com", "https", False)])
+def test_a_gs_endpoint_gets_credentials_over_https_only(
+        endpoint: str, netloc: str, scheme: str, anonymous: bool) -> None:
+    store = storage.open_store("gs://bucket/runs/one", endpoint)
+    options = store.fs.__reduce__()[1][0]  # the options pyarrow pickles a GcsFileSystem with
+    assert store.fs.type_name == "gcs" and store.root == "bucket/runs/one"
+    assert (options["endpoint_override"], options["scheme"], options["anonymous"]) == (
+        netloc, scheme, anonymous)
 
 
 def test_pods_get_store_credentials_only_by_reference() -> None:
