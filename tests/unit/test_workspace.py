@@ -34,6 +34,7 @@ LAYOUT = [
     ("status", lambda w: w.status, "status.json"),
     ("spec snapshot", lambda w: w.spec_file, "polyarun.yaml"),
     ("attempts", lambda w: w.attempts, ".polya/attempts"),
+    ("attempt", lambda w: w.attempt("demo-polya-rl-1"), ".polya/attempts/demo-polya-rl-1.json"),
     ("progress", lambda w: w.progress("demo-polya-rl-1"), ".polya/progress/demo-polya-rl-1.json"),
     ("progress dir", lambda w: w.progress_dir, ".polya/progress"),
     ("generation", lambda w: w.generation, ".polya/generation.json"),

@@ -242,8 +242,7 @@ class Runner:
                  parallel: int | None = 1, command: Command | None = None):
         self.run, self.workdir, self.arms, self.quiet = run, workdir, arms, quiet
         self.ws = Workspace.of(workdir)
-        self.records = self.ws.attempts
-        for d in (self.records, self.ws.progress_dir, self.ws.logs):
+        for d in (self.ws.attempts, self.ws.progress_dir, self.ws.logs):
             d.mkdir(parents=True, exist_ok=True)
         self.inprocess = os.environ.get("POLYA_LOCAL_INPROCESS", "") not in ("", "0")
         self.policy = p.Policy(max_parallel_arms=1 if self.inprocess else parallel)
@@ -296,10 +295,10 @@ class Runner:
                 outputs_of(self.ws, e.arm, e.name) is None))]
         if not redo:
             return st
-        old = self.records / "old"
+        old = self.ws.attempts / "old"
         old.mkdir(exist_ok=True)
         for e in redo:
-            for path in self.records.glob(p.child_name(self.run.metadata.name, e.arm, e.name,
+            for path in self.ws.attempts.glob(p.child_name(self.run.metadata.name, e.arm, e.name,
                                                        "*") + ".json"):  # type: ignore[arg-type]
                 path.replace(old / path.name)
             e.state, e.reason, e.message, e.job_name = s.StageState.PENDING, None, None, None
@@ -311,15 +310,15 @@ class Runner:
     # ---------------------------------------------------------------- observe
     def _record(self, name: str) -> p.Attempt | None:
         with contextlib.suppress(FileNotFoundError, json.JSONDecodeError, TypeError):
-            return p.Attempt(**json.loads((self.records / f"{name}.json").read_text()))
+            return p.Attempt(**json.loads(self.ws.attempt(name).read_text()))
         return None
 
     def _put(self, a: p.Attempt) -> None:
-        atomic_write_json(self.records / f"{a.name}.json", a.__dict__)
+        atomic_write_json(self.ws.attempt(a.name), a.__dict__)
 
     def _observe(self) -> tuple[list[p.Attempt], dict[str, dict[str, Any]]]:
         attempts, live = [], {}
-        for path in sorted(self.records.glob("*.json")):
+        for path in sorted(self.ws.attempts.glob("*.json")):
             a = self._record(path.stem)
             if a is None:
                 continue
@@ -351,7 +350,7 @@ class Runner:
     def _ended(self, a: p.StartAttempt, rc: int, prog: dict[str, Any] | None,
                stopping: str | None, message: str = "", indexed: bool = False) -> None:
         if stopping == "stop":  # the operator deletes the Job
-            (self.records / f"{a.name}.json").unlink(missing_ok=True)
+            self.ws.attempt(a.name).unlink(missing_ok=True)
             return
         phase, reason, msg, retryable = observe_exit(rc, prog, indexed)
         if rc == 0:
@@ -396,7 +395,7 @@ class Runner:
                                "(checkpointing; press Ctrl-C again to kill)")
                     self._signal(child, signal.SIGTERM)
                 elif child is None and isinstance(a, p.StopAttempt):
-                    (self.records / f"{a.name}.json").unlink(missing_ok=True)
+                    self.ws.attempt(a.name).unlink(missing_ok=True)
             elif isinstance(a, p.Event) and a.reason != "StageStarted":
                 self._show(a.message)
             # SnapshotSpec and PrepareWorkspace: the spec file and DIR exist already.

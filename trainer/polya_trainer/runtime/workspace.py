@@ -127,6 +127,10 @@ class Workspace:
     def attempts(self) -> Path:
         return self.root / STATE_DIR / "attempts"
 
+    def attempt(self, child: str) -> Path:
+        """What the local runner records of one attempt (the cluster keeps it in the Job)."""
+        return self.attempts / f"{child}.json"
+
     @property
     def progress_dir(self) -> Path:
         return self.root / STATE_DIR / "progress"
