@@ -32,6 +32,7 @@ from polya_trainer.engine.planner import (  # the planner owns child names and l
 )
 from polya_trainer.engine.planner import child_name as job_name
 from polya_trainer.runtime.launcher import launch_command
+from polya_trainer.runtime.workspace import Workspace
 
 KUEUE_QUEUE = "kueue.x-k8s.io/queue-name"
 SPEC_DIR = "/etc/polya"
@@ -340,7 +341,7 @@ def job(meta: dict[str, Any], spec: s.PolyaRunSpec, arm: str, stage: str, attemp
     shards = getattr(cfg, "shards", 1)  # generate/evaluate split over an Indexed Job
     name = job_name(meta["name"], arm, stage, attempt)
     run = meta["name"]
-    workdir = f"{spec.storage.mount_path.rstrip('/')}/{run}"
+    workdir = str(Workspace.for_run(spec.storage.mount_path, run))
     command = launch_command(stage, SPEC_FILE, workdir, arm, gpus=res.gpus, nodes=res.nodes,
                              job_name=name, processes=res.processes_per_node)
     child = {LABEL_ARM: arm, LABEL_STAGE: stage, LABEL_ATTEMPT: str(attempt)}
