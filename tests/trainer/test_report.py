@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import html
 import json
 import re
 from pathlib import Path
@@ -196,7 +198,7 @@ def test_paired_comparison_detects_a_real_gain_and_not_a_tie(tmp_path: Path) -> 
 def test_paired_p_value_matches_a_permutation_free_reference() -> None:
     """A noisy difference around zero is not significant; its interval covers zero."""
     import numpy as np
-    from polya_trainer.report import paired
+    from polya_trainer.report.stats import paired
 
     rng = np.random.default_rng(1)
     noise = rng.normal(0, 1, 200)
@@ -257,14 +259,15 @@ def test_build_table_empty() -> None:
     assert data["rows"] == [] and data["benchmarks"] == [] and data["deltas"] == {}
 
 
-def _cdp_pipe(url: str, expression: str, timeout: float = 60.0) -> Any:
+def _cdp_pipe(url: str, expression: str, timeout: float = 60.0, width: int | None = None
+              ) -> Any:
     """Evaluate `expression` in headless Chromium once `url` has loaded.
 
     Speaks the Chrome DevTools Protocol over ``--remote-debugging-pipe`` (fd 3: commands in,
     fd 4: replies out, each JSON message ended by a NUL byte), as documented for
-    ``Target.createTarget``, ``Target.attachToTarget`` (flatten), ``Page.navigate`` and
-    ``Runtime.evaluate`` at
-    chromedevtools.github.io/devtools-protocol. No websocket client needed.
+    ``Target.createTarget``, ``Target.attachToTarget`` (flatten), ``Page.navigate``,
+    ``Runtime.evaluate`` and ``Emulation.setDeviceMetricsOverride`` (a `width` px wide
+    window) at chromedevtools.github.io/devtools-protocol. No websocket client needed.
     """
     import os
     import select
@@ -321,6 +324,9 @@ def _cdp_pipe(url: str, expression: str, timeout: float = 60.0) -> Any:
         target = call("Target.createTarget", {"url": "about:blank"})["targetId"]
         session = call("Target.attachToTarget", {"targetId": target, "flatten": True})[
             "sessionId"]
+        if width is not None:
+            call("Emulation.setDeviceMetricsOverride", {
+                "width": width, "height": 900, "deviceScaleFactor": 1, "mobile": False}, session)
         call("Page.navigate", {"url": url}, session)
         while True:  # wait for the load (images decoded) to finish
             state = call("Runtime.evaluate", {
@@ -394,3 +400,182 @@ def test_html_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     broken.write_text(page.read_text().replace("data:image/png;base64,",
                                                "data:image/png;base64,AAAA", 1))
     assert _cdp_pipe(broken.as_uri(), CHECK_PAGE)["loaded"] == got["images"] - 1
+
+
+# --------------------------------------------------------------------------- Holm, sentences
+
+# Raw p-values and the Holm column of R multtest's mt.rawp2adjp, as statsmodels' own tests
+# hold them (statsmodels/stats/tests/test_multi.py: res_multtest1, and res_multtest3, where
+# the step-down's running maximum binds).
+RAW_1 = [5.23656777208e-05, 0.00028140506198, 0.0149877310796, 0.0202732688798,
+         0.177096952723, 0.642193923795, 0.680845947633, 0.71626938238, 0.838541367553,
+         0.967833824309]
+HOLM_1 = [5.23656777208e-04, 2.53264555782e-03, 1.199018486368e-01, 1.419128821586e-01,
+          1.0, 1.0, 1.0, 1.0, 1.0, 1.0]
+RAW_3 = [0.001, 0.002, 0.003, 0.004, 0.005, 0.05, 0.06, 0.07, 0.08, 0.09]
+HOLM_3 = [0.01, 0.018, 0.024, 0.028, 0.03, 0.25, 0.25, 0.25, 0.25, 0.25]
+
+
+@pytest.mark.parametrize(("raw", "adjusted"), [(RAW_1, HOLM_1), (RAW_3, HOLM_3)])
+def test_holm_matches_r_multtest(raw: list[float], adjusted: list[float]) -> None:
+    import random
+
+    from polya_trainer.report.stats import holm
+
+    assert holm(raw) == pytest.approx(adjusted, rel=1e-9)
+    order = random.Random(0).sample(range(len(raw)), len(raw))  # given in any order
+    assert holm([raw[i] for i in order]) == pytest.approx([adjusted[i] for i in order],
+                                                          rel=1e-9)
+    assert holm([]) == []
+
+
+def holm_workdir(tmp_path: Path) -> None:
+    """paired_workdir plus polya/midtrain, a comparison not pre-registered whose per-question
+    differences to vanilla/rl are noisy (-1, 0 or +1 sample of 4)."""
+    import random
+
+    rl = paired_workdir(tmp_path)["vanilla/rl"]
+    rng = random.Random(5)
+    mid = [max(0, min(4, c + rng.choice((-1, 0, 1)))) for c in rl]
+    question_rows(tmp_path, "polya", "midtrain", "toymath", mid)
+    polya = load_results(tmp_path)["polya"]
+    write_results(tmp_path, {"polya": {**polya, "midtrain": {"toymath": summary_of(mid)}}})
+
+
+def test_every_paired_test_is_holm_corrected(tmp_path: Path) -> None:
+    holm_workdir(tmp_path)
+    results = load_results(tmp_path)
+    data = build_table(results, load_questions(tmp_path, results))
+    marked = {(e["row"], e["versus"]): e["preregistered"] for e in data["paired"]}
+    assert marked == {("vanilla/rl", "vanilla/base"): True, ("polya/midtrain", "vanilla/rl"):
+                      False, ("polya/rl", "vanilla/rl"): True}
+    found = sorted((r for e in data["paired"]
+                    for r in [e["headline"], *(h for per in e["benchmarks"].values()
+                                               for h in per.values())] if r),
+                   key=lambda r: r["p_value"])
+    m = data["multiple_comparisons"]["tests"]
+    assert m == len(found) == 3 * 4  # 3 pairs x (math average + pass@1, pass@4, greedy)
+    assert data["multiple_comparisons"]["method"] == "holm"
+    assert found[0]["p_holm"] == min(1.0, m * found[0]["p_value"])  # Holm's first step
+    assert all(r["p_value"] <= r["p_holm"] <= 1 for r in found)
+    adjusted = [r["p_holm"] for r in found]
+    assert adjusted == sorted(adjusted)  # the step-down keeps the order of the p-values
+    between = [r for r in found if 0 < r["p_value"] < 1]
+    assert between and all(r["p_holm"] > r["p_value"] for r in between)
+
+
+def test_findings_state_each_preregistered_comparison(tmp_path: Path) -> None:
+    from polya_trainer.report.text import findings
+
+    holm_workdir(tmp_path)
+    results = load_results(tmp_path)
+    data = build_table(results, load_questions(tmp_path, results))
+    gain, tie = findings(data)  # polya/midtrain vs vanilla/rl is not pre-registered
+    m = data["multiple_comparisons"]["tests"]
+    assert gain.startswith("vanilla/rl versus vanilla/base: pass@4 on the math average")
+    assert "+25.00 points" in gain and f"p < 0.001 over {m} tests" in gain
+    assert gain.endswith("a detectable difference at the 5% level.")
+    assert tie.startswith("polya/rl versus vanilla/rl:") and "= 1.000" in tie
+    assert "not detectable" in tie
+    # Without per-question rows, or without the rows at all, the sentences say so.
+    assert all("no paired comparison" in s for s in findings(build_table(RESULTS)))
+    assert findings(build_table({}))[0].startswith("No pre-registered comparison")
+
+
+def test_report_opens_with_the_findings_and_folds_the_paired_table(tmp_path: Path) -> None:
+    from polya_trainer.report.text import findings
+
+    holm_workdir(tmp_path)
+    write_report(tmp_path)
+    results = load_results(tmp_path)
+    sentences = findings(build_table(results, load_questions(tmp_path, results)))
+    md = (tmp_path / "report" / "report.md").read_text().splitlines()
+    assert md[2:2 + len(sentences)] == [f"- {s}" for s in sentences]
+    assert "Holm-Bonferroni" in "\n".join(md)
+    assert len(md_table("\n".join(md), "## Paired per-question comparisons (percentage "
+                        "points)")["vanilla/rl †"]) == 7
+    page = (tmp_path / "report" / "report.html").read_text()
+    order = [page.index(s) for s in ("<ul id=\"findings\">", "<figure><img alt=\"passk_headline"
+                                     ".png\"", "<table id=\"headline\">")]
+    assert order == sorted(order)
+    assert all(f"<li>{html.escape(s)}</li>" in page for s in sentences)
+    folded = page.split("<details>", 1)[1].split("</details>", 1)[0]
+    assert "<table id=\"paired\">" in folded and "Holm-Bonferroni" in folded
+
+
+def test_page_shortens_content_hashes_into_tooltips() -> None:
+    from polya_trainer.report.page import render_html
+
+    digest = hashlib.sha256(b"model files").hexdigest()
+    figs = {**summary_of([1, 2]), "settings": {"model": f"sha256:{digest}", "seed": 1}}
+    page = render_html(build_table({"vanilla": {"base": {"toymath": figs}}}), {})
+    assert f"<td title=\"sha256:{digest}\">sha256:{digest[:12]}…</td>" in page
+    assert page.count(digest) == 1  # only in the tooltip
+
+
+def test_plots_on_their_own(tmp_path: Path) -> None:
+    from polya_trainer.report.plots import delta_plot, headline_plot, passk_plot
+
+    assert delta_plot(build_table(RESULTS)) is None  # no per-question rows: no differences
+    assert headline_plot(build_table({})) is None
+    paired_workdir(tmp_path)
+    results = load_results(tmp_path)
+    data = build_table(results, load_questions(tmp_path, results))
+    for name, png in [("delta", delta_plot(data)), ("head", headline_plot(data)),
+                      ("toymath", passk_plot(data, "toymath"))]:
+        assert png is not None
+        (tmp_path / f"{name}.png").write_bytes(png)
+        assert_png(tmp_path / f"{name}.png")
+
+
+def wide_workdir(path: Path, benches: int = 14, q: int = 10) -> None:
+    """Long arm names and many benchmarks, named without a space or hyphen to break at, each
+    with its settings' model hash: as plain tables these are far wider than 1280 px."""
+    import random
+
+    rng = random.Random(2)
+    long_arm = "polya_with_a_deliberately_long_arm_name_for_the_width_check"
+    results: dict = {}
+    for arm, ckpt in [("vanilla", "base"), ("vanilla", "rl"), ("polya", "rl"),
+                      (long_arm, "midtrain"), (long_arm, "rl")]:
+        digest = hashlib.sha256(f"{arm}/{ckpt}".encode()).hexdigest()
+        for b in range(benches):
+            bench = f"word_problems_benchmark_number_{b:02d}"
+            correct = [rng.randint(0, 4) for _ in range(q)]
+            question_rows(path, arm, ckpt, bench, correct)
+            figs = summary_of(correct)
+            figs["settings"] = {**figs["settings"], "model": f"sha256:{digest}"}
+            results.setdefault(arm, {}).setdefault(ckpt, {})[bench] = figs
+    write_results(path, results)
+
+
+CHECK_WIDTH = """(() => {
+  const fits = () => [document.documentElement.scrollWidth, window.innerWidth];
+  const folded = fits();
+  const details = document.querySelector('details');
+  const closed = !details.open;
+  details.open = true;
+  return {folded: folded, unfolded: fits(), closed: closed,
+          opening: Array.from(document.body.children).slice(0, 4).map(e => e.tagName)};
+})()"""
+
+
+@pytest.mark.slow
+def test_html_report_fits_a_1280px_window(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                          ) -> None:
+    from polya_trainer.report import page
+
+    wide_workdir(tmp_path)
+    write_report(tmp_path)
+    html_path = tmp_path / "report" / "report.html"
+    got = _cdp_pipe(html_path.as_uri(), CHECK_WIDTH, width=1280)
+    assert got["folded"][1] == 1280
+    assert got["folded"][0] <= got["folded"][1] and got["unfolded"][0] <= got["unfolded"][1]
+    assert got["closed"] and got["opening"] == ["H1", "UL", "FIGURE", "P"]
+    # The same page with its wide tables not turned scrolls sideways: the check can fail.
+    monkeypatch.setattr(page, "WIDE", 1000)
+    plain = tmp_path / "plain.html"
+    plain.write_text(page.render_html(json.loads(html_path.with_suffix(".json").read_text()),
+                                      {}))
+    got = _cdp_pipe(plain.as_uri(), CHECK_WIDTH, width=1280)
+    assert got["folded"][0] > got["folded"][1] == 1280

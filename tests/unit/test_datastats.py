@@ -111,7 +111,7 @@ def test_hf_embedder_on_tiny_model(tiny_model_dir) -> None:
 
 def test_report_data_table_has_per_heuristic_insight() -> None:
     """The report's training-data table carries the data_insight columns (report.py)."""
-    from polya_trainer.report import _card_table
+    from polya_trainer.report.text import card_table as _card_table
 
     kept, _ = ds.dedupe_rows(rows(), "exact")
     counters = ds.merge_heuristic_counters([{"per_heuristic": {

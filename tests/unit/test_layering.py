@@ -40,7 +40,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("verify/runtime", ("polya_trainer.verify.*", "polya_trainer.runtime.*")),
     ("data", ("polya_trainer.data.*",)),
     ("backends", ("polya_trainer.backends.*", "polya_trainer.toy")),
-    ("stages", ("polya_trainer.stages.*", "polya_trainer.report", "polya_trainer.browse")),
+    ("stages", ("polya_trainer.stages.*", "polya_trainer.report.*", "polya_trainer.browse")),
     ("engine", ("polya_trainer.engine.*",)),
     ("cli", ("polya_trainer.cli", "polya_trainer.__main__")),
     ("operator", ("polya_operator.*",)),
