@@ -47,8 +47,39 @@ helm upgrade --install polyarun charts/polyarun --namespace polya-system --creat
   "${HELM_ARGS[@]}" --wait --timeout 5m
 kubectl create namespace "$NS" --dry-run=client -o yaml | kubectl apply -f -
 
+# The happy path's model: an untrained tiny Qwen2 and its tokenizer
+# (polya_trainer.toy.build_tiny_model, no hub), written by a Job of the trainer image into a
+# claim that the e2e runs then use as their workspace (spec.storage.pvc).
+MODEL_CLAIM=polya-e2e-models
+kubectl -n "$NS" delete job polya-e2e-model --ignore-not-found
+kubectl -n "$NS" apply -f - <<YAML
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: $MODEL_CLAIM}
+spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 2Gi}}}
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: polya-e2e-model}
+spec:
+  backoffLimit: 0
+  template:
+    spec:
+      restartPolicy: Never
+      securityContext: {runAsUser: 1000, runAsGroup: 1000, runAsNonRoot: true, fsGroup: 1000}
+      containers:
+      - name: build
+        image: $TRAINER_IMAGE
+        env: [{name: HOME, value: /tmp}, {name: HF_HUB_OFFLINE, value: "1"}]
+        command: [python, -c, "from polya_trainer.toy import build_tiny_model; build_tiny_model('/workspace/models/tiny')"]
+        volumeMounts: [{name: models, mountPath: /workspace}]
+      volumes: [{name: models, persistentVolumeClaim: {claimName: $MODEL_CLAIM}}]
+YAML
+kubectl -n "$NS" wait --for=condition=complete job/polya-e2e-model --timeout=10m
+
 status=0
-POLYA_E2E_NAMESPACE=$NS "$PYTHON" -m pytest tests/e2e -m e2e -v -rs || status=$?
+POLYA_E2E_NAMESPACE=$NS POLYA_E2E_MODEL=/workspace/models/tiny POLYA_E2E_CLAIM=$MODEL_CLAIM \
+  "$PYTHON" -m pytest tests/e2e -m e2e -v -rs || status=$?
 if [ "$status" != 0 ]; then  # what the operator saw, for the CI log
   kubectl -n polya-system logs deploy/polyarun-operator --tail=200 || true
   kubectl -n "$NS" get polyaruns,jobs,pods,pvc -o wide || true

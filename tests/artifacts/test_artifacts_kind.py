@@ -69,3 +69,24 @@ def test_ci_workflow_pins_match_the_project() -> None:
     pins = re.findall(r"([A-Za-z][\w.-]*==[\w.]+)", WORKFLOW.read_text())
     project = (ROOT / "pyproject.toml").read_text()
     assert pins and all(f'"{pin}"' in project for pin in pins), pins
+
+
+def test_kind_script_model_job_is_valid_and_sets_the_happy_paths_model() -> None:
+    """The manifests the script applies to build the happy path's model (its YAML heredoc,
+    with the script's variables filled in) pass the API's schema; the e2e run gets the model
+    and its claim."""
+    import kubernetes_validate
+
+    text = SCRIPT.read_text()
+    body = text.split("<<YAML\n", 1)[1].split("\nYAML\n", 1)[0]
+    body = body.replace("$MODEL_CLAIM", "polya-e2e-models").replace(
+        "$TRAINER_IMAGE", "polyarun/trainer:e2e")
+    docs = list(yaml.safe_load_all(body))
+    assert [d["kind"] for d in docs] == ["PersistentVolumeClaim", "Job"]
+    for doc in docs:
+        kubernetes_validate.validate(doc, "1.32.0", strict=True)
+    mounts = docs[1]["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+    assert "build_tiny_model('/workspace/models/tiny')" in " ".join(
+        docs[1]["spec"]["template"]["spec"]["containers"][0]["command"])
+    assert mounts == [{"name": "models", "mountPath": "/workspace"}]
+    assert "POLYA_E2E_MODEL=/workspace/models/tiny POLYA_E2E_CLAIM=$MODEL_CLAIM" in text

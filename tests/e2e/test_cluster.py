@@ -1,10 +1,12 @@
 """The operator scenarios against a REAL cluster (kind, k3d, a GPU cluster).
 
 Needs KUBECONFIG pointing at a cluster where the chart (charts/polyarun) is installed and the
-trainer image is pullable (scripts/kind-e2e.sh does all of that on kind). Skipped otherwise.
+trainer image is pullable (scripts/kind-e2e.sh does all of that on kind). Skipped without
+KUBECONFIG; with it, an unusable cluster fails.
 Runs in the namespace $POLYA_E2E_NAMESPACE (default "polya-e2e", created if missing).
-The happy path needs a model the pods can read: set POLYA_E2E_MODEL (a path inside the
-workspace volume or a hub id reachable from the cluster), else it is skipped.
+The happy path needs a model the pods can read: POLYA_E2E_MODEL (a path inside the workspace
+volume or a hub id reachable from the cluster; with POLYA_E2E_CLAIM, the existing claim used as
+the workspace); with KUBECONFIG set and no model it fails. scripts/kind-e2e.sh sets both.
 """
 
 from __future__ import annotations
@@ -182,11 +184,14 @@ def test_run_deadline(k8s):
 
 
 def test_happy_path(k8s):
-    if not os.environ.get("POLYA_E2E_MODEL"):  # outside the allowed skips: CI=true fails it
-        pytest.skip("set POLYA_E2E_MODEL to a model the pods can load")
+    if not os.environ.get("POLYA_E2E_MODEL"):  # a cluster is there (k8s): fail, not skip
+        pytest.fail("KUBECONFIG is set but POLYA_E2E_MODEL is not: set it to a model the "
+                    "pods can load (scripts/kind-e2e.sh builds one into POLYA_E2E_CLAIM)")
     name = run_name("ok")
+    claim = os.environ.get("POLYA_E2E_CLAIM")  # the claim holding the model, as workspace
     create(k8s, name, {"model": {"name": os.environ["POLYA_E2E_MODEL"], "dtype": "float32"},
-                       "arms": ["vanilla"], "storage": {"size": "2Gi"},
+                       "arms": ["vanilla"],
+                       "storage": {"pvc": claim} if claim else {"size": "2Gi"},
                        "stages": {"rl": {"maxSteps": 1, "numGenerations": 2,
                                          "perDeviceBatchSize": 2, "maxCompletionLength": 16,
                                          "resources": {"gpus": 0}},

@@ -7,7 +7,10 @@ merge and JSON patches, the status subresource kept apart from the main resource
 deletion with finalizers, ownerReference garbage collection (cascading, asynchronous: see
 ``gc_delay``), label and field
 selectors on list/watch/deletecollection, and watches that honour ``resourceVersion``
-(replayed from an event log). Requests are counted per verb and resource at ``GET /_emu``.
+(replayed from an event log; below a compaction point, ``POST /_emu/compact``, the watch ends
+with a 410 Expired ERROR event), with BOOKMARK events for watches that allow them and
+``timeoutSeconds`` honoured. DELETE honours ``propagationPolicy`` (Jobs default to Orphan, as
+upstream). Requests are counted per verb and resource at ``GET /_emu``.
 
 Fault injection (tests/reliability; all off by default): ``fail(codes, seconds, count)``
 answers the operator's requests (User-Agents in ``fault_agents``) with the given HTTP codes
@@ -34,8 +37,9 @@ user each User-Agent was.
 PolyaRuns are admitted as apiextensions-apiserver admits custom resources (``_admit``): pruning
 or strict field validation, defaults, the CRD's OpenAPI schema and CEL rules (on create, update
 and the status subresource), 422 with the server's causes; a PUT needs a resourceVersion and a
-resourceVersion in any write is a precondition. ResourceQuota is enforced on create (``_quota``).
-It is a test double: no admission webhooks and no controllers. Run in a separate process with
+resourceVersion in any write is a precondition. Registered validating webhooks are called
+(``_webhooks``), and ResourceQuota is enforced on create (``_quota``). It is a test double: no
+mutating webhooks and no controllers. Run in a separate process with
 ``python tests/operator/emu.py --port N``.
 """
 
@@ -43,11 +47,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import collections
 import copy
 import itertools
 import json
 import re
+import ssl
 import sys
 import uuid
 from datetime import UTC, datetime
@@ -70,7 +76,7 @@ RESOURCES: dict[str, tuple[str, bool, set[str]]] = {
     # "group/version/plural": (kind, namespaced, subresources)
     "polya.dev/v1alpha1/polyaruns": ("PolyaRun", True, {"status"}),
     "batch/v1/jobs": ("Job", True, {"status"}),
-    "v1/pods": ("Pod", True, {"status"}),
+    "v1/pods": ("Pod", True, {"status", "eviction"}),
     "v1/events": ("Event", True, set()),
     "v1/configmaps": ("ConfigMap", True, set()),
     "v1/secrets": ("Secret", True, set()),
@@ -170,6 +176,46 @@ def quota_usage(rk: str, obj: Obj) -> dict[str, float]:
     return use
 
 
+WEBHOOKS = "admissionregistration.k8s.io/v1/validatingwebhookconfigurations"
+
+
+def _rule_matches(rule: Obj, group: str, version: str, plural: str, operation: str) -> bool:
+    def has(values: Any, value: str) -> bool:
+        return "*" in (values or []) or value in (values or [])
+    return has(rule.get("apiGroups"), group) and has(rule.get("apiVersions"), version) and \
+        has(rule.get("resources"), plural) and has(rule.get("operations"), operation)
+
+
+async def _call_webhook(hook: Obj, review: Obj) -> Obj:
+    """POST the review to the hook's ``url`` (https only, as the API server requires),
+    trusting only ``caBundle``, within ``timeoutSeconds`` (default 10)."""
+    config = hook["clientConfig"]
+    url = config.get("url") or ""
+    if not url.startswith("https://"):
+        raise ValueError(f"no https url in clientConfig: {sorted(config)}")
+    ctx = ssl.create_default_context(
+        cadata=base64.b64decode(config["caBundle"]).decode() if config.get("caBundle")
+        else None)
+    timeout = aiohttp.ClientTimeout(total=float(hook.get("timeoutSeconds") or 10))
+    async with aiohttp.ClientSession(timeout=timeout) as session, \
+            session.post(url, json=review, ssl=ctx) as resp:
+        return await resp.json(content_type=None)
+
+
+def _propagation(rk: str, params: Any, options: Any) -> str:
+    """A DELETE's propagation policy: DeleteOptions in the body or the query, else the
+    resource's default: Orphan for batch/v1 Jobs (kubernetes pkg/registry/batch/job/
+    strategy.go, ``DefaultGarbageCollectionPolicy``, kept for backward compatibility),
+    Background for the rest."""
+    options = options if isinstance(options, dict) else {}
+    policy = options.get("propagationPolicy") or params.get("propagationPolicy")
+    if policy:
+        return str(policy)
+    if options.get("orphanDependents") is not None:
+        return "Orphan" if options["orphanDependents"] else "Background"
+    return "Orphan" if rk == "batch/v1/jobs" else "Background"
+
+
 def _selector_ok(labels: dict[str, str], selector: str | None) -> bool:
     if not selector:
         return True
@@ -256,6 +302,14 @@ class Emu(kmock.KubernetesEmulator):
         # gone at once and its dependents linger a while. POST /_emu/gc {"delay": s} sets it.
         self.gc_delay = GC_DELAY
         self._watch_streams: list[tuple[str, Any]] = []  # (agent, raw request)
+        # Watches: resourceVersions below ``compacted`` are gone (410 Expired; POST
+        # /_emu/compact); BOOKMARK events every ``bookmark_every`` seconds of quiet to the
+        # watches that allow them; counts of both by agent.
+        self.compacted = 0
+        self.bookmark_every = 5.0
+        self.expired: collections.Counter[str] = collections.Counter()
+        self.webhook_calls: collections.Counter[tuple[str, str]] = collections.Counter()
+        self.bookmarks: collections.Counter[str] = collections.Counter()
         for rk, (kind, namespaced, subs) in RESOURCES.items():
             self.resources[rk] = kmock.ResourceInfo(kind=kind, namespaced=namespaced,
                                                      subresources=subs, verbs=VERBS)
@@ -321,9 +375,21 @@ class Emu(kmock.KubernetesEmulator):
                 if any(ref.get("uid") == uid for ref in refs) and key in objs:
                     self._delete(rk, key)
 
-    def _delete(self, rk: str, key: Key) -> Obj:
+    def _delete(self, rk: str, key: Key, policy: str = "Background") -> Obj:
+        """Delete with a propagation policy (the garbage collector's three modes, the
+        "Garbage Collection" concepts page): Background, the owner goes at once and its
+        dependents later; Orphan, the dependents lose their ownerReference to it first;
+        Foreground, the owner keeps a ``foregroundDeletion`` finalizer until its dependents
+        are gone."""
         obj = self.store[rk][key]
         meta = obj["metadata"]
+        if policy == "Orphan":
+            self._orphan(meta["uid"])
+        elif policy == "Foreground" and "foregroundDeletion" not in (meta.get("finalizers")
+                                                                     or []):
+            meta["finalizers"] = [*(meta.get("finalizers") or []), "foregroundDeletion"]
+            self._collect_now(meta["uid"])
+            self._foreground(rk, key, meta["uid"])
         if meta.get("finalizers"):
             if not meta.get("deletionTimestamp"):
                 meta["deletionTimestamp"] = _now()
@@ -331,6 +397,48 @@ class Emu(kmock.KubernetesEmulator):
                 self._emit(rk, "MODIFIED", copy.deepcopy(obj))
             return obj
         return self._remove(rk, key)
+
+    def _evict(self, rk: str, key: Key) -> aiohttp.web.Response:
+        """The Eviction API (pkg/registry/core/pod/storage/eviction.go, EvictionREST.Create):
+        the pod gets condition DisruptionTarget (reason EvictionByEvictionAPI; the
+        PodDisruptionConditions feature, GA in 1.31) and is deleted gracefully. Left out:
+        PodDisruptionBudgets (none in these tests, so every eviction is allowed)."""
+        if key not in self.store[rk]:
+            return self._error(404, "NotFound", f'pods "{key[1]}" not found')
+        new = copy.deepcopy(self.store[rk][key])
+        status = new.setdefault("status", {})
+        status["conditions"] = [c for c in status.get("conditions") or []
+                                if c.get("type") != "DisruptionTarget"] + [{
+            "type": "DisruptionTarget", "status": "True", "reason": "EvictionByEvictionAPI",
+            "message": "Eviction API: evicting", "lastTransitionTime": _now()}]
+        self._update(rk, key, new)
+        self._delete(rk, key)
+        return aiohttp.web.json_response({"apiVersion": "v1", "kind": "Status", "metadata": {},
+                                          "status": "Success", "code": 201}, status=201)
+
+    def _dependents(self, uid: str) -> list[tuple[str, Key]]:
+        return [(rk, key) for rk, objs in self.store.items() for key, obj in objs.items()
+                if any(ref.get("uid") == uid for ref in
+                       obj.get("metadata", {}).get("ownerReferences") or [])]
+
+    def _orphan(self, uid: str) -> None:
+        for rk, key in self._dependents(uid):
+            new = copy.deepcopy(self.store[rk][key])
+            new["metadata"]["ownerReferences"] = [
+                r for r in new["metadata"]["ownerReferences"] if r.get("uid") != uid] or None
+            self._update(rk, key, {k: v for k, v in new.items() if v is not None})
+
+    def _foreground(self, rk: str, key: Key, uid: str) -> None:
+        """Drop the owner's foregroundDeletion finalizer once no dependent is left."""
+        if key not in self.store[rk]:
+            return
+        if self._dependents(uid):
+            asyncio.get_running_loop().call_later(0.05, self._foreground, rk, key, uid)
+            return
+        new = copy.deepcopy(self.store[rk][key])
+        new["metadata"]["finalizers"] = [f for f in new["metadata"]["finalizers"]
+                                         if f != "foregroundDeletion"]
+        self._update(rk, key, new)
 
     def _update(self, rk: str, key: Key, new: Obj) -> Obj:
         old = self.store[rk][key]
@@ -402,6 +510,12 @@ class Emu(kmock.KubernetesEmulator):
             out["dropped"] = self.drop_watches(tuple(body.get("agents") or ()) or None)
         elif path == "/_emu/stall":
             self.stall_agents = set(body.get("agents") or ())
+        elif path == "/_emu/compact":  # {"bookmarks": s}: also the bookmark interval
+            self.compacted = self.last_rv
+            for log in self.log.values():
+                while log and log[0][0] <= self.compacted:
+                    log.popleft()
+            self.bookmark_every = float(body.get("bookmarks", self.bookmark_every))
         elif path == "/_emu/gc":
             self.gc_delay = float(body.get("delay", GC_DELAY))
         elif path == "/_emu/seed":  # {"resource": "v1/pods", "count": n, "prefix", "labels"}
@@ -449,7 +563,9 @@ class Emu(kmock.KubernetesEmulator):
                 "requests": [[*k, n] for k, n in self.requests.items()],
                 "forbidden": [[*k, n] for k, n in self.forbidden.items()],
                 "identities": [[*k, n] for k, n in self.identities.items()],
-                "faults": {str(k): n for k, n in self.faults_served.items()}})
+                "faults": {str(k): n for k, n in self.faults_served.items()},
+                "expired": dict(self.expired), "bookmarks": dict(self.bookmarks),
+                "webhooks": [[*k, n] for k, n in self.webhook_calls.items()]})
         refused = self._authorize(raw)
         if refused is not None:
             return refused
@@ -494,6 +610,8 @@ class Emu(kmock.KubernetesEmulator):
                 "apiVersion": rk.rsplit("/", 1)[0], "kind": f"{kind}List",
                 "metadata": {"resourceVersion": str(self.last_rv)}, "items": items})
         key = (ns if namespaced else None, name or "")
+        if verb == "create" and sub == "eviction":
+            return self._evict(rk, (ns, name or ""))
         if verb == "create":
             body = request.data if isinstance(request.data, dict) else {}
             meta = body.get("metadata") or {}
@@ -506,7 +624,8 @@ class Emu(kmock.KubernetesEmulator):
             body, refused = self._admit(rk, body, None, params)
             if refused is not None:
                 return refused
-            refused = self._quota(rk, ns, body)
+            refused = await self._webhooks(rk, "CREATE", body, None, ns) or \
+                self._quota(rk, ns, body)
             if refused is not None:
                 return refused
             made = self.put_object(rk, body, ns)
@@ -520,7 +639,8 @@ class Emu(kmock.KubernetesEmulator):
         if verb == "get":
             return aiohttp.web.json_response(obj)
         if verb == "delete":
-            return aiohttp.web.json_response(self._delete(rk, key))
+            return aiohttp.web.json_response(self._delete(rk, key, _propagation(
+                rk, params, request.data)))
         # patch / update
         current = copy.deepcopy(obj)
         ctype = raw.headers.get("Content-Type", "")
@@ -566,6 +686,8 @@ class Emu(kmock.KubernetesEmulator):
                 new["status"] = current.get("status")
         new = {k: v for k, v in new.items() if v is not None}
         new, refused = self._admit(rk, new, current, params)
+        if refused is None and sub is None:
+            refused = await self._webhooks(rk, "UPDATE", new, current, ns)
         if refused is not None:
             return refused
         self._owner_checks(agent, rk, new, current, sub)
@@ -578,7 +700,7 @@ class Emu(kmock.KubernetesEmulator):
         under ``fieldValidation=Strict`` (what kubectl sends); the schema's defaults applied;
         then the OpenAPI schema and CEL rules (tests/crdcheck.py), refused with 422 Invalid
         and one cause per field (apimachinery pkg/api/errors/errors.go, ``NewInvalid``).
-        Updates are ratcheted (crdcheck.api_errors). Left out: admission webhooks."""
+        Updates are ratcheted (crdcheck.api_errors). Webhooks come after (``_webhooks``)."""
         if rk not in CUSTOM:
             return obj, None
         kind = RESOURCES[rk][0]
@@ -599,6 +721,55 @@ class Emu(kmock.KubernetesEmulator):
         body = json.loads(resp.body)
         body["details"] = {"name": name, "group": group, "kind": kind, "causes": causes}
         return obj, aiohttp.web.json_response(body, status=422)
+
+    async def _webhooks(self, rk: str, operation: str, obj: Obj, old: Obj | None,
+                        ns: str | None) -> aiohttp.web.Response | None:
+        """Validating admission webhooks (apiserver pkg/admission/plugin/webhook/validating/
+        dispatcher.go, ``Dispatch``; request and response as in
+        pkg/admission/plugin/webhook/request/admissionreview.go): every stored
+        ValidatingWebhookConfiguration whose rules match gets an AdmissionReview v1 over
+        HTTPS, trusting only its caBundle. A denial is refused with the status it returns
+        (403 by default) and the message ``admission webhook "NAME" denied the request: ...``;
+        a webhook that cannot be called fails the request (500) unless its failurePolicy is
+        Ignore. Left out: ``service`` client configs (no Service network here: a ``url`` is
+        called), namespace and object selectors, matchConditions, reinvocation."""
+        group_version, _, plural = rk.rpartition("/")
+        group, _, version = group_version.rpartition("/")
+        for cfg in list(self.store[WEBHOOKS].values()):
+            for hook in cfg.get("webhooks") or []:
+                if not any(_rule_matches(r, group, version, plural, operation)
+                           for r in hook.get("rules") or []):
+                    continue
+                name = hook["name"]
+                review = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                          "request": {
+                              "uid": str(uuid.uuid4()), "operation": operation,
+                              "kind": {"group": group, "version": version,
+                                       "kind": RESOURCES[rk][0]},
+                              "resource": {"group": group, "version": version,
+                                           "resource": plural},
+                              "name": (obj.get("metadata") or {}).get("name", ""),
+                              "namespace": ns, "object": obj, "oldObject": old,
+                              "dryRun": False, "userInfo": {"username": "emulator"}}}
+                try:
+                    answer = await _call_webhook(hook, review)
+                except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
+                    if hook.get("failurePolicy", "Fail") == "Ignore":
+                        self.webhook_calls[(name, "ignored")] += 1
+                        continue
+                    self.webhook_calls[(name, "failed")] += 1
+                    return self._error(500, "InternalError", "Internal error occurred: failed "
+                                       f'calling webhook "{name}": {exc}')
+                resp = answer.get("response") or {}
+                self.webhook_calls[(name, "allowed" if resp.get("allowed") else "denied")] \
+                    += 1
+                if not resp.get("allowed"):
+                    status = resp.get("status") or {}
+                    code = int(status.get("code") or 403)
+                    return self._error(code, status.get("reason") or "Forbidden",
+                                       f'admission webhook "{name}" denied the request: '
+                                       f'{status.get("message") or ""}')
+        return None
 
     def _quota(self, rk: str, ns: str | None, obj: Obj) -> aiohttp.web.Response | None:
         """The ResourceQuota admission plugin on create (kubernetes
@@ -668,6 +839,18 @@ class Emu(kmock.KubernetesEmulator):
             return (ns is None or meta.get("namespace") == ns) and \
                 _selector_ok(meta.get("labels") or {}, lsel) and _fields_ok(obj, fsel)
 
+        if since and since != "0" and int(since) < self.compacted:
+            # etcd compacted past the version asked for: the watch cache answers with one
+            # ERROR event, 410 Expired (apiserver storage/cacher/watch_cache.go,
+            # getAllEventsSinceLocked: "too old resource version"); clients re-list.
+            resp = aiohttp.web.StreamResponse(headers={"Content-Type": "application/json"})
+            await resp.prepare(raw)
+            self.expired[agent] += 1
+            await resp.write(json.dumps({"type": "ERROR", "object": {
+                "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "message": f"too old resource version: {since} ({self.compacted})",
+                "reason": "Expired", "code": 410}}).encode() + b"\n")
+            return resp
         if since and since != "0":
             backlog = [ev for rv, ev in self.log[rk] if rv > int(since) and wanted(ev["object"])]
         else:
@@ -685,8 +868,26 @@ class Emu(kmock.KubernetesEmulator):
                 if agent not in self.stall_agents:
                     served.add(ev["object"]["metadata"]["name"])
                     await resp.write(json.dumps(ev).encode() + b"\n")
-            while True:
-                ev = await queue.get()
+            loop = asyncio.get_running_loop()
+            timeout = float(params.get("timeoutSeconds") or 0)
+            end = loop.time() + timeout if timeout else None
+            bookmarks = params.get("allowWatchBookmarks") == "true"
+            while end is None or loop.time() < end:
+                wait = min(x for x in (self.bookmark_every if bookmarks else None,
+                                       end - loop.time() if end else None, 3600.0) if x)
+                try:
+                    ev = await asyncio.wait_for(queue.get(), max(wait, 0.01))
+                except TimeoutError:
+                    if not bookmarks or agent in self.stall_agents:
+                        continue
+                    # Nothing queued: every event up to last_rv is sent (the watch cache's
+                    # periodic bookmark, cacher.go; the object carries only its version).
+                    ev = {"type": "BOOKMARK", "object": {
+                        "kind": RESOURCES[rk][0], "apiVersion": rk.rsplit("/", 1)[0],
+                        "metadata": {"resourceVersion": str(self.last_rv)}}}
+                    self.bookmarks[agent] += 1
+                    await resp.write(json.dumps(ev).encode() + b"\n")
+                    continue
                 if agent in self.stall_agents:
                     continue  # a stalled watch: connected, but silent
                 served.add(ev["object"]["metadata"]["name"])

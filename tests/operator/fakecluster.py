@@ -25,12 +25,13 @@ decided from the Job as rendered, following kubernetes pkg/controller/job/job_co
 
 What each pod's container does comes from a script: ``outcomes(job_name) -> list`` of
 "succeed" (exit 0), "fail" (exit 1), "exit2" (exit 2), "oom" (137, OOMKilled), "preempt" (the
-pod gets condition DisruptionTarget and exits 143), "hang" (runs until stopped) or "deadline"
-(runs past the Job's ``activeDeadlineSeconds``: the controller's clock jumps there; a Job
-without one just keeps running). Each pod takes the next item, also one the controller stops
-(the next pod of a suspended and resumed Job runs the item after "hang"); every index has its
-own copy of the script, or its own script when ``outcomes`` gives ``{index: [...]}`` (indices
-left out succeed).
+pod gets condition DisruptionTarget and exits 143), "hang" (runs until stopped, or until
+someone else deletes the pod, such as the Eviction API: it then exits 143 with the pod's
+conditions) or "deadline" (runs past the Job's ``activeDeadlineSeconds``: the controller's
+clock jumps there; a Job without one just keeps running). Each pod takes the next item, also
+one the controller stops (the next pod of a suspended and resumed Job runs the item after
+"hang"); every index has its own copy of the script, or its own script when ``outcomes`` gives
+``{index: [...]}`` (indices left out succeed).
 With ``runner`` set, a pod's container instead runs for real (test_e2e_subprocess.py runs it
 on the node double, tests/node/kubelet.py; non-indexed Jobs only).
 Each Job name is driven once, unless ``rerun`` is set: then a Job re-created under a name
@@ -41,7 +42,8 @@ An exception while driving a Job is kept in ``errors`` (the fixtures fail the te
 A pod create refused (403, 422: a ResourceQuota) becomes a FailedCreate Warning event on the
 Job and is retried every second (upstream: with the controller's exponential backoff).
 
-Left out: ``successPolicy``, ``parallelism``
+Left out: pods orphaned by a Job deleted with ``propagationPolicy: Orphan`` are stopped here
+(upstream they run on, unmanaged); ``successPolicy``, ``parallelism``
 below ``completions``, NonIndexed Jobs with ``completions`` > 1, podReplacementPolicy
 (pods are replaced only once terminated), and the ``ttlSecondsAfterFinished`` controller.
 """
@@ -261,8 +263,12 @@ class FakeCluster:
         job = self.jobs.get(name)
         return bool(job and (job.get("spec") or {}).get("suspend"))
 
+    def _deleted(self, name: str) -> bool:
+        job = self.jobs.get(name)
+        return job is None or bool(job["metadata"].get("deletionTimestamp"))
+
     def _stopping(self, run: JobRun) -> bool:
-        return run.verdict is not None or run.name not in self.jobs or \
+        return run.verdict is not None or self._deleted(run.name) or \
             self._suspended(run.name) or self._past_deadline(run)
 
     def _past_deadline(self, run: JobRun) -> bool:
@@ -339,7 +345,7 @@ class FakeCluster:
     async def _index(self, run: JobRun, index: int) -> None:
         """Pods for one index until it is finished, the Job has failed, or it is gone."""
         name, script = run.name, run.scripts[index]
-        while name in self.jobs and run.verdict is None:
+        while not self._deleted(name) and run.verdict is None:
             if self._suspended(name):
                 await self.job_status(name, {**run.status(), "conditions": [
                     self._cond("Suspended", "JobSuspended", "Job suspended")]})
@@ -400,6 +406,12 @@ class FakeCluster:
         if step in ("hang", "deadline"):
             while not self._stopping(run):
                 await self._wait_change(run.name, 0.2)
+                now_pod = await self.call("GET", self._pods(pod["metadata"]["name"]))
+                if (now_pod.get("metadata") or {}).get("deletionTimestamp"):
+                    # deleted by someone else (an eviction): the kubelet stops the container
+                    ended = self._ended(143, "Error", "")
+                    ended["conditions"] = (now_pod.get("status") or {}).get("conditions")
+                    return ended
             return None
         await asyncio.sleep(self.delay)
         if self._stopping(run):

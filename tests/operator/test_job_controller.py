@@ -101,3 +101,27 @@ def test_failed_index_fails_the_sharded_stage_without_a_new_attempt(make_cluster
     assert cluster.jobs("shard") == ["shard-polya-generate-0"]
     stage = cluster.run("shard")["status"]["stages"][0]
     assert stage["attempts"] == 1 and stage["reason"] == "FailedIndexes", stage
+
+
+def test_a_pod_evicted_during_midtrain_is_replaced_not_counted(make_cluster, start_operator):
+    """kubectl drain's Eviction API on the midtrain pod: the pod gets DisruptionTarget, the
+    rendered podFailurePolicy ignores it, a new pod of the same attempt runs (where the
+    trainer resumes from its checkpoint: tests/trainer/test_midtrain.py's SIGTERM cases)."""
+    cluster = make_cluster(outcomes=lambda n: ["hang", "succeed"] if n.endswith(
+        "midtrain-0") else ["succeed"])
+    start_operator()
+    cluster.create_run("ev", {"arms": ["polya"], "stages": {"midtrain": {"backoffLimit": 0}}})
+    wait_for(lambda: "ev-polya-midtrain-0" in cluster.fake.started, 30, "the midtrain pod")
+    pods = "/api/v1/namespaces/default/pods"
+    (pod,) = [p["metadata"]["name"] for p in cluster.list(pods)
+              if p["metadata"]["name"].startswith("ev-polya-midtrain-0")]
+    code, body = cluster.call("POST", f"{pods}/{pod}/eviction", {
+        "apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": pod}})
+    assert code == 201, body
+    wait_for(lambda: condition(cluster.run("ev"), "Succeeded").get("status") == "True", 60,
+             "the run to succeed")
+    stage = [st for st in cluster.run("ev")["status"]["stages"] if st["name"] == "midtrain"][0]
+    assert stage["attempts"] == 1 and stage["metrics"]["preemptions"] == 1.0, stage
+    assert "ev-polya-midtrain-1" not in cluster.jobs("ev")
+    names = [p["metadata"]["name"] for p in cluster.list(pods)]
+    assert pod not in names and sum(n.startswith("ev-polya-midtrain-0") for n in names) == 1

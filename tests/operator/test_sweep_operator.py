@@ -1,18 +1,21 @@
 """A sweep PolyaRun under the real operator (kopf) against the emulator and the fake Job
 controller: one child PolyaRun per variant on the parent's workspace, the first one alone
-until its generate stage is done, and the parent's status aggregating them."""
+until its generate stage is done (on ReadWriteOnce, every variant alone), and the parent's
+status aggregating them."""
 
 from __future__ import annotations
 
+import pytest
 from opkit import RUNS, condition, wait_for
 
 
-def test_sweep_creates_children_and_aggregates(make_cluster, start_operator):
+@pytest.mark.parametrize("mode", ["ReadWriteMany", "ReadWriteOnce"])
+def test_sweep_creates_children_and_aggregates(make_cluster, start_operator, mode):
     cluster = make_cluster()
     start_operator()
     parent = cluster.create_run("abl", {"arms": ["polya"], "seed": 9,
                                         "sweep": {"heuristicsCount": [1, 2], "seeds": [1, 2]},
-                                        "storage": {"accessMode": "ReadWriteMany"}})
+                                        "storage": {"accessMode": mode}})
     names = ["abl-h1-s1", "abl-h1-s2", "abl-h2-s1", "abl-h2-s2"]
     wait_for(lambda: condition(cluster.run("abl"), "Succeeded").get("status") == "True", 90,
              "the sweep to succeed")
@@ -57,3 +60,6 @@ def test_sweep_creates_children_and_aggregates(make_cluster, start_operator):
     assert all(not job.startswith(tuple(names[1:])) for job in started[:first_gen + 1])
     assert {j for j in started if j.startswith("abl-h2-s2-")} >= {
         "abl-h2-s2-polya-generate-0", "abl-h2-s2-polya-evaluate-0"}
+    if mode == "ReadWriteOnce":  # one node's claim: one variant at a time (sweep.py)
+        owners = [next(n for n in names if job.startswith(n + "-")) for job in started]
+        assert owners == sorted(owners, key=names.index), owners

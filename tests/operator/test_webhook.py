@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import base64
 import http.client
+import http.server
 import json
 import socket
 import ssl
 import sys
+import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -118,6 +120,10 @@ def test_webhook_rejects_invalid_run_naming_the_field(make_cluster, start_operat
     # Plain HTTP or an unknown CA is refused: the server is HTTPS with its own certificate.
     with pytest.raises(urllib.error.URLError):
         post(url, review({"arms": ["vanilla"]}), ssl.create_default_context())
+    # The emulator itself calls the registered webhook on every create (emu.py _webhooks).
+    assert cluster.create_run("via-hook", {"arms": ["vanilla"]})
+    calls = {(name, verdict): n for name, verdict, n in cluster.counts()["webhooks"]}
+    assert calls.get(("validate-spec.polyaruns.polya.dev", "allowed"), 0) >= 1, calls
 
 
 # --------------------------------------------------------------------------- the chart's way
@@ -212,3 +218,74 @@ def test_the_chart_configures_a_service_webhook_the_api_server_can_call(
     assert webhook_rules and all("from" not in r for r in webhook_rules)
     metrics_rules = [r for r in rules if 8080 in {p["port"] for p in r["ports"]}]
     assert metrics_rules and all(r.get("from") for r in metrics_rules)
+
+
+# --------------------------------------------------------------------------- the emulator's side
+
+
+class _Deny(http.server.BaseHTTPRequestHandler):
+    """A webhook that denies every request with 422 and says which operation it saw."""
+
+    def do_POST(self) -> None:
+        review_in = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        req = review_in["request"]
+        body = json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                           "response": {"uid": req["uid"], "allowed": False, "status": {
+                               "code": 422, "message": f"no {req['operation']} today"}}})
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(body.encode())
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def _register(cluster, name: str, url: str, ca: bytes, policy: str) -> None:
+    code, body = cluster.call("POST", CONFIG, {"metadata": {"name": name}, "webhooks": [{
+        "name": f"{name}.example.com", "failurePolicy": policy, "sideEffects": "None",
+        "admissionReviewVersions": ["v1"], "timeoutSeconds": 5,
+        "clientConfig": {"url": url, "caBundle": base64.b64encode(ca).decode()},
+        "rules": [{"apiGroups": ["polya.dev"], "apiVersions": ["*"], "resources": ["polyaruns"],
+                   "operations": ["CREATE", "UPDATE"]}]}]})
+    assert code == 201, body
+
+
+def test_emulator_calls_registered_webhooks_and_honours_their_failure_policy(make_cluster,
+                                                                             tmp_path):
+    cluster = make_cluster()
+    cert, key = webhook.self_signed("localhost", tmp_path)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Deny)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        # A webhook nobody serves: failurePolicy Ignore lets the request through.
+        _register(cluster, "gone", f"https://localhost:{free_port()}/", cert.read_bytes(),
+                  "Ignore")
+        assert cluster.create_run("a", {"arms": ["vanilla"]})
+        _register(cluster, "deny", f"https://localhost:{server.server_port}/",
+                  cert.read_bytes(), "Fail")
+        code, body = cluster.call("POST", "/apis/polya.dev/v1alpha1/namespaces/default/"
+                                  "polyaruns", {"apiVersion": "polya.dev/v1alpha1",
+                                                "kind": "PolyaRun", "metadata": {"name": "b"},
+                                                "spec": {"model": {"name": "org/model"}}})
+        assert code == 422, body
+        assert body["message"] == ('admission webhook "deny.example.com" denied the '
+                                   "request: no CREATE today")
+        code, body = cluster.call("PATCH", "/apis/polya.dev/v1alpha1/namespaces/default/"
+                                  "polyaruns/a", {"metadata": {"labels": {"x": "1"}}},
+                                  "application/merge-patch+json")
+        assert code == 422 and "no UPDATE today" in body["message"], body
+        server.shutdown()
+        server.server_close()
+        # The denying webhook is gone too: failurePolicy Fail now refuses with 500.
+        code, body = cluster.call("PATCH", "/apis/polya.dev/v1alpha1/namespaces/default/"
+                                  "polyaruns/a", {"metadata": {"labels": {"x": "2"}}},
+                                  "application/merge-patch+json")
+        assert code == 500 and 'failed calling webhook "deny.example.com"' in body["message"]
+        calls = {(n, v): c for n, v, c in cluster.counts()["webhooks"]}
+        assert calls[("gone.example.com", "ignored")] >= 1
+    finally:
+        server.server_close()
