@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from scenarios import SCENARIOS, Scenario, play
 
 pytestmark = pytest.mark.e2e
 
@@ -150,54 +151,44 @@ def test_first_job_is_restricted_and_owned(k8s):
     assert job.spec.pod_failure_policy.rules[0].action == "Ignore"
 
 
-def test_retries_exhausted_fail_the_run(k8s):
-    name = run_name("fail")
-    create(k8s, name, BROKEN)
-    run = wait(lambda: cond(get(k8s, name), "Failed").get("status") == "True" and
-               get(k8s, name), 900, "the run to fail")
-    assert cond(run, "Failed")["reason"] in ("BackoffLimitExceeded", "InvalidConfig")
-    assert sorted(j.metadata.name for j in jobs(k8s, name))[:2] == [
-        f"{name}-vanilla-rl-0", f"{name}-vanilla-rl-1"]
+class ClusterApi:
+    """tests/scenarios.py's client interface over the official client."""
+
+    def __init__(self, k8s: Any):
+        self.k8s = k8s
+        self.api = k8s.CustomObjectsApi()
+
+    def create(self, name: str, spec: dict[str, Any]) -> None:
+        create(self.k8s, name, spec)
+
+    def run(self, name: str) -> dict[str, Any] | None:
+        try:
+            return get(self.k8s, name)
+        except self.k8s.exceptions.ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def patch(self, name: str, patch: dict[str, Any]) -> None:
+        self.api.patch_namespaced_custom_object(G, V, NS, P, name, patch)
+
+    def delete(self, name: str) -> None:
+        self.api.delete_namespaced_custom_object(G, V, NS, P, name)
+
+    def jobs(self, name: str) -> list[str]:
+        return [j.metadata.name for j in jobs(self.k8s, name)]
+
+    def wait(self, pred: Callable[[], Any], timeout: float, what: str) -> Any:
+        return wait(pred, timeout, what)
 
 
-def test_suspend_resume_and_deletion(k8s):
-    name = run_name("sus")
-    create(k8s, name, {**BROKEN, "stages": {"rl": {"backoffLimit": 5}}})
-    wait(lambda: jobs(k8s, name), 120, "a Job")
-    k8s.CustomObjectsApi().patch_namespaced_custom_object(G, V, NS, P, name,
-                                                          {"spec": {"suspend": True}})
-    wait(lambda: cond(get(k8s, name), "Suspended").get("status") == "True", 120, "Suspended")
-    k8s.CustomObjectsApi().patch_namespaced_custom_object(G, V, NS, P, name,
-                                                          {"spec": {"suspend": False}})
-    wait(lambda: cond(get(k8s, name), "Suspended").get("status") == "False", 120, "resumed")
-    k8s.CustomObjectsApi().delete_namespaced_custom_object(G, V, NS, P, name)
-    wait(lambda: not jobs(k8s, name), 180, "Jobs removed")
-
-
-def test_run_deadline(k8s):
-    name = run_name("late")
-    create(k8s, name, {**BROKEN, "activeDeadlineSeconds": 5,
-                       "stages": {"rl": {"backoffLimit": 10}}})
-    run = wait(lambda: cond(get(k8s, name), "Failed").get("status") == "True" and
-               get(k8s, name), 300, "the deadline")
-    assert cond(run, "Failed")["reason"] in ("DeadlineExceeded", "BackoffLimitExceeded")
-
-
-def test_happy_path(k8s):
-    if not os.environ.get("POLYA_E2E_MODEL"):  # a cluster is there (k8s): fail, not skip
+@pytest.mark.parametrize("sc", SCENARIOS, ids=lambda sc: sc.name)
+def test_shared_scenario(k8s, sc: Scenario):
+    """The scenarios the emulator also plays (tests/operator/test_shared_scenarios.py)."""
+    model = os.environ.get("POLYA_E2E_MODEL")
+    if sc.model == "working" and not model:  # a cluster is there (k8s): fail, not skip
         pytest.fail("KUBECONFIG is set but POLYA_E2E_MODEL is not: set it to a model the "
                     "pods can load (scripts/kind-e2e.sh builds one into POLYA_E2E_CLAIM)")
-    name = run_name("ok")
     claim = os.environ.get("POLYA_E2E_CLAIM")  # the claim holding the model, as workspace
-    create(k8s, name, {"model": {"name": os.environ["POLYA_E2E_MODEL"], "dtype": "float32"},
-                       "arms": ["vanilla"],
-                       "storage": {"pvc": claim} if claim else {"size": "2Gi"},
-                       "stages": {"rl": {"maxSteps": 1, "numGenerations": 2,
-                                         "perDeviceBatchSize": 2, "maxCompletionLength": 16,
-                                         "resources": {"gpus": 0}},
-                                  "evaluate": {"benchmarks": ["gsm8k"], "limit": 2, "k": [1],
-                                               "samples": 1, "backend": "hf",
-                                               "resources": {"gpus": 0}}}})
-    run = wait(lambda: cond(get(k8s, name), "Succeeded").get("status") in ("True", "False")
-               and get(k8s, name), 3600, "the run to finish")
-    assert cond(run, "Succeeded")["status"] == "True", run["status"]
+    storage = {"pvc": claim} if sc.model == "working" and claim else None
+    play(sc, ClusterApi(k8s), run_name(sc.name), model or "", storage)
