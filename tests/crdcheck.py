@@ -15,7 +15,8 @@ at that node (``compiled.UsesOldSelf && oldObj == nil``), unless the rule sets
 object's same properties; ``validateArray`` pairs items only in ``x-kubernetes-list-type: map``
 lists, so items of other lists never see ``oldSelf``. A rule's ``fieldPath`` is appended to the
 error's path. Left out: ``optionalOldSelf`` rules (refused here: cel-python has no optional
-types; the CRD uses none), map-list item correlation (the spec has no map lists), and create-only rules never see ``oldSelf``.
+types; the CRD uses none), map-list item correlation (the spec has no map lists), and
+create-only rules never see ``oldSelf``. Validation ratcheting is ``api_errors(ratchet=True)``.
 """
 
 from __future__ import annotations

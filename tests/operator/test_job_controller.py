@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from fakecluster import EXIT, JobRun, match_pod_failure_policy
 from opkit import JOBS, condition, wait_for
 from polya_operator import resources as r
@@ -79,14 +80,17 @@ def test_rendered_sharded_job_retries_each_index_on_its_own_budget():
     assert run.verdict[0] == "MaxFailedIndexesExceeded"
 
 
+@pytest.mark.parametrize("mode", ["ReadWriteMany", "ReadWriteOnce"])
 def test_failed_index_fails_the_sharded_stage_without_a_new_attempt(make_cluster,
-                                                                    start_operator):
+                                                                    start_operator, mode):
     """One index spends its budget: the Job ends FailedIndexes (every index finished, one
-    failed), with FailureTarget before Failed, and the planner starts no new attempt."""
+    failed), with FailureTarget before Failed, and the planner starts no new attempt. On a
+    ReadWriteOnce claim the indices are bound to one node (a required pod affinity among the
+    attempt's own pods; no scheduler here, so its effect is not exercised)."""
     cluster = make_cluster(outcomes=lambda n: {1: ["fail", "fail"]} if n.endswith(
         "generate-0") else ["succeed"])
     start_operator()
-    cluster.create_run("shard", {"arms": ["polya"], "storage": {"accessMode": "ReadWriteMany"},
+    cluster.create_run("shard", {"arms": ["polya"], "storage": {"accessMode": mode},
                                  "stages": {"generate": {"shards": 3, "backoffLimit": 1}}})
     wait_for(lambda: condition(cluster.run("shard"), "Failed").get("status") == "True", 60,
              "the run to fail")
@@ -99,6 +103,11 @@ def test_failed_index_fails_the_sharded_stage_without_a_new_attempt(make_cluster
     assert sorted(p["metadata"]["annotations"][
         "batch.kubernetes.io/job-completion-index"] for p in pods) == ["0", "1", "1", "2"]
     assert cluster.jobs("shard") == ["shard-polya-generate-0"]
+    affinity = job["spec"]["template"]["spec"].get("affinity") or {}
+    terms = (affinity.get("podAffinity") or {}).get(
+        "requiredDuringSchedulingIgnoredDuringExecution") or []
+    assert [t["topologyKey"] for t in terms] == (
+        ["kubernetes.io/hostname"] if mode == "ReadWriteOnce" else []), affinity
     stage = cluster.run("shard")["status"]["stages"][0]
     assert stage["attempts"] == 1 and stage["reason"] == "FailedIndexes", stage
 
@@ -120,7 +129,7 @@ def test_a_pod_evicted_during_midtrain_is_replaced_not_counted(make_cluster, sta
     assert code == 201, body
     wait_for(lambda: condition(cluster.run("ev"), "Succeeded").get("status") == "True", 60,
              "the run to succeed")
-    stage = [st for st in cluster.run("ev")["status"]["stages"] if st["name"] == "midtrain"][0]
+    stage = next(st for st in cluster.run("ev")["status"]["stages"] if st["name"] == "midtrain")
     assert stage["attempts"] == 1 and stage["metrics"]["preemptions"] == 1.0, stage
     assert "ev-polya-midtrain-1" not in cluster.jobs("ev")
     names = [p["metadata"]["name"] for p in cluster.list(pods)]

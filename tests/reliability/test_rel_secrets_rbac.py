@@ -6,8 +6,9 @@
 2. The rendered chart's RBAC grants exactly the verbs the operator uses: the emulator records
    every request of the operator (kopf's and ours, by User-Agent) while a scenario drives
    every code path (create, suspend/resume, spec change, deadline, deletion, multi-node
-   Service, the watch check, pods refused by a quota); peering/webhook rules only when enabled. The emulator also
-   enforces the chart's RBAC (tests/operator/emu_rbac.py), so nothing was refused.
+   Service, the watch check, pods refused by a quota); peering/webhook rules only when
+   enabled. The emulator also enforces the chart's RBAC (tests/operator/emu_rbac.py), so
+   nothing was refused.
 3. Trainer pods are non-root with a read-only root filesystem (resources.py manifests); so is
    the operator's Deployment in the chart.
 
