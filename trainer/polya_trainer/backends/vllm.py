@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from polya_trainer.backends.base import Completion, Prompt, Sampling, prompt_ids
+from polya_trainer.backends.base import Completion, Prompt, Sampling
 
 ENV_UTILIZATION = "POLYA_VLLM_GPU_MEMORY_UTILIZATION"
 
@@ -39,10 +39,13 @@ def memory_utilization(default: float | None = None) -> float:
 
 
 class VLLMGenerator:
-    """Generation with `vllm.LLM.generate` on token-id prompts (``TokensPrompt``).
+    """Generation with `vllm.LLM.generate`.
 
-    Text prompts are tokenized here without special tokens: handing vLLM the text would make
-    it add the tokenizer's BOS before the one the chat template already wrote.
+    Text prompts go to vLLM as text, tokenized without special tokens (its default would add
+    the tokenizer's BOS before the one the chat template already wrote); id prompts go as
+    ``TokensPrompt``. vLLM tokenizes each prompt as it queues it, while its engine process
+    already works on the earlier ones: tokenizing them all here first cost ~10% of
+    throughput (bench/generation.py).
 
     Each prompt gets its own seeded `SamplingParams`, so results
     do not depend on how vLLM batches requests.
@@ -101,10 +104,11 @@ class VLLMGenerator:
     def generate(self, prompts: list[Prompt], sampling: Sampling) -> list[list[Completion]]:
         if not prompts:
             return []
-        ids = prompt_ids(self.tokenizer, prompts)
-        # A TokensPrompt is a dict with prompt_token_ids (vllm.inputs.TokensPrompt).
-        requests = [{"prompt_token_ids": p} for p in ids]
-        outs = self.llm.generate(requests, self.params(sampling, len(prompts)), use_tqdm=False)
+        # vllm.inputs' TextPrompt and TokensPrompt are these dicts.
+        requests = [{"prompt": p} if isinstance(p, str) else {"prompt_token_ids": list(p)}
+                    for p in prompts]
+        outs = self.llm.generate(requests, self.params(sampling, len(prompts)), use_tqdm=False,
+                                 tokenization_kwargs={"add_special_tokens": False})
         self.last_prompt_ids = [list(r.prompt_token_ids or []) for r in outs]
         reps = 1 if not sampling.greedy else sampling.n
         return [[Completion(text=o.text, num_tokens=len(o.token_ids),
