@@ -168,7 +168,9 @@ class Operator:
 
     def enqueue(self, key: Key) -> None:
         """client-go's workqueue Add: a dirty key is not queued twice, and one being reconciled
-        goes back on the queue when that reconcile ends (never two reconciles of a run)."""
+        goes back on the queue when that reconcile ends (never two reconciles of a run).
+        Not kopf's: it serializes per watched object (kopf/_core/reactor/queueing.py, ``watcher``
+        keys a worker by (resource, uid)), so a run's, its Jobs' and its pods' events overlap."""
         if key not in self.dirty:
             self.dirty.add(key)
             if key not in self.busy:
@@ -295,7 +297,8 @@ class Operator:
 
     async def resync_once(self) -> None:
         """Read live progress (every running pod at once, bounded); queue the runs that moved
-        or are due."""
+        or are due. Not ``kopf.timer``: a task per object, and a finalizer on every run
+        (kopf/on.py, ``timer``: ``requires_finalizer=True``)."""
         runs = self.idx["runs"]
         await self._check_ready()
         now = datetime.now(UTC)

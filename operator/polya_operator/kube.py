@@ -7,6 +7,9 @@ bearer token via ``auth_settings``), ``call_api`` (aiohttp; no retries: ``retrie
 and ``response_deserialize`` (type ``"object"``: plain JSON, no models; an error status
 raises ``ApiException`` with ``.status``). An ApiClient's session belongs to one event loop:
 clients are cached per loop and ``$KUBECONFIG`` (read per call; tests switch API servers).
+Not the typed APIs: a model object built from every answer, one method per kind (and their
+``_without_preload_content`` variants raise nothing on an error status); kopf's client
+(kopf/_cogs/clients/api.py) is private.
 
 RBAC (namespaced): batch/jobs create, delete, patch; configmaps, persistentvolumeclaims,
 services, polyaruns create, and get for the owner check after a 409 (``Kube.create``); events
@@ -136,7 +139,9 @@ class Kube:
 
     async def event(self, run: dict[str, Any], reason: str, message: str,
                     type_: str = "Normal") -> None:
-        """A core/v1 Event on the PolyaRun (what `kubectl describe` shows); best effort."""
+        """A core/v1 Event on the PolyaRun (what `kubectl describe` shows); best effort. Not
+        ``kopf.event``: its queue is set only inside kopf's per-object processing
+        (kopf/_core/reactor/processing.py: ``posting.event_queue_var``), not on our work queue."""
         ref = {k: (run.get("metadata") or {}).get(k) for k in ("name", "namespace", "uid")}
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         body = {"apiVersion": "v1", "kind": "Event",

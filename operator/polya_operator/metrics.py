@@ -74,7 +74,8 @@ def observed_event() -> None:
 class Health:
     """Readiness: the watches have listed everything once. Liveness: the event loop answers,
     the resync loop has ticked recently (it runs every ``resync`` seconds) and the PolyaRun
-    watch is not stalled (see watchdog.py)."""
+    watch is not stalled (see watchdog.py). Not kopf's ``--liveness``: one path, no readiness,
+    200 unless a probe raises, cached 10 s (kopf/_core/engines/probing.py, ``health_reporter``)."""
 
     def __init__(self, resync: float):
         self.resync = resync

@@ -12,6 +12,11 @@ compares each object's resourceVersion with the one kopf's index holds:
 
 A stalled watch makes ``/healthz`` answer 503, so the kubelet restarts the pod and kopf
 lists everything again (nothing is lost: the planner re-derives all from the cluster).
+
+Not kopf's ``settings.watching.inactivity_timeout`` alone: it reconnects a stream silent for
+70 s from its last resourceVersion (kopf/_cogs/clients/watching.py, ``watch_objs``), is reset
+by BOOKMARKs and tells liveness nothing, so a watch that stays silent after reconnecting goes
+unseen.
 """
 
 from __future__ import annotations
@@ -26,9 +31,7 @@ class WatchCheck:
     def __init__(self, interval: float):
         self.interval = interval
         self.next_at = time.monotonic() + interval
-        self.lagging: dict[Key, tuple[str | None, str | None]] = {}  # key -> (listed, indexed)
-        self.stalled_since: float | None = None
-        self.checks = 0
+        self.lagging: dict[Key, str | None] = {}  # key -> indexed version, behind the listed
 
     def due(self) -> bool:
         return time.monotonic() >= self.next_at
@@ -36,19 +39,11 @@ class WatchCheck:
     def compare(self, listed: dict[Key, str | None], indexed: dict[Key, str | None]) -> bool:
         """Record one comparison; returns True when the watch is stalled."""
         self.next_at = time.monotonic() + self.interval
-        self.checks += 1
-        lagging: dict[Key, tuple[str | None, str | None]] = {}
-        for key in set(listed) | set(indexed):
-            have, want = indexed.get(key), listed.get(key)
-            if have != want:
-                lagging[key] = (want, have)
-        stuck = any(key in self.lagging and self.lagging[key][1] == have
-                    for key, (_, have) in lagging.items())
+        lagging = {key: indexed.get(key) for key in set(listed) | set(indexed)
+                   if indexed.get(key) != listed.get(key)}
+        stuck = any(key in self.lagging and self.lagging[key] == have
+                    for key, have in lagging.items())
         self.lagging = lagging
-        if stuck and self.stalled_since is None:
-            self.stalled_since = time.monotonic()
-        elif not stuck:
-            self.stalled_since = None
         return stuck
 
 
