@@ -32,7 +32,8 @@ from . import resources as r
 log = logging.getLogger("polya_operator")
 CONTROLLER = "polyarun"
 Key = tuple[str, str]
-RUN_META = ("uid", "generation", "resourceVersion", "deletionTimestamp")  # what a run keeps
+RUN_META = ("uid", "generation", "resourceVersion", "deletionTimestamp",  # what a run keeps
+            "labels", "ownerReferences")  # sweeps: labels go to the children; owner checks
 
 
 def _env(name: str, default: str, cast: Callable[[str], Any] = float) -> Any:
@@ -253,7 +254,7 @@ class Operator:
         if run is None or run["metadata"].get("deletionTimestamp"):
             return
         if sweep.is_parent(run.get("spec")):  # a sweep's parent: its children run (sweep.py)
-            return
+            return await sweep.reconcile(self, key, run)
         uid = run["metadata"].get("uid")
         old = self._status(key, run)
         parsed = x.parse(run.get("spec"))  # ~0.2 ms: not worth a cache
@@ -385,5 +386,5 @@ def make_registry(config: Config | None = None) -> tuple[kopf.OperatorRegistry, 
     registry = kopf.OperatorRegistry()
     op = Operator(config)
     op.register(registry)
-    sweep.register(registry, op.config.namespaces)  # sweep parents (sweep.py)
+    sweep.register(registry, op)  # a sweep child's events queue its parent (sweep.py)
     return registry, op

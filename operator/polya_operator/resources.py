@@ -282,6 +282,16 @@ def _resources(res: s.Resources) -> dict[str, Any]:
     return out
 
 
+def _store_credentials(spec: s.PolyaRunSpec) -> list[dict[str, Any]]:
+    """The object store's keys (S3), only by reference to ``storage.credentialsSecret``."""
+    if not (spec.storage.uri and spec.storage.credentials_secret):
+        return []
+    return [{"name": key, "valueFrom": {"secretKeyRef": {
+        "name": spec.storage.credentials_secret, "key": key,
+        **({"optional": True} if key == "AWS_SESSION_TOKEN" else {})}}}
+        for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")]
+
+
 def _env(spec: s.PolyaRunSpec, arm: str, stage: str, nodes: int) -> list[dict[str, Any]]:
     env: list[dict[str, Any]] = [
         {"name": "POLYA_PROGRESS_FILE", "value": PROGRESS_FILE},
@@ -297,11 +307,7 @@ def _env(spec: s.PolyaRunSpec, arm: str, stage: str, nodes: int) -> list[dict[st
         env.append({"name": "POLYA_STORAGE_URI", "value": spec.storage.uri})
     if getattr(spec.stages, stage).resources.gpus > 0:  # no usable CUDA: fail, never CPU
         env.append({"name": "POLYA_REQUIRE_CUDA", "value": "1"})
-    if spec.storage.uri and spec.storage.credentials_secret:  # S3 keys, only by reference
-        env += [{"name": key, "valueFrom": {"secretKeyRef": {
-            "name": spec.storage.credentials_secret, "key": key,
-            **({"optional": True} if key == "AWS_SESSION_TOKEN" else {})}}}
-            for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")]
+    env += _store_credentials(spec)
     if nodes > 1:  # declared so that $(JOB_COMPLETION_INDEX) expands in the command
         env.append({"name": "JOB_COMPLETION_INDEX", "valueFrom": {"fieldRef": {
             "fieldPath": "metadata.annotations['batch.kubernetes.io/job-completion-index']"}}})
@@ -331,6 +337,33 @@ def _volumes(meta: dict[str, Any], spec: s.PolyaRunSpec) -> list[dict[str, Any]]
         {"name": "progress", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},
         {"name": "dshm", "emptyDir": {"medium": "Memory"}},
     ]
+
+
+def _container_security() -> dict[str, Any]:
+    return {"runAsNonRoot": True, "runAsUser": RUN_AS, "runAsGroup": RUN_AS,
+            "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+def _pod_spec(spec: s.PolyaRunSpec, container: dict[str, Any],
+              volumes: list[dict[str, Any]]) -> dict[str, Any]:
+    """A trainer-image pod: non-root, no API access, never restarted in place."""
+    out: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "containers": [container],
+        "volumes": volumes,
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        # OnRootMismatch: the kubelet re-owns the workspace (every checkpoint and shard) for
+        # fsGroup only when its root does not match yet, not on each pod start
+        # (pkg/volume/volume_linux.go, skipPermissionChange).
+        "securityContext": {"runAsNonRoot": True, "runAsUser": RUN_AS, "runAsGroup": RUN_AS,
+                            "fsGroup": RUN_AS, "fsGroupChangePolicy": "OnRootMismatch",
+                            "seccompProfile": {"type": "RuntimeDefault"}},
+    }
+    if spec.service_account_name:
+        out["serviceAccountName"] = spec.service_account_name
+    return out
 
 
 def job(meta: dict[str, Any], spec: s.PolyaRunSpec, arm: str, stage: str, attempt: int,
@@ -366,28 +399,10 @@ def job(meta: dict[str, Any], spec: s.PolyaRunSpec, arm: str, stage: str, attemp
         ],
         "terminationMessagePath": TERMINATION_MESSAGE_PATH,
         "terminationMessagePolicy": "File",
-        "securityContext": {
-            "runAsNonRoot": True, "runAsUser": RUN_AS, "runAsGroup": RUN_AS,
-            "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-            "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": _container_security(),
     }
-    pod_spec: dict[str, Any] = {
-        "restartPolicy": "Never",
-        "containers": [container],
-        "volumes": _volumes(meta, spec),
-        "automountServiceAccountToken": False,
-        "enableServiceLinks": False,
-        "terminationGracePeriodSeconds": 120,  # time to write a checkpoint on SIGTERM
-        # OnRootMismatch: the kubelet re-owns the workspace (every checkpoint and shard) for
-        # fsGroup only when its root does not match yet, not on each pod start
-        # (pkg/volume/volume_linux.go, skipPermissionChange).
-        "securityContext": {"runAsNonRoot": True, "runAsUser": RUN_AS, "runAsGroup": RUN_AS,
-                            "fsGroup": RUN_AS, "fsGroupChangePolicy": "OnRootMismatch",
-                            "seccompProfile": {"type": "RuntimeDefault"}},
-    }
-    if spec.service_account_name:
-        pod_spec["serviceAccountName"] = spec.service_account_name
+    pod_spec = _pod_spec(spec, container, _volumes(meta, spec))
+    pod_spec["terminationGracePeriodSeconds"] = 120  # time to write a checkpoint on SIGTERM
     if res.node_selector:
         pod_spec["nodeSelector"] = dict(res.node_selector)
     if res.tolerations:
@@ -431,3 +446,37 @@ def job(meta: dict[str, Any], spec: s.PolyaRunSpec, arm: str, stage: str, attemp
     metadata = _meta(meta, name, "trainer", **child)
     metadata["labels"] = job_labels
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": job_spec}
+
+
+def sweep_report_job_name(run: str) -> str:
+    return f"{run}-report"
+
+
+def sweep_report_job(meta: dict[str, Any], spec: s.PolyaRunSpec,
+                     image: str | None = None) -> dict[str, Any]:
+    """The Job that writes a sweep's report once every variant succeeded (the sweep planner's
+    WriteReport): ``polya sweep-report`` on the sweep's spec snapshot (``configmap``), over
+    the variants' workspaces side by side on the volume, into ``<mountPath>/<run>/report/``.
+    With ``storage.uri`` the pod reads the variants' results from the store and uploads the
+    report to ``<uri>/report/``. Small and CPU-only; one retry."""
+    run, mount = meta["name"], spec.storage.mount_path
+    volumes = [v for v in _volumes(meta, spec) if v["name"] in ("spec", "workspace", "tmp")]
+    env = [{"name": "HOME", "value": "/tmp"}, {"name": "PYTHONUNBUFFERED", "value": "1"},
+           *_store_credentials(spec)]
+    container = {
+        "name": "report", "image": spec.image or image or default_image(),
+        "imagePullPolicy": spec.image_pull_policy,
+        "command": ["python", "-m", "polya_trainer.cli", "sweep-report", "--spec", SPEC_FILE,
+                    "--workdir", str(Workspace.for_run(mount, run)), "--variants", mount],
+        "env": env,
+        "resources": {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"memory": "2Gi"}},
+        "volumeMounts": [{"name": "spec", "mountPath": SPEC_DIR, "readOnly": True},
+                         {"name": "workspace", "mountPath": mount},
+                         {"name": "tmp", "mountPath": "/tmp"}],
+        "securityContext": _container_security(),
+    }
+    return {"apiVersion": "batch/v1", "kind": "Job",
+            "metadata": _meta(meta, sweep_report_job_name(run), "sweep-report"),
+            "spec": {"backoffLimit": 1, "template": {
+                "metadata": {"labels": labels(run, "sweep-report")},
+                "spec": _pod_spec(spec, container, volumes)}}}

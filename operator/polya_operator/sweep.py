@@ -1,243 +1,143 @@
-"""Sweep PolyaRuns (``spec.sweep``): one child PolyaRun per variant, and an aggregated status.
+"""The sweep executor on Kubernetes: a PolyaRun with ``spec.sweep`` is a parent whose
+variants run as child PolyaRuns. The sweep planner (:mod:`polya_trainer.engine.sweep`) decides
+which variants exist, which start when, when the report is due, and the parent's status; this
+module observes and carries out its actions.
 
-A sweep run is a parent only: the main handlers skip it (handlers.py), and these handlers
-create its children and summarise them. :func:`plan` is pure; :func:`reconcile` does the I/O.
-
-* **Children** are the variants of :func:`polya_trainer.engine.sweep.expand`, named
-  ``<parent>-h<n>-s<seed>``, labelled ``polya.dev/sweep=<parent>`` and owned by the parent
-  (ownerReferences: deleting the sweep deletes them).
-* **One workspace.** Every child mounts the parent's workspace (``spec.storage.pvc``, or the
-  ``<parent>-workspace`` claim this module creates), so the stage cache under
-  ``/workspace/.polya-cache`` is shared. With ``storage.uri`` each child gets its own prefix
-  under the parent's, and shares no cache.
-* **Generation once.** The first child is created at once; the others once its generate
-  stage has completed (condition GenerateCompleted), so that their generate stages find it
-  in the cache instead of all generating together. With a ReadWriteOnce workspace, whose pods
-  must share one node, children run one after another.
-* **Status.** ``status.sweep`` lists every variant (Pending until created, then Running,
-  Succeeded or Failed) with counts; ``progress`` is the mean of the children's; the
-  conditions Running, Succeeded and Failed summarise them. A failed child stops the creation
-  of further children.
+* **Observation** comes from kopf's indexes, like a run's (handlers.py): each variant by its
+  planned name in the PolyaRun index (a namesake owned by another run does not count), the
+  report Job in the Job index under the parent's ``polya.dev/run`` label. A child's events
+  queue its parent on the operator's one work queue, so a parent gets one reconcile at a
+  time, and a failed one comes back a resync interval later, as a run's does.
+* **StartVariant**: the child PolyaRun, labelled ``polya.dev/sweep=<parent>`` and owned by
+  the parent (deleting the sweep deletes them). Every child mounts the parent's workspace
+  (``spec.storage.pvc``, or the ``<parent>-workspace`` claim created here), so the stage cache
+  under ``/workspace/.polya-cache`` is shared. With ``storage.uri`` each child has its own
+  prefix under the parent's (set by the planner's expansion) and shares no cache.
+* **WriteReport**: the parent's spec snapshot (a ConfigMap) and the Job
+  ``resources.sweep_report_job``, which writes ``/workspace/<parent>/report/sweep.md``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import os
+import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import kopf
 from polya_trainer import spec as s
-from polya_trainer.engine.sweep import SWEEP_LABEL, Variant, expand
+from polya_trainer.engine import planner as p
+from polya_trainer.engine import sweep as sw
 
+from . import executor as x
 from . import kube
 from . import resources as r
 
 log = logging.getLogger("polya_operator.sweep")
+JUST_CREATED = 120.0  # seconds a created child may take to reach the index
+Key = tuple[str, str]
+
+
+class Operator(Protocol):
+    """What this module uses of handlers.Operator (its indexes, queue and caches)."""
+
+    config: Any  # .image
+    known: dict[str, float]  # name -> when created (monotonic)
+    written: dict[Key, tuple[str, s.PolyaRunStatus]]
+
+    def enqueue(self, key: Key) -> None: ...
+    def _run(self, key: Key) -> dict[str, Any] | None: ...
+    def _items(self, index: str, key: Key) -> list[dict[str, Any]]: ...
+    def _status(self, key: Key, run: dict[str, Any]) -> s.PolyaRunStatus: ...
 
 
 def is_parent(spec: Any, **_: Any) -> bool:
-    """kopf ``when=`` filter (and the main handlers' guard): a sweep's parent run."""
+    """A sweep's parent run (the main handlers hand it to :func:`reconcile`)."""
     return bool((spec or {}).get("sweep"))
 
 
-def _cond(run: dict[str, Any] | None, kind: str) -> bool:
-    for c in ((run or {}).get("status") or {}).get("conditions") or []:
-        if c.get("type") == kind:
-            return c.get("status") == "True"
-    return False
+def policy(spec: s.PolyaRunSpec) -> sw.Policy:
+    """Variants side by side unless a ReadWriteOnce workspace makes them take turns."""
+    return sw.Policy(max_parallel=None if r.parallel_arms(spec) else 1)
 
 
-def _state(child: dict[str, Any] | None) -> str:
-    if child is None:
-        return "Pending"
-    if _cond(child, "Succeeded"):
-        return "Succeeded"
-    if _cond(child, "Failed"):
-        return "Failed"
-    return "Running"
-
-
-def child_storage(parent: s.PolyaRun) -> dict[str, Any]:
-    """The children's storage: the parent's workspace (or a prefix under its store)."""
-    st = parent.spec.storage
-    if st.uri is not None:
-        return {}  # set per child (its own prefix)
-    out: dict[str, Any] = {"pvc": st.pvc or r.workspace_claim_name(parent.metadata.name),
-                           "mountPath": st.mount_path, "accessMode": r.access_mode(parent.spec)}
-    return out
-
-
-def child_body(parent_obj: dict[str, Any], parent: s.PolyaRun, v: Variant) -> dict[str, Any]:
+def child_body(meta: dict[str, Any], spec: s.PolyaRunSpec, v: sw.Variant) -> dict[str, Any]:
+    """The child PolyaRun of a variant: on the parent's claim (or its own store prefix)."""
     body = v.run.dump()
-    spec = body["spec"]
-    st = parent.spec.storage
-    if st.uri is not None:
-        spec["storage"] = {**st.dump(), "uri": f"{st.uri.rstrip('/')}/{v.name}"}
-    else:
-        spec["storage"] = child_storage(parent)
-    meta = body["metadata"]
-    meta["namespace"] = parent_obj["metadata"].get("namespace")
-    meta["ownerReferences"] = [r.owner_reference(parent_obj["metadata"])]
+    if spec.storage.uri is None:
+        body["spec"]["storage"] = {"pvc": spec.storage.pvc or r.workspace_claim_name(
+            meta["name"]), "mountPath": spec.storage.mount_path, "accessMode": r.access_mode(spec)}
+    body["metadata"]["namespace"] = meta.get("namespace")
+    body["metadata"]["ownerReferences"] = [r.owner_reference(meta)]
     return body
 
 
-def _parallel(parent: s.PolyaRun) -> bool:
-    return parent.spec.storage.uri is not None or r.access_mode(parent.spec) == "ReadWriteMany"
+def _observe(op: Operator, key: Key, parent: s.PolyaRun, uid: str | None,
+             old: s.PolyaRunStatus) -> tuple[dict[str, sw.Child], str | None]:
+    """(the started variants, the report step's phase) from kopf's indexes. A child or Job
+    created moments ago that the index does not show yet counts as started."""
+    ns, recent = key[0], time.monotonic() - JUST_CREATED
+    children: dict[str, sw.Child] = {}
+    for v in sw.expand(parent):
+        child = op._run((ns, v.name))
+        if child is not None and kube.controller_uid(child) in (None, uid):
+            # The index, not our last write: each of its events queues this parent.
+            children[v.name] = sw.Child.of(child.get("status"))
+        elif op.known.get(v.name, 0.0) > recent:
+            children[v.name] = sw.Child()
+    name = r.sweep_report_job_name(key[1])
+    job = next((j for j in op._items("jobs", key) if j["metadata"]["name"] == name
+                and j["metadata"].get("owner") in (None, uid)), None)
+    if job is not None:
+        phase = x.observe_job(job).phase
+        return children, phase if phase in ("Succeeded", "Failed") else "Running"
+    if op.known.get(name, 0.0) > recent:
+        return children, "Running"
+    if old.completion_time and old.sweep and old.sweep.succeeded == old.sweep.variants:
+        return children, "Succeeded" if old.report else "Failed"  # its Job is gone since
+    return children, None
 
 
-def plan(parent_obj: dict[str, Any], children: dict[str, dict[str, Any]],
-         now: datetime) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """(child PolyaRuns to create, the parent's new status) from the parent and its existing
-    children by name. Pure."""
-    parent = s.parse_run({k: v for k, v in parent_obj.items() if k != "status"})
-    variants = expand(parent)
-    states = [_state(children.get(v.name)) for v in variants]
-    create: list[dict[str, Any]] = []
-    first = children.get(variants[0].name)
-    no_generate = parent.spec.arms == ["vanilla"]
-    generated = first is not None and (no_generate or _cond(first, "GenerateCompleted")
-                                       or _cond(first, "Succeeded"))
-    if "Failed" not in states:
-        if first is None:
-            create.append(child_body(parent_obj, parent, variants[0]))
-        elif generated:
-            for v, state in zip(variants[1:], states[1:], strict=True):
-                busy = any(st == "Running" for st in states)
-                if state != "Pending":
-                    continue
-                if not _parallel(parent) and (busy or create):
-                    break  # one workspace on one node: one child at a time
-                create.append(child_body(parent_obj, parent, v))
-    rows = []
-    for v, state in zip(variants, states, strict=True):
-        child = children.get(v.name) or {}
-        progress = 100.0 if state == "Succeeded" else float(
-            (child.get("status") or {}).get("progress") or 0.0)
-        rows.append(s.SweepVariantStatus(name=v.name, heuristics=v.heuristics, seed=v.seed,
-                                         state=state, progress=progress))
-    done, failed = states.count("Succeeded"), states.count("Failed")
-    sweep = s.SweepStatus(variants=len(variants), created=len(variants) - states.count(
-        "Pending") + len(create), succeeded=done, failed=failed, children=rows)
-    old = s.PolyaRunStatus.model_validate(parent_obj.get("status") or {})
-    finished = done == len(variants)
-    verdicts = [
-        ("Running", not finished and not failed, "VariantsRunning",
-         f"{done}/{len(variants)} variants done"),
-        ("Succeeded", finished, "AllVariantsSucceeded" if finished else "VariantsRunning",
-         f"{done}/{len(variants)} variants succeeded"),
-        ("Failed", failed > 0, "VariantFailed" if failed else "NoFailure",
-         ", ".join(v.name for v, st in zip(variants, states, strict=True) if st == "Failed")),
-    ]
-    previous = {c.type: c for c in old.conditions}
-    conditions = []
-    for kind, flag, reason, message in verdicts:
-        status = "True" if flag else "False"
-        before = previous.get(kind)
-        since = before.last_transition_time if before and before.status == status else now
-        conditions.append(s.Condition(type=kind, status=status, reason=reason, message=message,
-                                      last_transition_time=since,
-                                      observed_generation=parent_obj["metadata"].get(
-                                          "generation")))
-    status = s.PolyaRunStatus(
-        conditions=conditions, sweep=sweep,
-        progress=round(sum(row.progress for row in rows) / len(rows), 2),
-        observed_generation=parent_obj["metadata"].get("generation"),
-        start_time=old.start_time or now,
-        completion_time=(old.completion_time or now) if finished else None)
-    return create, status.dump()
-
-
-# --------------------------------------------------------------------------- I/O
-
-_locks: dict[tuple[str, str], asyncio.Lock] = {}
-
-
-async def reconcile(namespace: str, name: str) -> None:
-    """Create the parent's due children (and its workspace claim) and patch its status."""
-    api = kube.client()
-    base = f"/apis/{s.API_VERSION}/namespaces/{namespace}/{s.PLURAL}"
-    async with _locks.setdefault((namespace, name), asyncio.Lock()):
-        try:
-            parent = await api.request("GET", f"{base}/{name}")
-        except kube.ApiError as exc:
-            if exc.status == 404:
-                return
-            raise
-        if not is_parent(parent.get("spec")) or parent["metadata"].get("deletionTimestamp"):
-            return
-        listed = await api.request("GET", f"{base}?labelSelector={SWEEP_LABEL}%3D{name}")
-        uid = parent["metadata"].get("uid")
-        children = {c["metadata"]["name"]: c for c in (listed or {}).get("items") or []
-                    if kube.controller_uid(c) in (None, uid)}
-        try:
-            create, status = plan(parent, children, datetime.now(UTC).replace(microsecond=0))
-        except s.SpecError as exc:  # the webhook or CRD rules let a bad sweep through
-            log.warning("sweep %s/%s is invalid: %s", namespace, name, exc)
-            return
-        run = s.parse_run({k: v for k, v in parent.items() if k != "status"})
-        if create and r.creates_claim(run.spec):
-            await api.create("v1", "persistentvolumeclaims", namespace,
-                             r.pvc(parent["metadata"], run.spec))
-        for body in create:
-            await api.create(s.API_VERSION, s.PLURAL, namespace, body)
-            await api.event(parent, "VariantCreated", f"created {body['metadata']['name']}")
-        if status != s.PolyaRunStatus.model_validate(parent.get("status") or {}).dump():
-            await api.patch_run_status(namespace, name, status)
-
-
-async def _safely(namespace: str, name: str) -> None:
-    """Reconcile; a failure is logged and retried on the next event of the sweep or of a
-    child (children report progress often while they run)."""
+async def reconcile(op: Operator, key: Key, run: dict[str, Any]) -> None:
+    """Plan the sweep from the indexes; create its due children or report Job, and write
+    its status when it changed."""
+    ns, name = key
+    meta = run["metadata"]
     try:
-        await reconcile(namespace, name)
-    except Exception:
-        log.exception("reconcile of sweep %s/%s failed", namespace, name)
+        parent = s.parse_run({"apiVersion": s.API_VERSION, "kind": s.KIND, "metadata": meta,
+                              "spec": run.get("spec")})
+    except s.SpecError as exc:  # the webhook or CRD rules let a bad sweep through
+        log.warning("sweep %s/%s is invalid: %s", ns, name, exc)
+        return
+    uid = meta.get("uid")
+    old = op._status(key, run)
+    children, report = _observe(op, key, parent, uid, old)
+    plan = sw.plan(parent, children, report, old, datetime.now(UTC).replace(microsecond=0),
+                   generation=meta.get("generation"), policy=policy(parent.spec))
+    api = kube.client()
+    if plan.starts and r.creates_claim(parent.spec):
+        await api.create("v1", "persistentvolumeclaims", ns, r.pvc(meta, parent.spec))
+    for v in plan.starts:
+        op.known[v.name] = time.monotonic()
+        await api.create(s.API_VERSION, s.PLURAL, ns, child_body(meta, parent.spec, v))
+        await api.event(run, "VariantCreated", f"created {v.name}")
+    if plan.report:
+        job = r.sweep_report_job(meta, parent.spec, op.config.image)
+        op.known[job["metadata"]["name"]] = time.monotonic()
+        await api.create("v1", "configmaps", ns, r.configmap(meta, parent.spec))
+        await api.create("batch/v1", "jobs", ns, job)
+        await api.event(run, "SweepReportStarted", f"writing the sweep report "
+                        f"({job['metadata']['name']})")
+    if plan.status != old:
+        await api.patch_run_status(ns, name, p.status_patch(plan.status))
+        op.written[key] = (uid or "", plan.status)
 
 
-def register(registry: kopf.OperatorRegistry, namespaces: list[str] | None = None) -> None:
-    """The sweep handlers: events of a parent and of its children reconcile the parent;
-    `namespaces`: the watched ones (None or []: cluster-wide)."""
-    g, v, pl = s.GROUP, s.VERSION, s.PLURAL
-
-    async def on_parent(type: str | None, namespace: str, name: str, **_: Any) -> None:
-        if type != "DELETED":
-            await _safely(namespace, name)
+def register(registry: kopf.OperatorRegistry, op: Operator) -> None:
+    """A child's events queue its parent (the parent's own events queue it already)."""
 
     async def on_child(labels: dict[str, str], namespace: str, **_: Any) -> None:
-        await _safely(namespace, labels[SWEEP_LABEL])
+        op.enqueue((namespace, labels[sw.SWEEP_LABEL]))
 
-    tasks: list[asyncio.Task[None]] = []
-
-    async def resync(**_: Any) -> None:
-        """Every POLYA_RESYNC_SECONDS, reconcile every sweep parent (a failed reconcile with
-        no later event would otherwise wait forever)."""
-        interval = float(os.environ.get("POLYA_RESYNC_SECONDS", "30"))
-
-        async def loop() -> None:
-            while True:
-                await asyncio.sleep(interval)
-                try:
-                    runs = await kube.client().list_runs(list(namespaces or [None]))
-                except Exception as exc:  # the API is unreachable: try again later
-                    log.warning("sweep resync: %s", exc)
-                    continue
-                for run in runs:
-                    if is_parent(run.get("spec")):
-                        meta = run["metadata"]
-                        await _safely(meta.get("namespace"), meta["name"])
-
-        tasks.append(asyncio.create_task(loop()))
-
-    async def stop(**_: Any) -> None:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-    kopf.on.event(g, v, pl, registry=registry, id="sweep-parent", when=is_parent)(on_parent)
-    kopf.on.event(g, v, pl, registry=registry, id="sweep-child",
-                  labels={SWEEP_LABEL: kopf.PRESENT})(on_child)
-    kopf.on.startup(registry=registry, id="sweep-resync")(resync)
-    kopf.on.cleanup(registry=registry, id="sweep-stop")(stop)
+    kopf.on.event(s.GROUP, s.VERSION, s.PLURAL, registry=registry, id="sweep-child",
+                  labels={sw.SWEEP_LABEL: kopf.PRESENT})(on_child)

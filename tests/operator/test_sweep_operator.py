@@ -1,12 +1,13 @@
 """A sweep PolyaRun under the real operator (kopf) against the emulator and the fake Job
 controller: one child PolyaRun per variant on the parent's workspace, the first one alone
-until its generate stage is done (on ReadWriteOnce, every variant alone), and the parent's
-status aggregating them."""
+until its generate stage is done (on ReadWriteOnce, every variant alone), the parent's
+status aggregating them, and the report Job at the end (tests/trainer/test_sweep_run.py runs
+its command on real variant outputs)."""
 
 from __future__ import annotations
 
 import pytest
-from opkit import RUNS, condition, wait_for
+from opkit import JOBS, RUNS, condition, wait_for
 
 
 @pytest.mark.parametrize("mode", ["ReadWriteMany", "ReadWriteOnce"])
@@ -29,8 +30,27 @@ def test_sweep_creates_children_and_aggregates(make_cluster, start_operator, mod
     assert run["status"]["progress"] == 100.0
     assert condition(run, "Failed")["status"] == "False"
 
-    # The parent runs nothing itself; each child is an ordinary run on the parent's claim.
-    assert cluster.jobs("abl") == []
+    # The parent runs one Job, the report, once every variant has succeeded; each child is
+    # an ordinary run on the parent's claim.
+    assert cluster.jobs("abl") == ["abl-report"]
+    assert run["status"]["report"] == "report/sweep.md"
+    assert cluster.fake.started[-1] == "abl-report"
+    _, job = cluster.call("GET", f"{JOBS}/abl-report")
+    assert job["metadata"]["ownerReferences"][0]["uid"] == parent["metadata"]["uid"]
+    pod = job["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["command"] == [
+        "python", "-m", "polya_trainer.cli", "sweep-report", "--spec", "/etc/polya/run.yaml",
+        "--workdir", "/workspace/abl", "--variants", "/workspace"]
+    assert container["image"] == "trainer:test"
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert mounts == {"spec": "/etc/polya", "workspace": "/workspace", "tmp": "/tmp"}
+    assert volumes["workspace"]["persistentVolumeClaim"] == {"claimName": "abl-workspace"}
+    _, snapshot = cluster.call("GET", "/api/v1/namespaces/default/configmaps/"
+                               + volumes["spec"]["configMap"]["name"])
+    assert "sweep" in snapshot["data"]["run.yaml"]  # the sweep's own spec: its variants
+    assert not pod["automountServiceAccountToken"]
     claims = [c["metadata"]["name"]
               for c in cluster.list("/api/v1/namespaces/default/persistentvolumeclaims")]
     assert claims == ["abl-workspace"]
@@ -61,5 +81,5 @@ def test_sweep_creates_children_and_aggregates(make_cluster, start_operator, mod
     assert {j for j in started if j.startswith("abl-h2-s2-")} >= {
         "abl-h2-s2-polya-generate-0", "abl-h2-s2-polya-evaluate-0"}
     if mode == "ReadWriteOnce":  # one node's claim: one variant at a time (sweep.py)
-        owners = [next(n for n in names if job.startswith(n + "-")) for job in started]
+        owners = [next(n for n in names if job.startswith(n + "-")) for job in started[:-1]]
         assert owners == sorted(owners, key=names.index), owners

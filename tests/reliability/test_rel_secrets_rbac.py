@@ -85,7 +85,8 @@ def test_hub_token_never_leaks_and_operator_requests_are_recorded(
     cluster.call("DELETE", "/apis/polya.dev/v1alpha1/namespaces/default/polyaruns/gone")
     wait_for(lambda: finished(cluster, "late"), 30, "the deadline")
     wait_for(lambda: cluster.jobs("late") == [] and cluster.jobs("gone") == [], 30, "deleted")
-    # A sweep: its parent creates (and owns) a child PolyaRun (polya_operator/sweep.py).
+    # A sweep: its parent creates (and owns) a child PolyaRun, then its report Job
+    # (polya_operator/sweep.py).
     cluster.create_run("swp", {"model": spec["model"], "arms": ["vanilla"],
                                "sweep": {"seeds": [1]}})
     wait_for(lambda: succeeded(cluster, "swp"), 60, "the sweep to succeed")
@@ -117,8 +118,12 @@ def test_hub_token_never_leaks_and_operator_requests_are_recorded(
     for what, value in sources.items():
         text = value if isinstance(value, str) else json.dumps(value)
         assert token not in text and encoded not in text, f"hub token found in {what}"
+    stage_jobs = [j for j in sources["jobs"] if "polya.dev/stage" in j["metadata"]["labels"]]
     for job in sources["jobs"]:
         env = {e["name"]: e for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+        if job not in stage_jobs:  # the sweep's report Job reads results only: no token
+            assert job["metadata"]["name"] == "swp-report" and "HF_TOKEN" not in env
+            continue
         assert "value" not in env["HF_TOKEN"]
         assert env["HF_TOKEN"]["valueFrom"] == {"secretKeyRef": {"name": "hub-token",
                                                                  "key": "token"}}
@@ -134,7 +139,7 @@ def test_hub_token_never_leaks_and_operator_requests_are_recorded(
                            if agent in OPERATOR_AGENTS)
     figures("secrets", {"token_length": len(token), "places_checked": sorted(sources),
                         "log_records": len(caplog.records), "leaks": 0,
-                        "jobs_with_secret_key_ref": len(sources["jobs"])})
+                        "jobs_with_secret_key_ref": len(stage_jobs)})
 
 
 # ----------------------------------------------------------------------------- RBAC

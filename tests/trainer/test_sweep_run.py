@@ -144,3 +144,15 @@ def test_sweep_generates_once_and_reports_the_ablation(
     assert md.count(" ± ") >= 3 and "![ablation](ablation.png)" in md
     assert (root / "report" / "ablation.png").read_bytes()[:4] == b"\x89PNG"
     assert f"sweep report: {root / 'report' / 'sweep.md'}" in out
+    # The sweep's own status (the sweep planner's, as the operator writes on the parent).
+    status = json.loads((root / "status.json").read_text())
+    assert (status["sweep"]["succeeded"], status["report"]) == (6, "report/sweep.md")
+    assert {c["type"]: c["status"] for c in status["conditions"]}["Succeeded"] == "True"
+    # The operator's report Job runs this command over the volume (resources.py,
+    # sweep_report_job): the same report from the same variant outputs, written elsewhere.
+    spec = tmp_path / "snapshot.yaml"
+    spec.write_text(path.read_text())
+    assert main(["sweep-report", "--spec", str(spec), "--workdir", str(tmp_path / "parent"),
+                 "--variants", str(root)]) == 0
+    again = json.loads((tmp_path / "parent" / "report" / "sweep.json").read_text())
+    assert again["summary"] == report["summary"] and again["points"] == report["points"]

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import copy
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from crdcheck import api_errors, names_field
 from polya_trainer import spec as s
+from polya_trainer.engine import sweep as sw
 from polya_trainer.engine.sweep import MAX_NAME, SWEEP_LABEL, expand, variant_name
 from polya_trainer.runtime import cache
 from polya_trainer.runtime.artifacts import atomic_write_json, read_manifest, write_manifest
@@ -115,6 +117,89 @@ def test_variant_names_stay_valid_and_distinct_for_long_parents() -> None:
         assert len(n) <= MAX_NAME
         s.ObjectMeta(name=n)  # RFC 1035, as run names must be
     assert variant_name("short", "h1-s1") == "short-h1-s1"
+
+
+def test_store_prefix_per_variant() -> None:
+    run = s.parse_run(sweep_run({"seeds": [1, 2]}, storage={"uri": "s3://b/abl/"}))
+    assert [v.run.spec.storage.uri for v in expand(run)] == ["s3://b/abl/abl-s1",
+                                                             "s3://b/abl/abl-s2"]
+
+
+# --------------------------------------------------------------------------- the planner
+
+NOW = datetime(2025, 1, 1, tzinfo=UTC)
+RUN = s.parse_run(sweep_run({"heuristicsCount": [1, 2], "seeds": [1, 2]}))
+NAMES = ["abl-h1-s1", "abl-h1-s2", "abl-h2-s1", "abl-h2-s2"]
+RUNNING, GENERATED = sw.Child("Running"), sw.Child("Running", generated=True, progress=30.0)
+DONE, FAILED = sw.Child("Succeeded", True, 100.0), sw.Child("Failed", True, 50.0)
+
+
+def _plan(children: dict[str, sw.Child], report: str | None = None,
+          parallel: int | None = None, run: s.PolyaRun = RUN) -> sw.SweepPlan:
+    return sw.plan(run, children, report, None, NOW, generation=3,
+                   policy=sw.Policy(max_parallel=parallel))
+
+
+@pytest.mark.parametrize("parallel", [None, 1])
+def test_first_variant_alone_until_it_generated(parallel: int | None) -> None:
+    assert [v.name for v in _plan({}, parallel=parallel).starts] == NAMES[:1]
+    assert _plan({NAMES[0]: RUNNING}, parallel=parallel).actions == []
+    later = _plan({NAMES[0]: GENERATED}, parallel=parallel).starts
+    assert [v.name for v in later] == (NAMES[1:] if parallel is None else [])
+    after = _plan({NAMES[0]: DONE}, parallel=parallel).starts
+    assert [v.name for v in after] == (NAMES[1:] if parallel is None else NAMES[1:2])
+
+
+def test_one_at_a_time_in_order() -> None:
+    assert _plan({NAMES[0]: DONE, NAMES[1]: RUNNING}, parallel=1).actions == []
+    plan = _plan({NAMES[0]: DONE, NAMES[1]: DONE}, parallel=1)
+    assert [v.name for v in plan.starts] == [NAMES[2]]
+    assert plan.status.sweep.created == 3
+
+
+def test_vanilla_only_sweep_does_not_wait_for_generation() -> None:
+    run = s.parse_run(sweep_run({"seeds": [1, 2]}, arms=["vanilla"]))
+    assert [v.name for v in _plan({"abl-s1": RUNNING}, run=run).starts] == ["abl-s2"]
+
+
+def test_a_failed_variant_stops_further_starts_and_fails_the_sweep() -> None:
+    plan = _plan({NAMES[0]: DONE, NAMES[1]: FAILED, NAMES[2]: RUNNING})
+    assert plan.actions == []
+    cond = {c.type: c for c in plan.status.conditions}
+    assert (cond["Failed"].status, cond["Failed"].message) == ("True", NAMES[1])
+    assert cond["Running"].status == cond["Succeeded"].status == "False"
+    assert [row.state for row in plan.status.sweep.children] == [
+        "Succeeded", "Failed", "Running", "Pending"]
+    assert plan.status.progress == 37.5  # (100 + 50 + 0 + 0) / 4
+
+
+def test_report_step_then_success() -> None:
+    done = dict.fromkeys(NAMES, DONE)
+    writing = _plan(done)
+    assert writing.report and not writing.starts
+    cond = {c.type: c for c in writing.status.conditions}
+    assert (cond["Running"].status, cond["Running"].reason) == ("True", "WritingReport")
+    assert cond["Succeeded"].status == "False" and writing.status.completion_time is None
+    assert _plan(done, "Running").actions == []
+    ok = _plan(done, "Succeeded")
+    cond = {c.type: c for c in ok.status.conditions}
+    assert (cond["Succeeded"].status, cond["Succeeded"].reason) == ("True",
+                                                                   "AllVariantsSucceeded")
+    assert ok.status.report == "report/sweep.md" and ok.status.completion_time == NOW
+    assert ok.status.observed_generation == 3 and ok.status.progress == 100.0
+    failed = _plan(done, "Failed")  # the variants did succeed: so does the sweep
+    cond = {c.type: c for c in failed.status.conditions}
+    assert cond["Succeeded"].status == "True" and failed.status.report is None
+    assert "not written" in cond["Succeeded"].message
+
+
+def test_transition_times_move_only_on_a_flip() -> None:
+    first = _plan({NAMES[0]: RUNNING})
+    later = sw.plan(RUN, {NAMES[0]: GENERATED}, None, first.status,
+                    NOW.replace(hour=5), generation=3)
+    before = {c.type: c.last_transition_time for c in first.status.conditions}
+    assert {c.type: c.last_transition_time for c in later.status.conditions} == before
+    assert later.status.start_time == NOW
 
 
 # --------------------------------------------------------------------------- cache keys
@@ -272,3 +357,41 @@ def test_sweep_report_mean_std_and_curve(tmp_path: Path) -> None:
     assert "| 1 | 50.0 ± 35.4 (2) |" in md and "![ablation](ablation.png)" in md
     assert (tmp_path / "report" / "ablation.png").read_bytes()[:4] == b"\x89PNG"
     assert "data:image/png;base64," in (tmp_path / "report" / "sweep.html").read_text()
+
+
+def _evaluated(workdir: Path, value: float) -> None:
+    stage = workdir / "polya" / "evaluate"
+    atomic_write_json(stage / "results.json", {"rl": {
+        "gsm8k": {"pass@1": value, "pass@2": 1.0, "greedy": value, "n": 4}}})
+    write_manifest(stage, outputs={})
+
+
+@pytest.mark.parametrize("store", [False, True])
+def test_sweep_report_command_over_a_volume(tmp_path: Path, store: bool) -> None:
+    """The report Job's command (resources.sweep_report_job): the variants side by side on
+    the volume (no variant.json: the planner names them), the report in the parent's
+    workspace; with storage.uri, read from the variants' prefixes and uploaded."""
+    import yaml
+    from polya_trainer.cli import main
+    from polya_trainer.runtime import storage
+
+    body = sweep_run({"heuristicsCount": [1, 2], "seeds": [1, 2]}, arms=["polya"])
+    volume, uri = tmp_path / "workspace", (tmp_path / "bucket").as_uri()
+    if store:
+        body["spec"]["storage"] = {"uri": uri}
+    spec = tmp_path / "run.yaml"
+    spec.write_text(yaml.safe_dump(body))
+    for name, value in zip(NAMES, (0.25, 0.75, 0.5, 0.5), strict=True):
+        _evaluated(tmp_path / "done" / name if store else volume / name, value)
+        if store:
+            storage.push_dir(storage.open_store(sw.variant_uri(uri, name)),
+                             tmp_path / "done" / name / "polya" / "evaluate", "polya/evaluate")
+    assert main(["sweep-report", "--spec", str(spec), "--workdir", str(volume / "abl"),
+                 "--variants", str(volume)]) == 0
+    data = json.loads((volume / "abl" / "report" / "sweep.json").read_text())
+    cells = data["summary"]["polya/rl"]["pass@1"]
+    assert [(c["n"], c["seeds"], c["mean"]) for c in cells] == [(1, 2, 0.5), (2, 2, 0.5)]
+    assert sorted(p["variant"] for p in data["points"]) == NAMES
+    if store:
+        up = storage.read_dir(storage.open_store(uri), "report", tmp_path / "down")
+        assert up is not None and (tmp_path / "down" / "sweep.md").is_file()

@@ -7,6 +7,7 @@
     polya stage STAGE --spec FILE --workdir DIR --arm ARM   one stage (the pod entrypoint)
     polya toy-model DIR           build the small CPU-trainable base model
     polya report WORKDIR          (re)build the comparison report
+    polya sweep-report --spec FILE --workdir DIR [--variants DIR]   (re)build a sweep's report
     polya inspect WORKDIR         browse generated samples (--heuristic, --min-score, --limit)
 
 Heavy imports (torch) happen inside the commands that need them.
@@ -57,11 +58,7 @@ def _cmd_stage(args: argparse.Namespace) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from polya_trainer.engine.local import run_file
-    from polya_trainer.engine.sweep import run_sweep, sweep_in
 
-    sweep = sweep_in(args.file)  # spec.sweep: its variants, one after another
-    if sweep is not None:
-        return run_sweep(sweep, workdir=args.workdir, arms=args.arm, quiet=args.quiet)
     return run_file(args.file, workdir=args.workdir, arms=args.arm, quiet=args.quiet,
                     parallel=args.parallel or None)
 
@@ -78,6 +75,17 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from polya_trainer.report import write_report
 
     print(write_report(Path(args.workdir)))
+    return 0
+
+
+def _cmd_sweep_report(args: argparse.Namespace) -> int:
+    from polya_trainer.engine.local import write_sweep_report
+
+    run = s.load_runs(args.spec)[0]
+    if run.spec.sweep is None:
+        print(f"{args.spec}: {run.metadata.name} has no spec.sweep", file=sys.stderr)
+        return 2
+    print(write_sweep_report(run, args.workdir, args.variants))
     return 0
 
 
@@ -120,6 +128,13 @@ def parser(extend: Callable[[Any], None] | None = None) -> argparse.ArgumentPars
     rep = sub.add_parser("report", help="(re)build the comparison report")
     rep.add_argument("workdir")
     rep.set_defaults(func=_cmd_report)
+
+    sw = sub.add_parser("sweep-report", help="(re)build a sweep's report")
+    sw.add_argument("--spec", required=True, help="the sweep's PolyaRun file")
+    sw.add_argument("--workdir", required=True, help="the sweep's directory (report/ goes here)")
+    sw.add_argument("--variants", default=None,
+                    help="where the variants' directories are (default: --workdir)")
+    sw.set_defaults(func=_cmd_sweep_report)
 
     ins = sub.add_parser("inspect", help="browse generated samples by heuristic and score")
     ins.add_argument("workdir")

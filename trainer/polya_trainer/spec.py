@@ -839,7 +839,7 @@ class PolyaRunSpec(Spec):
     """Kueue LocalQueue; Jobs are created suspended for Kueue to admit."""
     sweep: SweepSpec | None = Field(None, json_schema_extra=_immutable("spec.sweep"))
     """Run variants of this spec that share upstream stages (see SweepSpec); the run itself
-    then only aggregates its child runs."""
+    then aggregates its child runs and, once they succeeded, writes the sweep report."""
 
     @model_validator(mode="after")
     def _arms_unique(self) -> PolyaRunSpec:

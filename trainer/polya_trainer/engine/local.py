@@ -47,8 +47,9 @@ import yaml
 
 from polya_trainer import spec as s
 from polya_trainer.engine import planner as p
+from polya_trainer.engine import sweep as sw
 from polya_trainer.engine.fanout import IndexedProcesses
-from polya_trainer.runtime.artifacts import atomic_write_json, atomic_write_text
+from polya_trainer.runtime.artifacts import MANIFEST, atomic_write_json, atomic_write_text
 from polya_trainer.runtime.launcher import stage_args
 from polya_trainer.runtime.progress import read_progress
 from polya_trainer.runtime.workspace import Workspace
@@ -601,6 +602,8 @@ def run_file(path: str | Path, workdir: str | Path | None = None,
         print(f"{path}: {len(runs)} PolyaRuns; running the first, "
               f"{runs[0].metadata.name}", file=sys.stderr)
     run = runs[0]
+    if sw.is_sweep(run):
+        return run_sweep(run, workdir, arms, quiet, parallel)
     wanted = list(arms) if arms else list(run.spec.arms)
     unknown = [a for a in wanted if a not in run.spec.arms]
     if unknown:
@@ -614,6 +617,90 @@ def run_file(path: str | Path, workdir: str | Path | None = None,
     code = runner.execute()
     print_summary(wd, runner, code)
     return code
+
+
+# --------------------------------------------------------------------------- sweeps
+
+
+def run_sweep(run: s.PolyaRun, workdir: str | Path | None = None,
+              arms: list[str] | None = None, quiet: bool = False,
+              parallel: int | None = 1) -> int:
+    """Run a sweep as the sweep planner says, one variant at a time, each in
+    ``DIR/<variant>/`` with the ordinary runner; then write the sweep report.
+    ``DIR/status.json`` holds the sweep's status.
+
+    A variant that succeeded in an earlier invocation is kept; a failed one runs again (as a
+    failed run does). Returns the first non-zero exit code of a variant, or 0.
+    """
+    root = Workspace.of(Path(workdir) if workdir else default_workdir(run.metadata.name))
+    root.root.mkdir(parents=True, exist_ok=True)
+    variants = sw.expand(run)
+    children: dict[str, sw.Child] = {}
+    for v in variants:
+        child = sw.Child.of(_read_status(Workspace.for_run(root, v.name)))
+        if child.state == "Succeeded":
+            children[v.name] = child
+    report, code = None, 0
+    while True:
+        plan = sw.plan(run, children, report, _read_status(root), _now(),
+                       policy=sw.Policy(max_parallel=1))
+        atomic_write_json(root.status, plan.status.dump())
+        if code or not plan.actions:
+            return code
+        if plan.report:
+            report = "Succeeded" if write_sweep_report_quietly(run, root) else "Failed"
+        for v in plan.starts:
+            print(f"sweep {run.metadata.name}: variant {variants.index(v) + 1}/"
+                  f"{len(variants)} {v.name}", file=sys.stderr)
+            vws = Workspace.for_run(root, v.name)
+            vws.root.mkdir(exist_ok=True)
+            path = atomic_write_text(vws.variant_spec,
+                                     yaml.safe_dump(v.run.dump(), sort_keys=False))
+            atomic_write_json(vws.variant_card, v.card(run.metadata.name))
+            code = run_file(path, workdir=vws.root, arms=arms, quiet=quiet, parallel=parallel)
+            children[v.name] = sw.Child("Succeeded", True, 100.0) if code == 0 else \
+                sw.Child.of(_read_status(vws))
+
+
+def _read_status(ws: Workspace) -> s.PolyaRunStatus | None:
+    with contextlib.suppress(FileNotFoundError, json.JSONDecodeError):
+        return p.as_status(json.loads(ws.status.read_text()))
+    return None
+
+
+def write_sweep_report_quietly(run: s.PolyaRun, root: Workspace) -> bool:
+    """The sweep report (printed); False, saying why, when it could not be written."""
+    try:
+        print(f"sweep report: {write_sweep_report(run, root)}")
+        return True
+    except Exception as exc:  # the variants did run; say why there is no report
+        print(f"sweep report: not written ({type(exc).__name__}: {exc})", file=sys.stderr)
+        return False
+
+
+def write_sweep_report(run: s.PolyaRun, workdir: str | Path | Workspace,
+                       variants_dir: str | Path | None = None) -> Path:
+    """``polya sweep-report``: the sweep report of ``run`` in ``workdir/report/``, over the
+    variants' workspaces in ``variants_dir`` (default ``workdir``: a local sweep; in the
+    operator's report Job, the volume's root). With ``storage.uri`` the variants' evaluate
+    stages are read from the store first and the report goes up to ``<uri>/report/``."""
+    from polya_trainer.report import write_sweep_report as write
+    from polya_trainer.runtime import storage
+
+    ws = Workspace.of(workdir)
+    inputs = sw.report_inputs(run, variants_dir or ws)
+    uri = run.spec.storage.uri
+    for vdir, card in inputs if uri else ():
+        for arm in run.spec.arms:
+            stage = Workspace.of(vdir).stage(arm, "evaluate")
+            if not (stage / MANIFEST).is_file():  # a pod's scratch: not here yet
+                storage.read_stage(sw.variant_uri(uri, card["name"]), arm, "evaluate",
+                                   stage, run.spec.storage.endpoint_url)
+    path = write(ws.root, inputs)
+    store = storage.store_for(run.spec)
+    if store is not None:
+        storage.push_dir(store, ws.report, ws.relative(ws.report))
+    return path
 
 
 # --------------------------------------------------------------------------- child entry

@@ -1,33 +1,53 @@
-"""Sweeps: one PolyaRun with ``spec.sweep`` stands for a set of variant runs.
+"""The sweep planner: (sweep run, observed variants, report step, now) -> (actions, status).
 
-:func:`expand` is pure: a sweep run becomes one ordinary run per (heuristics count, seed),
-in a deterministic order (counts, then seeds, ascending). Every variant generates with the
-same settings (the largest count, the parent's seed pinned in ``stages.generate.seed``),
-so its generate stage has one cache key (:mod:`polya_trainer.runtime.cache`) and runs once;
-``stages.midtrain.heuristicsCount`` makes a variant mid-train on the first n heuristics of
-that data, and ``spec.seed`` is the variant's seed for midtrain, rl and evaluate.
+Pure, like :mod:`polya_trainer.engine.planner`: no I/O. Two executors carry out its actions:
+the operator (``polya_operator/sweep.py``: one child PolyaRun per variant, then a report Job)
+and the local runner (``engine/local.py``, ``run_sweep``: one variant directory after another,
+then the report in process).
 
-:func:`run_sweep` runs the variants one after another on this machine, each under
-``<workdir>/<variant>/`` with the ordinary local runner; the cache lives beside them in
-``<workdir>/.polya-cache``. The operator does the same with child PolyaRuns
-(:mod:`polya_operator.sweep`).
+Rules (the same for both executors):
+
+* **Variants.** :func:`expand` turns a run with ``spec.sweep`` into one ordinary run per
+  (heuristics count, seed), in a deterministic order (counts, then seeds, ascending), named
+  ``<parent>-h<n>-s<seed>``. Every variant generates with the same settings (the largest
+  count, the parent's seed pinned in ``stages.generate.seed``), so its generate stage has one
+  cache key (:mod:`polya_trainer.runtime.cache`) and runs once;
+  ``stages.midtrain.heuristicsCount`` makes a variant mid-train on the first n heuristics of
+  that data, and ``spec.seed`` is the variant's seed for midtrain, rl and evaluate. With
+  ``storage.uri`` each variant gets its own prefix under the sweep's (:func:`variant_uri`).
+* **Which variant starts when.** Variants start in that order. The first starts alone; the
+  others wait until it has generated (its GenerateCompleted condition, or it finished; a
+  vanilla-only sweep generates nothing and does not wait), so that they find the data in the
+  stage cache instead of all generating together. After that, at most
+  ``Policy.max_parallel`` variants are in progress at once (None: all). The operator passes 1
+  when the workspace is a ReadWriteOnce claim (one node: the same rule as for a run's arms,
+  ``resources.parallel_arms``), the local runner always 1 (one run at a time on this machine).
+  A failed variant stops the start of any further one.
+* **The report.** Once every variant has succeeded, one :class:`WriteReport`: the sweep report
+  over the variants' workspaces (``polya sweep-report``; the operator runs it as a Job). The
+  sweep succeeds when that step has finished; a failed report does not fail it (the variants
+  did succeed; the Succeeded condition's message says so and ``status.report`` stays unset).
+* **Status.** ``status.sweep`` lists every variant (Pending until started, then Running,
+  Succeeded or Failed) with counts; ``progress`` is the mean of the variants'; the conditions
+  Running, Succeeded and Failed summarise them.
 """
 
 from __future__ import annotations
 
 import hashlib
-import sys
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from polya_trainer import spec as s
-from polya_trainer.runtime.workspace import Workspace
+from polya_trainer.engine import planner as p
+from polya_trainer.runtime.workspace import REPORT_DIR, RunDir, Workspace
 
 MAX_NAME = 40  # spec.ObjectMeta.name
 SWEEP_LABEL = "polya.dev/sweep"  # names the parent run on each child
+REPORT = f"{REPORT_DIR}/sweep.md"  # status.report of a sweep, in the parent's workspace
 
 
 @dataclass(frozen=True)
@@ -36,6 +56,11 @@ class Variant:
     heuristics: int | None  # n, when the sweep varies the heuristic count
     seed: int
     run: s.PolyaRun
+
+    def card(self, parent: str) -> dict[str, Any]:
+        """What the sweep report reads of a variant (``variant.json`` in local runs)."""
+        return {"parent": parent, "name": self.name, "heuristics": self.heuristics,
+                "seed": self.seed}
 
 
 def variant_name(parent: str, suffix: str) -> str:
@@ -47,6 +72,12 @@ def variant_name(parent: str, suffix: str) -> str:
     tag = hashlib.sha256(parent.encode()).hexdigest()[:6]
     head = parent[: MAX_NAME - len(suffix) - len(tag) - 2].rstrip("-")
     return f"{head}-{tag}-{suffix}"
+
+
+def variant_uri(uri: str, name: str) -> str:
+    """A variant's prefix on the object store: ``<the sweep's uri>/<variant>``, as its
+    workspace is ``<the sweep's directory>/<variant>`` locally."""
+    return f"{uri.rstrip('/')}/{name}"
 
 
 def is_sweep(run: s.PolyaRun) -> bool:
@@ -77,6 +108,9 @@ def expand(run: s.PolyaRun) -> list[Variant]:
                     "stages": {**stages, "midtrain": {**stages.get("midtrain", {})}}}
             if n is not None:
                 spec["stages"]["midtrain"]["heuristicsCount"] = n
+            if run.spec.storage.uri:  # the variant's own prefix under the sweep's
+                spec["storage"] = {**body["storage"],
+                                   "uri": variant_uri(run.spec.storage.uri, name)}
             meta: dict[str, Any] = {"name": name,
                                     "labels": {**labels, SWEEP_LABEL: run.metadata.name}}
             if run.metadata.namespace:
@@ -87,43 +121,128 @@ def expand(run: s.PolyaRun) -> list[Variant]:
     return out
 
 
-def sweep_in(path: str | Path) -> s.PolyaRun | None:
-    """The file's first PolyaRun when it is a sweep; None otherwise (or when the file is
-    invalid: the ordinary runner reports that)."""
-    try:
-        run = s.load_runs(path)[0]
-    except (s.SpecError, OSError, ValueError):
-        return None
-    return run if is_sweep(run) else None
+def report_inputs(run: s.PolyaRun, variants_dir: RunDir) -> list[tuple[Path, dict[str, Any]]]:
+    """(workspace, card) of every variant, the variants' workspaces side by side in
+    ``variants_dir`` (the sweep's directory locally, the volume's root in a pod)."""
+    return [(Workspace.for_run(variants_dir, v.name).root, v.card(run.metadata.name))
+            for v in expand(run)]
 
 
-def run_sweep(run: s.PolyaRun, workdir: str | Path | None = None,
-              arms: list[str] | None = None, quiet: bool = False) -> int:
-    """Run every variant on this machine, one after another; then write the sweep report.
+# --------------------------------------------------------------------------- observation
 
-    Returns the first non-zero exit code of a variant (later variants are not started), or 0.
+
+@dataclass(frozen=True)
+class Child:
+    """A started variant as an executor observed it (a variant not started has none)."""
+
+    state: str = "Running"  # Running (also Pending, Suspended) | Succeeded | Failed
+    generated: bool = False  # its generate stage is done (or it finished)
+    progress: float = 0.0
+
+    @classmethod
+    def of(cls, status: s.PolyaRunStatus | Mapping[str, Any] | None) -> Child:
+        """A started variant from its PolyaRunStatus (the child's, or its status.json)."""
+        st = p.as_status(status)
+        state = p.run_state(st)
+        state = state if state in ("Succeeded", "Failed") else "Running"
+        gen = p.condition(st, p.completed_condition("generate"))
+        return cls(state, state == "Succeeded" or (gen is not None and gen.status == "True"),
+                   100.0 if state == "Succeeded" else st.progress)
+
+
+@dataclass(frozen=True)
+class Policy:
+    max_parallel: int | None = None  # variants in progress at once (None: all)
+
+
+# --------------------------------------------------------------------------- actions
+
+
+@dataclass(frozen=True)
+class StartVariant:
+    """Start a variant run (operator: create the child PolyaRun; local: run its directory)."""
+
+    variant: Variant
+
+
+@dataclass(frozen=True)
+class WriteReport:
+    """Write the sweep report (operator: a Job of the trainer image; local: in process)."""
+
+
+@dataclass
+class SweepPlan:
+    actions: list[StartVariant | WriteReport] = field(default_factory=list)
+    status: s.PolyaRunStatus = field(default_factory=s.PolyaRunStatus)
+
+    @property
+    def starts(self) -> list[Variant]:
+        return [a.variant for a in self.actions if isinstance(a, StartVariant)]
+
+    @property
+    def report(self) -> bool:
+        return any(isinstance(a, WriteReport) for a in self.actions)
+
+
+# --------------------------------------------------------------------------- the planner
+
+
+def _due(variants: list[Variant], children: Mapping[str, Child], policy: Policy,
+         no_generate: bool) -> list[Variant]:
+    """The variants to start now (see the module's rules)."""
+    first = children.get(variants[0].name)
+    if any(c.state == "Failed" for c in children.values()):
+        return []
+    if first is None:
+        return variants[:1]
+    if not (no_generate or first.generated):
+        return []
+    busy = sum(c.state == "Running" for c in children.values())
+    room = len(variants) if policy.max_parallel is None else policy.max_parallel - busy
+    return [v for v in variants if v.name not in children][:max(0, room)]
+
+
+def plan(run: s.PolyaRun, children: Mapping[str, Child], report: str | None,
+         old: s.PolyaRunStatus | Mapping[str, Any] | None, now: datetime, *,
+         generation: int | None = None, policy: Policy = Policy()) -> SweepPlan:
+    """Decide the next actions and the new status of a sweep.
+
+    ``children``: the started variants by name; ``report``: the report step's phase (None:
+    not started, else Running, Succeeded or Failed); ``old``: the sweep's last status.
     """
-    from polya_trainer.engine.local import default_workdir, run_file
-    from polya_trainer.runtime.artifacts import atomic_write_json, atomic_write_text
-
-    root = Path(workdir) if workdir else default_workdir(run.metadata.name)
-    root.mkdir(parents=True, exist_ok=True)
+    old = p.as_status(old)
     variants = expand(run)
-    for i, v in enumerate(variants, 1):
-        print(f"sweep {run.metadata.name}: variant {i}/{len(variants)} {v.name}",
-              file=sys.stderr)
-        vws = Workspace.for_run(root, v.name)
-        vws.root.mkdir(exist_ok=True)
-        path = atomic_write_text(vws.variant_spec, yaml.safe_dump(v.run.dump(), sort_keys=False))
-        atomic_write_json(vws.variant_card, {"parent": run.metadata.name, "name": v.name,
-                                             "heuristics": v.heuristics, "seed": v.seed})
-        code = run_file(path, workdir=vws.root, arms=arms, quiet=quiet)
-        if code != 0:
-            return code
-    try:
-        from polya_trainer.report import write_sweep_report
-
-        print(f"sweep report: {write_sweep_report(root)}")
-    except Exception as exc:  # the variants did run; say why there is no report
-        print(f"sweep report: not written ({type(exc).__name__}: {exc})", file=sys.stderr)
-    return 0
+    starts = _due(variants, children, policy, run.spec.arms == ["vanilla"])
+    states = [children[v.name].state if v.name in children else "Pending" for v in variants]
+    done, failed = states.count("Succeeded"), states.count("Failed")
+    all_done = done == len(variants)
+    out = SweepPlan(actions=[StartVariant(v) for v in starts])
+    if all_done and report is None:
+        out.actions.append(WriteReport())
+    finished = all_done and report in ("Succeeded", "Failed")
+    rows = [s.SweepVariantStatus(name=v.name, heuristics=v.heuristics, seed=v.seed,
+                                 state=state, progress=children[v.name].progress
+                                 if v.name in children else 0.0)
+            for v, state in zip(variants, states, strict=True)]
+    status = s.PolyaRunStatus(
+        sweep=s.SweepStatus(variants=len(variants), created=len(children) + len(starts),
+                            succeeded=done, failed=failed, children=rows),
+        progress=round(sum(row.progress for row in rows) / len(rows), 2),
+        observed_generation=generation, start_time=old.start_time or now,
+        completion_time=(old.completion_time or now) if finished else None,
+        report=REPORT if finished and report == "Succeeded" else None)
+    count = f"{done}/{len(variants)} variants"
+    reason = "AllVariantsSucceeded" if finished else (
+        "WritingReport" if all_done else "VariantsRunning")
+    note = "" if report in (None, "Succeeded") else "; the sweep report was not written"
+    failures = ", ".join(v.name for v, st in zip(variants, states, strict=True) if st == "Failed")
+    for kind, value, why, text in (
+            ("Running", not finished and not failed, reason,
+             f"{count} succeeded; writing the sweep report" if reason == "WritingReport"
+             else f"{count} done"),
+            ("Succeeded", finished, reason, f"{count} succeeded{note}"),
+            ("Failed", failed > 0, "VariantFailed" if failed else "NoFailure", failures)):
+        p.set_condition(status, old, kind, "True" if value else "False", why, text, now,
+                        generation)
+    out.status = status
+    return out

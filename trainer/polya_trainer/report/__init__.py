@@ -25,7 +25,9 @@ computed), ``text`` (cells, sentences, tables, Markdown), ``page`` (HTML), ``plo
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 from polya_trainer.report.numbers import (
     build_table,
@@ -69,11 +71,13 @@ def write_report(workdir: Path) -> Path:
     return atomic_write_text(out / "report.md", render_markdown(data, plots, cards))
 
 
-def write_sweep_report(root: Path) -> Path:
-    """Write ``<root>/report/sweep.{md,html,json}`` and ``ablation.png``; the Markdown path."""
+def write_sweep_report(root: Path, variants: Iterable[tuple[Path, Mapping[str, Any]]] | None
+                       = None) -> Path:
+    """Write ``<root>/report/sweep.{md,html,json}`` and ``ablation.png`` over the variants
+    (see ``sweep_table``); the Markdown path."""
     root = Path(root)
     out = root / "report"
-    data = sweep_table(root)
+    data = sweep_table(root, variants)
     if not data["points"]:
         raise FileNotFoundError(f"no evaluated sweep variant under {root}")
     png = ablation_plot(data)

@@ -7,7 +7,7 @@ keys); ``sweep_table`` does the same for a sweep's variants. Nothing here draws 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -271,16 +271,20 @@ def _math_average(figures: dict[str, dict[str, Any]], metric: str) -> float | No
     return sum(values) / len(values) if values else None
 
 
-def sweep_table(root: Path) -> dict[str, Any]:
+def sweep_table(root: Path, variants: Iterable[tuple[Path, Mapping[str, Any]]] | None = None
+                ) -> dict[str, Any]:
     """{"metrics", "headline", "rows", "points": [{n, seed, row, metric: value}],
-    "summary": {row: {metric: [{n, mean, std, seeds}]}}} over the variants under `root`."""
+    "summary": {row: {metric: [{n, mean, std, seeds}]}}} over the variants: (directory,
+    {name, heuristics, seed}) each, by default every ``<root>/*/variant.json``."""
     import numpy as np
 
+    if variants is None:
+        variants = [(f.parent, json.loads(f.read_text()))
+                    for f in sorted(Path(root).glob("*/variant.json"))]
     points: list[dict[str, Any]] = []
     metrics: set[str] = set()
-    for vfile in sorted(Path(root).glob("*/variant.json")):
-        variant = json.loads(vfile.read_text())
-        for arm, ckpts in load_results(vfile.parent).items():
+    for vdir, variant in variants:
+        for arm, ckpts in load_results(vdir).items():
             for ckpt, figures in ckpts.items():
                 if (arm, ckpt) not in SWEEP_ROWS:
                     continue
