@@ -71,6 +71,7 @@ class Operator:
         self.written: dict[Key, tuple[str, s.PolyaRunStatus]] = {}  # last status, by uid
         self.live: dict[str, dict[str, Any]] = {}  # job name -> live progress
         self.known: dict[str, float] = {}  # job name -> when created (monotonic)
+        self.refusals: dict[str, str] = {}  # Job uid -> its newest FailedCreate message
         self.queue: asyncio.Queue[Key] = asyncio.Queue()  # binds to a loop on first use
         self.dirty: set[Key] = set()  # to reconcile (queued, or waiting for a busy one)
         self.busy: set[Key] = set()  # being reconciled
@@ -226,20 +227,15 @@ class Operator:
                 for job in self._items("jobs", key) if (jm := job["metadata"])
                 and (not uid or jm.get("owner") in (None, uid))]
 
-    async def _failed_creates(self, key: Key, seen: list[p.Attempt]) -> list[p.Attempt]:
+    def _failed_creates(self, key: Key, seen: list[p.Attempt]) -> list[p.Attempt]:
         """Attempts waiting for pods that do not exist get the Job controller's FailedCreate
-        reason (a ResourceQuota, a webhook), which is only ever an Event on the Job."""
+        reason (a ResourceQuota, a webhook), which is only ever an Event on the Job: read
+        once per resync for all Jobs (``resync_once``)."""
         uids = {j["metadata"]["name"]: j["metadata"].get("uid")
                 for j in self._items("jobs", key)}
-        out = []
-        for a in seen:
-            if a.phase == "Pending" and a.reason == "PodPending" and uids.get(a.name) and \
-                    not self._items("pods", (key[0], a.name)):
-                why = await kube.client().failed_create(key[0], uids[a.name])
-                if why:
-                    a = dataclasses.replace(a, reason="FailedCreate", message=why[:2048])
-            out.append(a)
-        return out
+        return [dataclasses.replace(a, reason="FailedCreate", message=why[:2048])
+                if a.phase == "Pending" and a.reason == "PodPending" and
+                (why := self.refusals.get(uids.get(a.name) or "")) else a for a in seen]
 
     def _lingering(self, key: Key, status: s.PolyaRunStatus,
                    seen: list[p.Attempt]) -> list[p.Attempt]:
@@ -260,7 +256,7 @@ class Operator:
         parsed = x.parse(run.get("spec"))  # ~0.2 ms: not worth a cache
         spec = parsed if isinstance(parsed, s.PolyaRunSpec) else None  # None: events only
         horizon = time.monotonic() - 120.0
-        children = await self._failed_creates(key, self._children(key, uid))
+        children = self._failed_creates(key, self._children(key, uid))
         children += self._lingering(key, old, children)
         plan = p.plan({**run, "status": old}, children, datetime.now(UTC),
                       policy=x.policy(spec) if spec else p.Policy(), live=self.live,
@@ -305,6 +301,7 @@ class Operator:
         now = datetime.now(UTC)
         states: dict[str, int] = {}
         polled: list[tuple[Key, str, list[dict[str, Any]]]] = []  # (run, job, its pods)
+        podless: dict[str, Key] = {}  # Jobs of pending stages without pods: uid -> run
         for key in list(runs.keys()):
             run = self._run(key)
             if run is None:
@@ -322,7 +319,9 @@ class Operator:
                 if st.state == "Running" and job_pods:
                     polled.append((key, st.job_name or "", job_pods))
                 elif st.state == "Pending" and st.job_name and not job_pods:
-                    self.enqueue(key)  # no pods yet: a FailedCreate is only an Event
+                    podless.update({j["metadata"].get("uid"): key for j in self._items(
+                        "jobs", key) if j["metadata"]["name"] == st.job_name})
+        await self._refusals(podless)
         running = [pod for _, _, pods in polled for pod in pods
                    if (pod.get("status") or {}).get("phase") == "Running"]
         fetched = await x.poll_progress(running, self.config.progress_timeout,
@@ -341,6 +340,17 @@ class Operator:
         metrics.set_states(states)
         horizon = time.monotonic() - 600
         self.known = {k: t for k, t in self.known.items() if t > horizon}
+
+    async def _refusals(self, podless: dict[str, Key]) -> None:
+        """Read the FailedCreate events (one LIST per namespace, only while some Job has no
+        pods) and queue the runs whose Jobs' refusal changed."""
+        found = await kube.client().failed_creates(self.config.namespaces or [None]) \
+            if podless else {}
+        now = {uid: found[uid] for uid in podless if uid in found}
+        for uid in set(now) | set(self.refusals):
+            if now.get(uid) != self.refusals.get(uid) and uid in podless:
+                self.enqueue(podless[uid])
+        self.refusals = now
 
     async def _check_ready(self) -> None:
         """Ready once kopf's indexes have listed: an event handler has run, or there is no

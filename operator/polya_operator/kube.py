@@ -13,7 +13,7 @@ Not the typed APIs: a model object built from every answer, one method per kind 
 
 RBAC (namespaced): batch/jobs create, delete, patch; configmaps, persistentvolumeclaims,
 services, polyaruns create, and get for the owner check after a 409 (``Kube.create``); events
-create, and list for a Job's FailedCreate (``Kube.failed_create``); polyaruns list (watch
+create, and list for the Jobs' FailedCreate (``Kube.failed_creates``); polyaruns list (watch
 check), polyaruns/status patch; and, for OwnerReferencesPermissionEnforcement,
 polyaruns/finalizers update (chart _rbac.tpl).
 """
@@ -124,18 +124,24 @@ class Kube:
             items += (await self.request("GET", path) or {}).get("items") or []
         return items
 
-    async def failed_create(self, namespace: str, job_uid: str) -> str | None:
-        """The newest message of the Job controller's FailedCreate events on a Job (pods it
+    async def failed_creates(self, namespaces: list[str | None]) -> dict[str, str]:
+        """The newest message of the Job controller's FailedCreate events per Job uid (pods it
         could not create: a ResourceQuota, an admission webhook; kubernetes
-        pkg/controller/controller_utils.go, ``RealPodControl.createPods``), or None.
-        Core events are selectable by involvedObject.uid and reason
-        (pkg/registry/core/event/strategy.go, ``ToSelectableFields``)."""
-        selector = f"involvedObject.uid={job_uid},reason=FailedCreate"
-        found = await self.request("GET", _path("v1", "events", namespace),
-                                   query=[("fieldSelector", selector)])
-        items = sorted((found or {}).get("items") or [], key=lambda e: str(
-            e.get("lastTimestamp") or e.get("eventTime") or ""))
-        return str(items[-1].get("message") or "FailedCreate") if items else None
+        pkg/controller/controller_utils.go, ``RealPodControl.createPods``): one LIST per
+        namespace, filtered by the server (core events are selectable by reason and
+        involvedObject.kind: pkg/registry/core/event/strategy.go, ``ToSelectableFields``)."""
+        query = [("fieldSelector", "reason=FailedCreate,involvedObject.kind=Job")]
+        found: list[dict[str, Any]] = []
+        for ns in namespaces:
+            path = _path("v1", "events", ns) if ns else "/api/v1/events"
+            found += (await self.request("GET", path, query=query) or {}).get("items") or []
+        newest: dict[str, str] = {}
+        for ev in sorted(found, key=lambda e: str(e.get("lastTimestamp") or e.get(
+                "eventTime") or "")):
+            uid = (ev.get("involvedObject") or {}).get("uid")
+            if uid:
+                newest[uid] = str(ev.get("message") or "FailedCreate")
+        return newest
 
     async def event(self, run: dict[str, Any], reason: str, message: str,
                     type_: str = "Normal") -> None:
