@@ -69,6 +69,31 @@ def test_job_is_valid_and_restricted():
     assert claims[0]["persistentVolumeClaim"]["claimName"] == "r1-workspace"
 
 
+def test_sweep_report_job_is_valid_and_restricted():
+    """The sweep's report step (polya_operator/sweep.py): the volume, no token, no API."""
+    sp = spec(model={"name": "org/m", "hubTokenSecret": {"name": "hf", "key": "tok"}},
+              sweep={"seeds": [1, 2]}, serviceAccountName="runner")
+    job = r.sweep_report_job(META, sp, image="img:1")
+    validate(job)
+    assert job["metadata"]["name"] == "r1-report"
+    assert job["metadata"]["labels"][r.LABEL_RUN] == "r1"  # in the operator's Job index
+    pod = job["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    assert c["command"] == ["python", "-m", "polya_trainer.cli", "sweep-report", "--spec",
+                            r.SPEC_FILE, "--workdir", "/workspace/r1", "--variants",
+                            "/workspace"]
+    assert set(env(job)) == {"HOME", "PYTHONUNBUFFERED"}
+    assert not pod["automountServiceAccountToken"] and pod["serviceAccountName"] == "runner"
+    assert c["securityContext"]["readOnlyRootFilesystem"]
+    assert {v["name"] for v in pod["volumes"]} == {"spec", "workspace", "tmp"}
+    stored = r.sweep_report_job(META, spec(sweep={"seeds": [1]}, storage={
+        "uri": "s3://b/r1", "credentialsSecret": "keys"}))
+    validate(stored)
+    assert "emptyDir" in next(v for v in stored["spec"]["template"]["spec"]["volumes"]
+                              if v["name"] == "workspace")
+    assert env(stored)["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"]["name"] == "keys"
+
+
 def test_storage_variants():
     job = r.job(META, spec(storage={"pvc": "shared"}), "polya", "rl", 0)
     vols = {v["name"]: v for v in job["spec"]["template"]["spec"]["volumes"]}

@@ -14,14 +14,15 @@ joining them::
         .polya/generation.json                  the spec digest and local generation
         .polya-storage.lock                     one download per node (spec.storage.uri)
         logs/<child>.log                        a child process's output
-        report/                                 the cross-arm report
+        report/                                 the cross-arm report (a sweep's: sweep.md ...)
         <arm>/<stage>/                          a stage's files, MANIFEST.json last
           checkpoints/checkpoint-N/             a training stage's checkpoints
           model/                                a training stage's final model
         <arm>/generate/data/, card.json, datastats.json   the generated data, its card
         <arm>/evaluate/questions/<ckpt>/<bench>.jsonl, parts/<ckpt>/<bench>.json
-        <variant>/                              a sweep's variant runs, each a Workspace with
-          variant.yaml, variant.json            the variant's PolyaRun, its n and seed
+        <variant>/                              a local sweep's variant runs, each a Workspace
+          variant.yaml, variant.json            with the variant's PolyaRun, its n and seed
+                                                (in a pod: <variant>/ beside <run>/, on the volume)
 
 The object store mirrors the root: a directory's key there is :meth:`Workspace.relative`.
 Files that only their own stage writes and reads (``metrics.json``, ``results.json``,
