@@ -235,6 +235,7 @@ class Operator:
                 for j in self._items("jobs", key)}
         return [dataclasses.replace(a, reason="FailedCreate", message=why[:2048])
                 if a.phase == "Pending" and a.reason == "PodPending" and
+                not self._items("pods", (key[0], a.name)) and
                 (why := self.refusals.get(uids.get(a.name) or "")) else a for a in seen]
 
     def _lingering(self, key: Key, status: s.PolyaRunStatus,
