@@ -43,9 +43,8 @@ class VLLMGenerator:
 
     Text prompts go to vLLM as text, tokenized without special tokens (its default would add
     the tokenizer's BOS before the one the chat template already wrote); id prompts go as
-    ``TokensPrompt``. vLLM tokenizes each prompt as it queues it, while its engine process
-    already works on the earlier ones: tokenizing them all here first cost ~10% of
-    throughput (bench/generation.py).
+    ``TokensPrompt``. The call is then the one a bare ``LLM.generate(texts)`` makes: vLLM
+    tokenizes each prompt as it queues it, while its engine process works on the earlier ones.
 
     Each prompt gets its own seeded `SamplingParams`, so results
     do not depend on how vLLM batches requests.
