@@ -85,9 +85,9 @@ def _absent_nulls(value: Any) -> Any:
 
 
 def _cel(schema: dict[str, Any], value: Any, path: str, errors: list[tuple[str, str]],
-         old: Any = None) -> None:
-    if value is None:
-        return
+         old: Any = None, ratchet: bool = False) -> None:
+    if value is None or (ratchet and old is not None and value == old):
+        return  # ratcheted: the rules of an unchanged value are not evaluated
     for rule in schema.get("x-kubernetes-validations", []):
         if rule.get("optionalOldSelf"):
             raise NotImplementedError("optionalOldSelf rules are not emulated")
@@ -106,7 +106,8 @@ def _cel(schema: dict[str, Any], value: Any, path: str, errors: list[tuple[str, 
         for name, sub in schema.get("properties", {}).items():
             if name in value:
                 prev = old.get(name) if isinstance(old, dict) else None
-                _cel(sub, value[name], f"{path}.{name}" if path else name, errors, prev)
+                _cel(sub, value[name], f"{path}.{name}" if path else name, errors, prev,
+                     ratchet)
     elif isinstance(value, list) and "items" in schema:
         for i, item in enumerate(value):  # only map lists correlate items: none here
             _cel(schema["items"], item, f"{path}[{i}]", errors)
@@ -196,7 +197,7 @@ def api_errors(obj: dict[str, Any], old: dict[str, Any] | None = None,
         _default(raw, old)
     errors = [(_path(e.absolute_path), e.message) for e in validator.iter_errors(obj)]
     if not errors:  # CEL runs only on schema-valid objects, as in the API server
-        _cel(raw, obj, "", errors, old)
+        _cel(raw, obj, "", errors, old, ratchet)
     if ratchet and old is not None:
         errors = [(path, msg) for path, msg in errors if not _unchanged(obj, old, path)]
     return errors
