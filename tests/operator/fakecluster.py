@@ -28,10 +28,10 @@ What each pod's container does comes from a script: ``outcomes(job_name) -> list
 pod gets condition DisruptionTarget and exits 143), "hang" (runs until stopped, or until
 someone else deletes the pod, such as the Eviction API: it then exits 143 with the pod's
 conditions) or "deadline" (runs past the Job's ``activeDeadlineSeconds``: the controller's
-clock jumps there; a Job without one just keeps running). Each pod takes the next item, also
-one the controller stops (the next pod of a suspended and resumed Job runs the item after
-"hang"); every index has its own copy of the script, or its own script when ``outcomes`` gives
-``{index: [...]}`` (indices left out succeed).
+clock jumps there; a Job without one just keeps running). Each pod takes the next item; a
+pod the controller stops (suspension) uses up a "hang" or "deadline", while an interrupted
+other item is run again by the next pod; every index has its own copy of the script, or its
+own script when ``outcomes`` gives ``{index: [...]}`` (indices left out succeed).
 With ``runner`` set, a pod's container instead runs for real (test_e2e_subprocess.py runs it
 on the node double, tests/node/kubelet.py; non-indexed Jobs only).
 Each Job name is driven once, unless ``rerun`` is set: then a Job re-created under a name
@@ -350,7 +350,7 @@ class FakeCluster:
                 await self.job_status(name, {**run.status(), "conditions": [
                     self._cond("Suspended", "JobSuspended", "Job suspended")]})
                 while self._suspended(name):
-                    await self._wait_change(name)
+                    await self._wait_change(name, 0.5)  # shared Event: re-check
                 if name in self.jobs:
                     await self.job_status(name, {"conditions": [{**self._cond(
                         "Suspended", "JobResumed", "Job resumed"), "status": "False"}]})
@@ -372,7 +372,9 @@ class FakeCluster:
                 "status", {}).get("startTime") or now()})
             if name not in self.started:
                 self.started.append(name)
-            ended = await self._container(run, job, pod, script.pop(0))
+            ended = await self._container(run, job, pod, script[0])
+            if ended is not None or script[0] in ("hang", "deadline"):
+                script.pop(0)  # done; an interrupted "succeed" or "fail" is run again
             del run.active[index]
             if ended is None:  # stopped by the controller (suspend, failure, deadline)
                 if run.verdict is not None:
