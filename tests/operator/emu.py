@@ -369,11 +369,9 @@ class Emu(kmock.KubernetesEmulator):
 
     def _collect_now(self, uid: str) -> None:
         """Delete the dependents of a deleted owner (cascading)."""
-        for rk, objs in list(self.store.items()):
-            for key, obj in list(objs.items()):
-                refs = obj.get("metadata", {}).get("ownerReferences") or []
-                if any(ref.get("uid") == uid for ref in refs) and key in objs:
-                    self._delete(rk, key)
+        for rk, key in self._dependents(uid):
+            if key in self.store[rk]:  # a cascade may have removed it meanwhile
+                self._delete(rk, key)
 
     def _delete(self, rk: str, key: Key, policy: str = "Background") -> Obj:
         """Delete with a propagation policy (the garbage collector's three modes, the
