@@ -395,3 +395,31 @@ def test_sweep_report_command_over_a_volume(tmp_path: Path, store: bool) -> None
     if store:
         up = storage.read_dir(storage.open_store(uri), "report", tmp_path / "down")
         assert up is not None and (tmp_path / "down" / "sweep.md").is_file()
+
+
+def test_seed_sweep_reports_the_spread_of_each_preregistered_delta(tmp_path: Path) -> None:
+    """A seed sweep (one n): each pre-registered difference per seed, then mean ± sample std
+    and range across seeds, in sweep.json and the Markdown."""
+    from polya_trainer.report import write_sweep_report
+
+    runs = {1: {"vanilla": {"base": 0.2, "rl": 0.3}, "polya": {"rl": 0.35}},
+            2: {"vanilla": {"base": 0.4, "rl": 0.6}, "polya": {"rl": 0.55}}}
+    for seed, arms in runs.items():
+        vdir = tmp_path / f"toy-s{seed}"
+        atomic_write_json(vdir / "variant.json", {"name": vdir.name, "heuristics": None,
+                                                  "seed": seed, "parent": "toy"})
+        for arm, ckpts in arms.items():
+            atomic_write_json(vdir / arm / "evaluate" / "results.json", {
+                ckpt: {"gsm8k": {"pass@1": v, "greedy": v, "n": 4}}
+                for ckpt, v in ckpts.items()})
+    md = write_sweep_report(tmp_path).read_text()
+    data = json.loads((tmp_path / "report" / "sweep.json").read_text())
+    by = {d["comparison"]: d for d in data["deltas"] if d["metric"] == "pass@1"}
+    rl = by["vanilla/rl - vanilla/base"]
+    assert [(s["seed"], round(s["value"], 6)) for s in rl["seeds"]] == [(1, 0.1), (2, 0.2)]
+    assert rl["mean"] == pytest.approx(0.15) and rl["std"] == pytest.approx(0.0707106781)
+    polya = by["polya/rl - vanilla/rl"]
+    assert (polya["min"], polya["max"]) == (pytest.approx(-0.05), pytest.approx(0.05))
+    assert "star/rl - vanilla/rl" not in by  # no star arm ran
+    assert "| vanilla/rl - vanilla/base | pass@1 | all | +10.0 (seed 1), +20.0 (seed 2) | " \
+           "+15.0 ± 7.1 | +10.0 to +20.0 |" in md

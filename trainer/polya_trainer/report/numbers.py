@@ -282,18 +282,19 @@ def sweep_table(root: Path, variants: Iterable[tuple[Path, Mapping[str, Any]]] |
         variants = [(f.parent, json.loads(f.read_text()))
                     for f in sorted(Path(root).glob("*/variant.json"))]
     points: list[dict[str, Any]] = []
+    every: list[dict[str, Any]] = []  # SWEEP_ROWS and the base rows, for the deltas
     metrics: set[str] = set()
     for vdir, variant in variants:
         for arm, ckpts in load_results(vdir).items():
             for ckpt, figures in ckpts.items():
-                if (arm, ckpt) not in SWEEP_ROWS:
-                    continue
                 names = {m for f in figures.values() for m in f if m.startswith("pass@")}
-                metrics |= names
                 point = {"variant": variant["name"], "n": variant.get("heuristics"),
                          "seed": variant["seed"], "row": f"{arm}/{ckpt}"}
                 point.update({m: _math_average(figures, m) for m in names})
-                points.append(point)
+                every.append(point)
+                if (arm, ckpt) in SWEEP_ROWS:
+                    metrics |= names
+                    points.append(point)
     ordered = sorted(metrics, key=k_of)
     summary: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for arm, ckpt in SWEEP_ROWS:
@@ -314,4 +315,29 @@ def sweep_table(root: Path, variants: Iterable[tuple[Path, Mapping[str, Any]]] |
     headline = f"pass@{HEADLINE_K}" if f"pass@{HEADLINE_K}" in metrics else (
         ordered[-1] if ordered else None)
     return {"metrics": ordered, "headline": headline, "rows": list(summary),
-            "points": points, "summary": summary}
+            "points": points, "summary": summary, "deltas": sweep_deltas(every, ordered)}
+
+
+def sweep_deltas(points: list[dict[str, Any]], metrics: list[str]) -> list[dict[str, Any]]:
+    """The pre-registered comparisons' math-average differences, variant by variant, with
+    their mean, standard deviation and range across the variants of one n (a seed sweep's
+    spread of its headline deltas)."""
+    import numpy as np
+
+    at = {(p["variant"], p["row"]): p for p in points}
+    out = []
+    for row, versus in PREREGISTERED:
+        for metric in metrics:
+            for n in sorted({p["n"] or 0 for p in points}):
+                per = [{"seed": p["seed"], "value": p[metric] - at[(p["variant"], versus)][metric]}
+                       for p in points if p["row"] == row and (p["n"] or 0) == n
+                       and (p["variant"], versus) in at and p.get(metric) is not None
+                       and at[(p["variant"], versus)].get(metric) is not None]
+                if not per:
+                    continue
+                vals = np.array([d["value"] for d in per])
+                out.append({"comparison": f"{row} - {versus}", "metric": metric, "n": n,
+                            "seeds": per, "mean": float(vals.mean()),
+                            "std": float(vals.std(ddof=1)) if len(vals) > 1 else 0.0,
+                            "min": float(vals.min()), "max": float(vals.max())})
+    return out

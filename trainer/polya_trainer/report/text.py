@@ -287,6 +287,15 @@ def sweep_sections(data: dict[str, Any]) -> list[Section]:
             body.append(row)
         title = f"{metric}{' (headline)' if metric == data['headline'] else ''}"
         out.append(Section(f"sweep-{metric}", title, ["heuristics n", *data["rows"]], body))
+    deltas = data.get("deltas") or []
+    if deltas:
+        body = [[d["comparison"], d["metric"], str(d["n"]) if d["n"] else "all",
+                 ", ".join(f"{100 * s['value']:+.1f} (seed {s['seed']})" for s in d["seeds"]),
+                 f"{100 * d['mean']:+.1f} ± {100 * d['std']:.1f}",
+                 f"{100 * d['min']:+.1f} to {100 * d['max']:+.1f}"] for d in deltas]
+        out.append(Section("sweep-deltas", "Pre-registered differences across seeds (points)",
+                           ["comparison", "metric", "heuristics n", "per seed",
+                            "mean ± std", "range"], body))
     return out
 
 
