@@ -179,3 +179,36 @@ def test_pods_get_store_credentials_only_by_reference() -> None:
     names = {e["name"] for e in r.job(META, plain, "polya", "rl", 0, image="img:1")[
         "spec"]["template"]["spec"]["containers"][0]["env"]}
     assert not names & {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+
+
+@pytest.mark.parametrize(("message", "absent"), [
+    # pyarrow's S3 input stream fetches on read; these are the errors it raised there when a
+    # writer had just deleted the manifest (tests/trainer/test_storage_servers.py's racing
+    # reader, 2026-12), which must read as "no manifest yet".
+    ("AWS Error NO_SUCH_KEY during GetObject operation: The specified key does not exist.",
+     True),
+    ("AWS Error RESOURCE_NOT_FOUND during GetObject operation", True),
+    # Anything else is a real failure and is raised.
+    ("AWS Error ACCESS_DENIED during GetObject operation: Access Denied", False),
+])
+def test_a_manifest_deleted_while_it_is_read_is_absent(message: str, absent: bool) -> None:
+    class Stream:
+        def __enter__(self) -> Stream:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            return None
+
+        def read(self) -> bytes:
+            raise OSError(message)
+
+    class FS:
+        def open_input_stream(self, path: str) -> Stream:
+            return Stream()
+
+    store = type("Store", (), {"fs": FS()})()
+    if absent:
+        assert storage._read_json(store, "run/polya/generate/MANIFEST.json") is None
+    else:
+        with pytest.raises(OSError, match="ACCESS_DENIED"):
+            storage._read_json(store, "run/polya/generate/MANIFEST.json")

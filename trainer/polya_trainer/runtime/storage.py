@@ -108,11 +108,13 @@ def _exists(store: Store, path: str) -> bool:
 def _vanished(exc: OSError) -> bool:
     """An object that was gone by the time it was read. pyarrow's S3 input stream looks the
     object up when it opens (a missing one: FileNotFoundError) but fetches it on read, where a
-    writer may have deleted it meanwhile: then a plain OSError, "AWS Error RESOURCE_NOT_FOUND
-    during GetObject operation" (found by tests/trainer/test_storage_servers.py's racing
-    reader)."""
+    writer may have deleted it meanwhile: then a plain OSError naming the AWS SDK's error,
+    RESOURCE_NOT_FOUND (a 404 without a body) or NO_SUCH_KEY (S3's NoSuchKey error body),
+    both "during GetObject operation" (found by tests/trainer/test_storage_servers.py's racing
+    reader, the second in a full run of the suite on 2026-12-03)."""
     return isinstance(exc, FileNotFoundError) or any(
-        mark in str(exc) for mark in ("RESOURCE_NOT_FOUND", "NoSuchKey", "No such object"))
+        mark in str(exc)
+        for mark in ("RESOURCE_NOT_FOUND", "NO_SUCH_KEY", "NoSuchKey", "No such object"))
 
 
 def _read_json(store: Store, path: str) -> dict[str, Any] | None:
