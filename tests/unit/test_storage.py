@@ -192,6 +192,10 @@ def test_pods_get_store_credentials_only_by_reference() -> None:
     ("AWS Error ACCESS_DENIED during GetObject operation: Access Denied", False),
 ])
 def test_a_manifest_deleted_while_it_is_read_is_absent(message: str, absent: bool) -> None:
+    """A stand-in for pyarrow's S3 input stream (pyarrow/_s3fs.pyx, S3FileSystem: the object
+    is looked up on open, its body fetched on read), reduced to a read that raises; it leaves
+    out everything else about the stream. The real race runs against S3 and GCS servers in
+    tests/trainer/test_storage_servers.py."""
     class Stream:
         def __enter__(self) -> Stream:
             return self
